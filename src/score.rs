@@ -1,0 +1,115 @@
+//! Metrics as pure functions: `acc` and `acc_norm` for multiple choice
+//! (defined as in lm-evaluation-harness), and `exact_match` with an optional
+//! final-number filter for generation (lm-eval's GSM8K "flexible" extraction,
+//! preferring the `#### N` answer when the model writes one).
+
+use crate::backend::ChoiceLogLik;
+use crate::suite::Filter;
+use regex::Regex;
+use std::sync::OnceLock;
+
+/// Index of the largest value; the first one wins ties (as `numpy.argmax`).
+pub fn argmax(values: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// `acc`'s prediction: the choice with the highest summed log-likelihood.
+pub fn predict_acc(ll: &[ChoiceLogLik]) -> usize {
+    argmax(&ll.iter().map(|c| c.logprob).collect::<Vec<_>>())
+}
+
+/// `acc_norm`'s prediction: log-likelihood divided by the choice's length in
+/// characters (Unicode scalar values, like Python's `len`), the target
+/// delimiter excluded.
+pub fn predict_acc_norm(ll: &[ChoiceLogLik], choices: &[String]) -> usize {
+    let normed: Vec<f64> =
+        ll.iter().zip(choices).map(|(c, text)| c.logprob / (text.chars().count().max(1) as f64)).collect();
+    argmax(&normed)
+}
+
+fn number_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"-?[$0-9.,]{2,}|-?[0-9]+").unwrap())
+}
+
+fn strict_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"#### (-?[0-9.,]+)").unwrap())
+}
+
+/// lm-eval's GSM8K normalisation: drop `,` and `$`, a trailing `.`, surrounding space.
+pub fn normalize_number(s: &str) -> String {
+    let s: String = s.trim().chars().filter(|c| *c != ',' && *c != '$').collect();
+    s.trim_end_matches('.').to_string()
+}
+
+/// Applies a task's filter to generated text.
+pub fn apply_filter(filter: Filter, text: &str) -> String {
+    match filter {
+        Filter::None => text.trim().to_string(),
+        Filter::Number => {
+            let raw = strict_re()
+                .captures(text)
+                .map(|c| c[1].to_string())
+                .or_else(|| number_re().find_iter(text).last().map(|m| m.as_str().to_string()))
+                .unwrap_or_default();
+            normalize_number(&raw)
+        }
+        Filter::LastWord => text
+            .split_whitespace()
+            .last()
+            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// Exact match of a filtered prediction against the target.
+pub fn exact_match(filter: Filter, prediction: &str, target: &str) -> bool {
+    let target = match filter {
+        Filter::None | Filter::LastWord => target.trim().to_string(),
+        Filter::Number => normalize_number(target),
+    };
+    !prediction.is_empty() && prediction == target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ll(lp: &[f64]) -> Vec<ChoiceLogLik> {
+        lp.iter().map(|&logprob| ChoiceLogLik { logprob, n_tokens: 1, is_greedy: false }).collect()
+    }
+
+    #[test]
+    fn acc_picks_highest_loglik_first_on_ties() {
+        assert_eq!(predict_acc(&ll(&[-3.0, -1.0, -1.0])), 1);
+    }
+
+    #[test]
+    fn acc_norm_divides_by_characters() {
+        // Long choice with a lower total but a better per-character score.
+        let choices = vec!["ab".to_string(), "abcdefghij".to_string()];
+        let l = ll(&[-2.0, -5.0]);
+        assert_eq!(predict_acc(&l), 0);
+        assert_eq!(predict_acc_norm(&l, &choices), 1);
+        // Characters, not bytes: "éé" is 2 characters.
+        let choices = vec!["éé".to_string(), "abc".to_string()];
+        assert_eq!(predict_acc_norm(&ll(&[-2.0, -3.3]), &choices), 0);
+    }
+
+    #[test]
+    fn number_filter_prefers_strict_answer() {
+        assert_eq!(apply_filter(Filter::Number, "so 3 + 4 = 7\n#### 1,234."), "1234");
+        assert_eq!(apply_filter(Filter::Number, "She makes 9 * 2 = $18 dollars."), "18");
+        assert_eq!(apply_filter(Filter::Number, "no digits"), "");
+        assert!(exact_match(Filter::Number, "1234", "1,234"));
+        assert!(!exact_match(Filter::Number, "", ""));
+        assert_eq!(apply_filter(Filter::LastWord, " The capital is Paris.\n"), "Paris");
+    }
+}

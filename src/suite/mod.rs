@@ -1,0 +1,594 @@
+//! Suites: YAML files listing tasks in lm-evaluation-harness vocabulary
+//! (`doc_to_text`, `doc_to_choice`, `doc_to_target`, `target_delimiter`,
+//! `output_type`, `num_fewshot`, `metric_list`, `generation_kwargs`), their
+//! validation with file/line errors, the seeded sample of documents, and the
+//! rendering of each document into an [`Item`]. Everything here happens before
+//! any weights are loaded.
+
+pub mod data;
+pub mod template;
+
+use crate::catalog;
+use crate::error::UserError;
+use anyhow::{Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Suites compiled into the binary, so `openweigh run` works from any folder.
+pub const EMBEDDED: &[(&str, &str)] = &[("quick", include_str!("../../suites/quick.yaml"))];
+
+pub const DEFAULT_SUITE: &str = "quick";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputType {
+    MultipleChoice,
+    GenerateUntil,
+}
+
+/// A metric name, written either as `acc` or lm-eval's `{metric: acc, ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MetricSpec {
+    Name(String),
+    Full { metric: String },
+}
+
+impl MetricSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            MetricSpec::Name(n) | MetricSpec::Full { metric: n } => n,
+        }
+    }
+}
+
+/// A template (string) or a literal list of choices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ChoiceSpec {
+    Template(String),
+    List(Vec<String>),
+}
+
+/// A template string, or a literal number (lm-eval allows `doc_to_target: 0`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TargetSpec {
+    Index(usize),
+    Template(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationKwargs {
+    #[serde(default)]
+    pub until: Vec<String>,
+    #[serde(default = "default_max_gen_toks")]
+    pub max_gen_toks: usize,
+}
+
+fn default_max_gen_toks() -> usize {
+    256
+}
+fn default_delimiter() -> String {
+    " ".into()
+}
+fn default_fewshot_delimiter() -> String {
+    "\n\n".into()
+}
+fn default_seed() -> u64 {
+    1234
+}
+
+/// How a generated answer is reduced before exact match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    /// Trimmed text.
+    #[default]
+    None,
+    /// The final number: after `####` if present, else the last number.
+    Number,
+    /// The last word, surrounding punctuation removed.
+    LastWord,
+}
+
+/// One task as written in a suite file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub task: String,
+    /// A catalog dataset name (`openweigh suites` lists them).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// A local data file (.arrow, .jsonl, .jsonl.gz, .json), relative to the suite file.
+    #[serde(default)]
+    pub data_files: Option<PathBuf>,
+    pub output_type: OutputType,
+    /// Text put before every prompt (lm-eval's `description`).
+    #[serde(default)]
+    pub description: String,
+    pub doc_to_text: String,
+    #[serde(default)]
+    pub doc_to_choice: Option<ChoiceSpec>,
+    pub doc_to_target: TargetSpec,
+    /// Target used when the document serves as a few-shot example (default: doc_to_target).
+    #[serde(default)]
+    pub fewshot_target: Option<String>,
+    #[serde(default = "default_delimiter")]
+    pub target_delimiter: String,
+    #[serde(default = "default_fewshot_delimiter")]
+    pub fewshot_delimiter: String,
+    #[serde(default)]
+    pub num_fewshot: usize,
+    #[serde(default)]
+    pub metric_list: Vec<MetricSpec>,
+    #[serde(default)]
+    pub generation_kwargs: Option<GenerationKwargs>,
+    #[serde(default)]
+    pub filter: Filter,
+    /// Evaluate a fixed, seeded sample of this many documents (all when absent).
+    #[serde(default)]
+    pub sample: Option<usize>,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Wrap each prompt in the model's chat template.
+    #[serde(default)]
+    pub chat_template: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    tasks: Vec<TaskSpec>,
+}
+
+/// What the model is asked for one item.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ItemKind {
+    /// `choices` are the raw choice texts; each continuation scored is
+    /// `target_delimiter + choice`.
+    MultipleChoice {
+        choices: Vec<String>,
+        gold: usize,
+        target_delimiter: String,
+    },
+    Generate {
+        target: String,
+        until: Vec<String>,
+        max_tokens: usize,
+    },
+}
+
+/// One rendered document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    /// `<task>/<row index in the data file>`: stable across runs and limits.
+    pub id: String,
+    /// The prompt before any chat template: description, few-shot examples, doc_to_text.
+    pub prompt: String,
+    #[serde(flatten)]
+    pub kind: ItemKind,
+    /// sha256 (first 16 hex digits) of prompt, choices and target: what `compare` matches.
+    pub prompt_hash: String,
+}
+
+pub struct Task {
+    pub spec: TaskSpec,
+    pub data_path: PathBuf,
+    pub data_sha256: String,
+    pub data_licence: String,
+    /// Documents in the data file.
+    pub n_documents: usize,
+    pub items: Vec<Item>,
+    pub metrics: Vec<String>,
+    /// Bytes at the start of every item's prompt that all items share
+    /// (description and few-shot examples).
+    pub shared_prefix_len: usize,
+}
+
+pub struct Suite {
+    pub name: String,
+    pub description: String,
+    /// The file it came from, or `<embedded>/NAME.yaml`.
+    pub path: PathBuf,
+    /// sha256 of the suite file's text.
+    pub sha256: String,
+    pub tasks: Vec<Task>,
+}
+
+/// Finds a suite's text: an existing path, `suites/NAME.yaml`, or an embedded suite.
+fn resolve(name_or_path: &str) -> Result<(PathBuf, String)> {
+    let p = Path::new(name_or_path);
+    if p.extension().is_some() || name_or_path.contains('/') {
+        let text = std::fs::read_to_string(p).map_err(|_| UserError::MissingFile {
+            path: p.into(),
+            fix: "pass an existing suite .yaml or a suite name such as `quick`".into(),
+        })?;
+        return Ok((p.into(), text));
+    }
+    let local = Path::new("suites").join(format!("{name_or_path}.yaml"));
+    if let Ok(text) = std::fs::read_to_string(&local) {
+        return Ok((local, text));
+    }
+    match EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
+        Some((n, text)) => Ok((PathBuf::from(format!("<embedded>/{n}.yaml")), text.to_string())),
+        None => Err(UserError::UnknownSuite(name_or_path.into()).into()),
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(1)
+}
+
+const KNOWN_METRICS: &[&str] = &["acc", "acc_norm", "exact_match"];
+
+impl Suite {
+    /// Parses and validates a suite, fetches its data, and renders its items.
+    /// `limit` caps the items per task (a prefix of the task's seeded sample).
+    pub fn load(name_or_path: &str, limit: Option<usize>) -> Result<Suite> {
+        let (path, text) = resolve(name_or_path)?;
+        let file: SuiteFile = serde_yaml::from_str(&text).map_err(|e| {
+            let line = e.location().map(|l| l.line()).unwrap_or(1);
+            UserError::SuiteAt {
+                path: path.clone(),
+                line,
+                message: format!("{e}; see suites/quick.yaml for the accepted fields"),
+            }
+        })?;
+        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        for spec in &file.tasks {
+            validate(spec).map_err(|message| UserError::SuiteAt {
+                path: path.clone(),
+                line: line_of(&text, &format!("task: {}", spec.task)),
+                message: format!("task '{}': {message}", spec.task),
+            })?;
+        }
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut tasks = Vec::new();
+        for spec in file.tasks {
+            let line = line_of(&text, &format!("task: {}", spec.task));
+            tasks.push(build_task(spec, &base, limit).map_err(|e| match e.downcast::<UserError>() {
+                Ok(u) => anyhow::Error::from(u),
+                Err(e) => UserError::SuiteAt { path: path.clone(), line, message: format!("{e:#}") }.into(),
+            })?);
+        }
+        Ok(Suite { name: file.name, description: file.description, path, sha256, tasks })
+    }
+}
+
+/// Checks one task's fields; the message names the field and the fix.
+fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
+    match (&spec.dataset, &spec.data_files) {
+        (None, None) => return Err("needs `dataset:` (a catalog name) or `data_files:` (a local file)".into()),
+        (Some(_), Some(_)) => return Err("give either `dataset:` or `data_files:`, not both".into()),
+        (Some(d), None) if catalog::dataset(d).is_none() => {
+            let known: Vec<_> = catalog::DATASETS.iter().map(|d| d.name).collect();
+            return Err(format!("unknown dataset '{d}'; known: {}", known.join(", ")));
+        }
+        _ => {}
+    }
+    if spec.output_type == OutputType::MultipleChoice && spec.doc_to_choice.is_none() {
+        return Err("output_type multiple_choice needs `doc_to_choice`".into());
+    }
+    if spec.output_type == OutputType::GenerateUntil && spec.doc_to_choice.is_some() {
+        return Err("`doc_to_choice` only applies to output_type multiple_choice".into());
+    }
+    for m in &spec.metric_list {
+        if !KNOWN_METRICS.contains(&m.name()) {
+            return Err(format!(
+                "unknown metric '{}' in metric_list; use one of {}",
+                m.name(),
+                KNOWN_METRICS.join(", ")
+            ));
+        }
+        let ok = match spec.output_type {
+            OutputType::MultipleChoice => m.name() != "exact_match",
+            OutputType::GenerateUntil => m.name() == "exact_match",
+        };
+        if !ok {
+            return Err(format!("metric '{}' does not apply to this output_type", m.name()));
+        }
+    }
+    if spec.sample == Some(0) {
+        return Err("`sample: 0` selects no items; remove it to use every document".into());
+    }
+    let env = template::environment();
+    let mut templates = vec![("doc_to_text", spec.doc_to_text.as_str())];
+    if let Some(ChoiceSpec::Template(t)) = &spec.doc_to_choice {
+        templates.push(("doc_to_choice", t));
+    }
+    if let TargetSpec::Template(t) = &spec.doc_to_target {
+        templates.push(("doc_to_target", t));
+    }
+    if let Some(t) = &spec.fewshot_target {
+        templates.push(("fewshot_target", t));
+    }
+    for (field, src) in templates {
+        env.template_from_str(src).map_err(|e| format!("`{field}` is not a valid Jinja template: {e}"))?;
+    }
+    Ok(())
+}
+
+fn render_choices(env: &minijinja::Environment, spec: &TaskSpec, doc: &minijinja::Value) -> Result<Vec<String>> {
+    match spec.doc_to_choice.as_ref().expect("validated") {
+        ChoiceSpec::List(l) => Ok(l.clone()),
+        ChoiceSpec::Template(t) => {
+            let v = template::evaluate(env, t, doc).context("doc_to_choice")?;
+            if v.as_str().is_some() || v.len().is_none() {
+                anyhow::bail!("doc_to_choice must give a list, got {v}");
+            }
+            v.try_iter()?.map(|c| Ok(c.as_str().map(str::to_string).unwrap_or_else(|| c.to_string()))).collect()
+        }
+    }
+}
+
+/// The gold answer of a multiple-choice document as a choice index.
+fn render_gold(
+    env: &minijinja::Environment,
+    spec: &TaskSpec,
+    doc: &minijinja::Value,
+    choices: &[String],
+) -> Result<usize> {
+    let gold = match &spec.doc_to_target {
+        TargetSpec::Index(i) => *i,
+        TargetSpec::Template(t) => {
+            let v = template::evaluate(env, t, doc).context("doc_to_target")?;
+            if let Some(i) = v.as_usize() {
+                i
+            } else if let Some(s) = v.as_str() {
+                match s.trim().parse::<usize>() {
+                    Ok(i) => i,
+                    Err(_) => choices.iter().position(|c| c == s).with_context(|| {
+                        format!("doc_to_target gave '{s}', neither an index nor one of the choices")
+                    })?,
+                }
+            } else {
+                anyhow::bail!("doc_to_target gave {v}, expected an index or a choice text");
+            }
+        }
+    };
+    if gold >= choices.len() {
+        anyhow::bail!("doc_to_target index {gold} is out of range for {} choices", choices.len());
+    }
+    Ok(gold)
+}
+
+fn render_target_text(env: &minijinja::Environment, src: &TargetSpec, doc: &minijinja::Value) -> Result<String> {
+    match src {
+        TargetSpec::Index(i) => Ok(i.to_string()),
+        TargetSpec::Template(t) => Ok(template::render(env, t, doc).context("doc_to_target")?.trim().to_string()),
+    }
+}
+
+/// Text of a document used as a few-shot example: prompt, delimiter, answer.
+fn fewshot_example(env: &minijinja::Environment, spec: &TaskSpec, doc: &minijinja::Value) -> Result<String> {
+    let text = template::render(env, &spec.doc_to_text, doc).context("doc_to_text")?;
+    let answer = match (&spec.fewshot_target, spec.output_type) {
+        (Some(t), _) => template::render(env, t, doc).context("fewshot_target")?,
+        (None, OutputType::MultipleChoice) => {
+            let choices = render_choices(env, spec, doc)?;
+            let gold = render_gold(env, spec, doc, &choices)?;
+            choices[gold].clone()
+        }
+        (None, OutputType::GenerateUntil) => render_target_text(env, &spec.doc_to_target, doc)?,
+    };
+    Ok(format!("{text}{}{answer}", spec.target_delimiter))
+}
+
+fn hash_item(prompt: &str, kind: &ItemKind) -> String {
+    let mut h = Sha256::new();
+    h.update(prompt.as_bytes());
+    h.update(serde_json::to_vec(kind).unwrap_or_default());
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+/// The seeded order of documents: evaluated items come from the front
+/// (`--limit N` takes a prefix, so smaller runs are subsets of larger ones),
+/// few-shot examples from the back, so the two never overlap.
+pub fn seeded_order(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    order
+}
+
+fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task> {
+    let (data_path, licence) = match (&spec.dataset, &spec.data_files) {
+        (Some(name), _) => {
+            let asset = catalog::dataset(name).expect("validated");
+            (crate::assets::fetch(asset)?, asset.licence.to_string())
+        }
+        (None, Some(p)) => (if p.is_absolute() { p.clone() } else { base.join(p) }, "see the data file".to_string()),
+        (None, None) => unreachable!("validated"),
+    };
+    let docs = data::load_documents(&data_path)?;
+    let data_sha256 = crate::assets::sha256_file(&data_path)?;
+    let order = seeded_order(docs.len(), spec.seed);
+    if spec.num_fewshot >= docs.len() {
+        anyhow::bail!("num_fewshot {} needs more than the {} documents available", spec.num_fewshot, docs.len());
+    }
+    let (eval_order, shots) = order.split_at(docs.len() - spec.num_fewshot);
+    let mut n = eval_order.len();
+    if let Some(s) = spec.sample {
+        n = n.min(s);
+    }
+    if let Some(l) = limit {
+        n = n.min(l);
+    }
+    let mut chosen: Vec<usize> = eval_order[..n].to_vec();
+    chosen.sort_unstable();
+
+    let env = template::environment();
+    let as_value = |i: usize| minijinja::Value::from_serialize(&docs[i]);
+    let mut prefix = String::new();
+    if !spec.description.is_empty() {
+        prefix.push_str(&spec.description);
+    }
+    for &i in shots {
+        let ex = fewshot_example(&env, &spec, &as_value(i)).with_context(|| format!("few-shot document {i}"))?;
+        prefix.push_str(&ex);
+        prefix.push_str(&spec.fewshot_delimiter);
+    }
+    let mut items = Vec::with_capacity(chosen.len());
+    for i in chosen {
+        let doc = as_value(i);
+        let build = || -> Result<Item> {
+            let text = template::render(&env, &spec.doc_to_text, &doc).context("doc_to_text")?;
+            let prompt = format!("{prefix}{text}");
+            let kind = match spec.output_type {
+                OutputType::MultipleChoice => {
+                    let choices = render_choices(&env, &spec, &doc)?;
+                    if choices.len() < 2 {
+                        anyhow::bail!(
+                            "doc_to_choice gave {} choice(s); multiple choice needs at least 2",
+                            choices.len()
+                        );
+                    }
+                    let gold = render_gold(&env, &spec, &doc, &choices)?;
+                    ItemKind::MultipleChoice { choices, gold, target_delimiter: spec.target_delimiter.clone() }
+                }
+                OutputType::GenerateUntil => {
+                    let g =
+                        spec.generation_kwargs.clone().unwrap_or(GenerationKwargs { until: vec![], max_gen_toks: 256 });
+                    ItemKind::Generate {
+                        target: render_target_text(&env, &spec.doc_to_target, &doc)?,
+                        until: g.until,
+                        max_tokens: g.max_gen_toks,
+                    }
+                }
+            };
+            let prompt_hash = hash_item(&prompt, &kind);
+            Ok(Item { id: format!("{}/{i}", spec.task), prompt, kind, prompt_hash })
+        };
+        items.push(build().with_context(|| format!("document {i} of {}", data_path.display()))?);
+    }
+    let metrics = if spec.metric_list.is_empty() {
+        match spec.output_type {
+            OutputType::MultipleChoice => vec!["acc".into(), "acc_norm".into()],
+            OutputType::GenerateUntil => vec!["exact_match".into()],
+        }
+    } else {
+        spec.metric_list.iter().map(|m| m.name().to_string()).collect()
+    };
+    Ok(Task {
+        data_path,
+        data_sha256,
+        data_licence: licence,
+        n_documents: docs.len(),
+        items,
+        metrics,
+        shared_prefix_len: prefix.len(),
+        spec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite_in(dir: &Path, yaml: &str, data: &str) -> PathBuf {
+        std::fs::write(dir.join("d.jsonl"), data).unwrap();
+        let p = dir.join("s.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        p
+    }
+
+    const DOCS: &str = "{\"q\": \"one\", \"a\": [\"x\", \"y\"], \"g\": 1}\n{\"q\": \"two\", \"a\": [\"x\", \"z\"], \"g\": 0}\n{\"q\": \"three\", \"a\": [\"u\", \"v\"], \"g\": 1}\n{\"q\": \"four\", \"a\": [\"m\", \"n\"], \"g\": 0}\n";
+
+    #[test]
+    fn renders_items_with_delimiter_and_gold() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = suite_in(
+            tmp.path(),
+            "name: s\ntasks:\n  - task: t\n    data_files: d.jsonl\n    output_type: multiple_choice\n    doc_to_text: \"Q: {{q}}\\nA:\"\n    doc_to_choice: \"{{a}}\"\n    doc_to_target: \"{{g}}\"\n",
+            DOCS,
+        );
+        let s = Suite::load(p.to_str().unwrap(), None).unwrap();
+        let t = &s.tasks[0];
+        assert_eq!(t.items.len(), 4);
+        assert_eq!(t.metrics, vec!["acc", "acc_norm"]);
+        let first = &t.items[0];
+        assert_eq!(first.id, "t/0");
+        assert_eq!(first.prompt, "Q: one\nA:");
+        match &first.kind {
+            ItemKind::MultipleChoice { choices, gold, target_delimiter } => {
+                assert_eq!(choices, &vec!["x".to_string(), "y".to_string()]);
+                assert_eq!(*gold, 1);
+                assert_eq!(target_delimiter, " ");
+            }
+            _ => panic!("expected multiple choice"),
+        }
+    }
+
+    #[test]
+    fn fewshot_examples_never_overlap_items_and_limit_takes_a_prefix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = suite_in(
+            tmp.path(),
+            "name: s\ntasks:\n  - task: t\n    data_files: d.jsonl\n    output_type: generate_until\n    num_fewshot: 1\n    doc_to_text: \"Q: {{q}}\"\n    doc_to_target: \"{{g}}\"\n",
+            DOCS,
+        );
+        let all = Suite::load(p.to_str().unwrap(), None).unwrap();
+        let t = &all.tasks[0];
+        assert_eq!(t.items.len(), 3);
+        let prefix = &t.items[0].prompt[..t.shared_prefix_len];
+        assert!(prefix.ends_with("\n\n"));
+        for item in &t.items {
+            assert!(item.prompt.starts_with(prefix));
+            let own = &item.prompt[t.shared_prefix_len..];
+            assert!(!prefix.contains(own), "few-shot example {own} is also evaluated");
+        }
+        let two = Suite::load(p.to_str().unwrap(), Some(2)).unwrap();
+        let order = seeded_order(4, 1234);
+        let mut expect: Vec<String> = order[..2].iter().map(|i| format!("t/{i}")).collect();
+        expect.sort();
+        let got: Vec<String> = two.tasks[0].items.iter().map(|i| i.id.clone()).collect();
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn seeded_order_is_stable() {
+        // Pinned: a change here changes which items every suite samples.
+        assert_eq!(seeded_order(10, 1234), seeded_order(10, 1234));
+        assert_ne!(seeded_order(10, 1234), seeded_order(10, 1235));
+        let mut sorted = seeded_order(100, 7);
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = suite_in(
+            tmp.path(),
+            "name: s\ntasks:\n  - task: t\n    data_files: d.jsonl\n    output_type: multiple_choice\n    doc_to_text: \"Q\"\n    doc_to_target: 0\n",
+            DOCS,
+        );
+        let e = Suite::load(p.to_str().unwrap(), None).err().unwrap().to_string();
+        assert!(e.contains("s.yaml:3:") && e.contains("needs `doc_to_choice`"), "{e}");
+        let p = suite_in(
+            tmp.path(),
+            "name: s\ntasks:\n  - task: t\n    data_files: d.jsonl\n    output_type: multiple_choice\n    doc_to_text: \"Q\"\n    doc_to_choice: \"{{a}}\"\n    doc_to_target: \"{{g + 5}}\"\n",
+            DOCS,
+        );
+        let e = format!("{:#}", Suite::load(p.to_str().unwrap(), None).err().unwrap());
+        assert!(e.contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn embedded_quick_suite_parses() {
+        let text = EMBEDDED.iter().find(|(n, _)| *n == "quick").unwrap().1;
+        let f: SuiteFile = serde_yaml::from_str(text).unwrap();
+        assert!(f.tasks.len() >= 5);
+        for t in &f.tasks {
+            validate(t).unwrap();
+        }
+    }
+}

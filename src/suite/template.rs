@@ -1,0 +1,155 @@
+//! Jinja templates of suites (lm-evaluation-harness vocabulary), rendered with
+//! minijinja. Python-style methods that lm-eval YAML files use
+//! (`answer.split('####')[-1].strip()`, `choices.label.index(answerKey)`) work
+//! through minijinja-contrib's pycompat layer plus `index` for lists. Filters
+//! of our own stand in for lm-eval's `process_docs` hooks (`hellaswag_clean`).
+
+use anyhow::{anyhow, Result};
+use minijinja::value::Value;
+use minijinja::{Environment, Error, ErrorKind, State};
+
+/// lm-evaluation-harness's HellaSwag `preprocess`: strip, " [title]" → ". ",
+/// drop `[...]` spans, collapse double spaces (once, as the reference does).
+pub fn hellaswag_clean(text: &str) -> String {
+    let text = text.trim().replace(" [title]", ". ");
+    // re.sub("\\[.*?\\]", "", text): each '[' up to the next ']' on the same line.
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find('[') {
+        match rest[i..].find(']') {
+            Some(j) if !rest[i..i + j].contains('\n') => {
+                out.push_str(&rest[..i]);
+                rest = &rest[i + j + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=i]);
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out.replace("  ", " ")
+}
+
+fn unknown_method(state: &State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    if method == "index" && value.len().is_some() && value.as_str().is_none() {
+        if let [needle] = args {
+            let iter = value.try_iter()?;
+            for (i, v) in iter.enumerate() {
+                if &v == needle {
+                    return Ok(Value::from(i));
+                }
+            }
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("{needle} is not in list")));
+        }
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
+/// The template environment every suite uses.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_keep_trailing_newline(true);
+    env.set_unknown_method_callback(unknown_method);
+    env.add_filter("hellaswag_clean", |s: String| hellaswag_clean(&s));
+    env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
+        Err(Error::new(ErrorKind::InvalidOperation, msg))
+    });
+    env
+}
+
+/// If `src` is exactly one `{{ expression }}`, returns the expression.
+fn sole_expression(src: &str) -> Option<&str> {
+    let s = src.trim();
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") {
+        return None;
+    }
+    Some(inner.trim().trim_start_matches('-').trim_end_matches('-').trim())
+}
+
+/// Renders a template against one document to a string.
+pub fn render(env: &Environment, src: &str, doc: &Value) -> Result<String> {
+    env.render_str(src, doc).map_err(|e| anyhow!("{e:#}"))
+}
+
+/// Evaluates a template to a value: a template that is a single `{{ expr }}`
+/// yields the expression's own value (a list, an int), as lm-eval's
+/// `doc_to_choice` / `doc_to_target` do; anything else renders to a string.
+pub fn evaluate(env: &Environment, src: &str, doc: &Value) -> Result<Value> {
+    match sole_expression(src) {
+        Some(expr) => {
+            let e = env.compile_expression(expr).map_err(|e| anyhow!("{e:#}"))?;
+            e.eval(doc).map_err(|e| anyhow!("{e:#}"))
+        }
+        None => Ok(Value::from(render(env, src, doc)?)),
+    }
+}
+
+/// Renders a chat template (a GGUF's `tokenizer.chat_template`) for a single
+/// user message, with the assistant's generation prompt appended.
+pub fn render_chat(template: &str, user: &str, bos: &str, eos: &str) -> Result<String> {
+    let env = environment();
+    let ctx = minijinja::context! {
+        messages => vec![minijinja::context!{ role => "user", content => user }],
+        add_generation_prompt => true,
+        bos_token => bos,
+        eos_token => eos,
+    };
+    env.render_str(template, ctx).map_err(|e| anyhow!("rendering the model's chat template: {e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Value {
+        Value::from_serialize(serde_json::json!({
+            "question": "Which is a gas?",
+            "choices": {"text": ["ice", "steam"], "label": ["A", "B"]},
+            "answerKey": "B",
+            "answer": "2 + 2 = <<2+2=4>>4\n#### 1,234",
+            "label": "1",
+        }))
+    }
+
+    #[test]
+    fn renders_text() {
+        let env = environment();
+        let s = render(&env, "Question: {{question}}\nAnswer:", &doc()).unwrap();
+        assert_eq!(s, "Question: Which is a gas?\nAnswer:");
+    }
+
+    #[test]
+    fn expression_yields_list_and_index() {
+        let env = environment();
+        let choices = evaluate(&env, "{{choices.text}}", &doc()).unwrap();
+        assert_eq!(choices.len(), Some(2));
+        let target = evaluate(&env, "{{choices.label.index(answerKey)}}", &doc()).unwrap();
+        assert_eq!(target.as_usize(), Some(1));
+        let gold = evaluate(&env, "{{ label | int }}", &doc()).unwrap();
+        assert_eq!(gold.as_usize(), Some(1));
+    }
+
+    #[test]
+    fn python_string_methods() {
+        let env = environment();
+        let t = evaluate(&env, "{{answer.split('####')[-1].strip()}}", &doc()).unwrap();
+        assert_eq!(t.as_str(), Some("1,234"));
+    }
+
+    #[test]
+    fn hellaswag_preprocessing_matches_reference() {
+        assert_eq!(
+            hellaswag_clean(" Roof shingle removal: A man is sitting on a roof. [title] He starts  pulling up roofing [step] on a roof. "),
+            "Roof shingle removal: A man is sitting on a roof.. He starts pulling up roofing on a roof."
+        );
+    }
+
+    #[test]
+    fn smollm_chat_template_shape() {
+        let tpl = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+        let s = render_chat(tpl, "Hi", "<|im_start|>", "<|im_end|>").unwrap();
+        assert_eq!(s, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    }
+}

@@ -1,0 +1,159 @@
+//! CLI behaviour on bad input: one clear line naming the file/flag and the
+//! fix, exit code 2, no panic, and nothing loaded before validation.
+
+mod common;
+use common::*;
+use predicates::prelude::*;
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const GOOD_TASK: &str = "name: s\ntasks:\n  - task: t\n    data_files: d.jsonl\n    output_type: multiple_choice\n    doc_to_text: \"Q: {{q}}\"\n    doc_to_choice: [\"a\", \"b\"]\n    doc_to_target: 0\n";
+
+fn run_with_suite(suite: &std::path::Path) -> assert_cmd::assert::Assert {
+    openweigh().args(["run", "--probe-reps", "0", "--suite"]).arg(suite).assert()
+}
+
+fn no_panic() -> impl Predicate<str> {
+    predicate::str::contains("panicked").not()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [&["--help"][..], &["run", "--help"], &["fetch", "--help"], &["models", "--help"]] {
+        openweigh().args(sub).assert().success().stdout(predicate::str::contains("Usage"));
+    }
+}
+
+#[test]
+fn unknown_flag_exits_2() {
+    openweigh().args(["run", "--frobnicate"]).assert().code(2).stderr(predicate::str::contains("--frobnicate"));
+}
+
+#[test]
+fn malformed_yaml_names_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write(tmp.path(), "bad.yaml", "name: s\ntasks:\n  - task: t\n   output_type: [unclosed\n");
+    run_with_suite(&suite).code(2).stderr(predicate::str::contains("bad.yaml:")).stderr(no_panic());
+}
+
+#[test]
+fn unknown_task_field_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "d.jsonl", "{\"q\": \"x\"}\n");
+    let suite = write(tmp.path(), "s.yaml", &GOOD_TASK.replace("doc_to_text", "doc_to_txt"));
+    run_with_suite(&suite)
+        .code(2)
+        .stderr(predicate::str::contains("s.yaml:"))
+        .stderr(predicate::str::contains("unknown field `doc_to_txt`"))
+        .stderr(predicate::str::contains("doc_to_text"));
+}
+
+#[test]
+fn missing_data_file_is_named_with_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write(tmp.path(), "s.yaml", GOOD_TASK);
+    run_with_suite(&suite)
+        .code(2)
+        .stderr(predicate::str::contains("d.jsonl: file not found"))
+        .stderr(predicate::str::contains("data_files"));
+}
+
+#[test]
+fn bad_jsonl_line_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "d.jsonl", "{\"q\": \"x\"}\n{not json\n");
+    let suite = write(tmp.path(), "s.yaml", GOOD_TASK);
+    run_with_suite(&suite).code(2).stderr(predicate::str::contains("d.jsonl:2: invalid JSON line"));
+}
+
+#[test]
+fn template_error_names_task_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "d.jsonl", "{\"q\": \"x\"}\n");
+    let suite = write(tmp.path(), "s.yaml", &GOOD_TASK.replace("\"Q: {{q}}\"", "\"Q: {{q\""));
+    run_with_suite(&suite)
+        .code(2)
+        .stderr(predicate::str::contains("task 't'"))
+        .stderr(predicate::str::contains("doc_to_text"));
+}
+
+#[test]
+fn unknown_dataset_and_metric_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write(tmp.path(), "s.yaml", &GOOD_TASK.replace("data_files: d.jsonl", "dataset: nope"));
+    run_with_suite(&suite).code(2).stderr(predicate::str::contains("unknown dataset 'nope'"));
+    write(tmp.path(), "d.jsonl", "{\"q\": \"x\"}\n");
+    let suite = write(tmp.path(), "m.yaml", &format!("{GOOD_TASK}    metric_list: [f1]\n"));
+    run_with_suite(&suite).code(2).stderr(predicate::str::contains("unknown metric 'f1'"));
+}
+
+#[test]
+fn unknown_suite_and_model_exit_2() {
+    openweigh()
+        .args(["run", "--suite", "nosuch"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown suite 'nosuch'"));
+    openweigh()
+        .args(["run", "--model", "/nonexistent/model.gguf", "--suite", "quick", "--limit", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/model.gguf: file not found"));
+    openweigh()
+        .args(["run", "--model", "gpt-17"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown model 'gpt-17'"));
+}
+
+#[test]
+fn bad_flag_values_exit_2() {
+    openweigh().args(["run", "--limit", "0"]).assert().code(2).stderr(predicate::str::contains("--limit"));
+    openweigh().args(["run", "--threads", "0"]).assert().code(2).stderr(predicate::str::contains("--threads"));
+    openweigh().args(["run", "--weights", "q3"]).assert().code(2);
+}
+
+#[test]
+fn truncated_or_bogus_model_is_rejected() {
+    let model = {
+        let _g = model_lock();
+        default_model()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    let data = tmp.path().join("d.jsonl");
+    std::fs::write(&data, "{\"q\": \"x\"}\n").unwrap();
+    let suite = write(tmp.path(), "s.yaml", GOOD_TASK);
+    for (name, len) in [("half.gguf", bytes.len() / 2), ("tiny.gguf", 1000)] {
+        let p = write_bytes(tmp.path(), name, &bytes[..len]);
+        openweigh()
+            .args(["run", "--probe-reps", "0", "--suite"])
+            .arg(&suite)
+            .arg("--model")
+            .arg(&p)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(name))
+            .stderr(predicate::str::contains("not a usable GGUF model"))
+            .stderr(no_panic());
+    }
+    let p = write_bytes(tmp.path(), "text.gguf", b"this is not a model");
+    openweigh()
+        .args(["run", "--probe-reps", "0", "--suite"])
+        .arg(&suite)
+        .arg("--model")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a usable GGUF model"));
+}
+
+fn write_bytes(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}

@@ -1,0 +1,39 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+/// Model runs use every core; two at once would oversubscribe the CPU and
+/// crawl (candle's pool spin-waits), so tests that run the model hold this.
+pub fn model_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The default model, fetched through the same code path as `openweigh fetch`.
+pub fn default_model() -> PathBuf {
+    let entry = openweigh::catalog::model(openweigh::catalog::DEFAULT_MODEL).unwrap();
+    openweigh::assets::fetch(&entry.asset).expect("fetching the default model")
+}
+
+pub fn openweigh() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("openweigh").unwrap();
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The one run folder inside `out`.
+pub fn only_run_dir(out: &std::path::Path) -> PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(out).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(dirs.len(), 1, "expected one run folder in {}", out.display());
+    dirs[0].clone()
+}
+
+pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}

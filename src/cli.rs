@@ -25,6 +25,10 @@ pub enum Command {
     Models,
     /// Speed probe only, for several weight formats side by side (ratios against the first).
     Bench(BenchArgs),
+    /// Compare a candidate run against a base run: paired statistics, flipped items, CI gate.
+    Compare(CompareArgs),
+    /// Requantize a GGUF model with candle (e.g. to make a candidate for `compare`).
+    Quantize(QuantizeArgs),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +54,8 @@ pub struct RunArgs {
     /// Folder for results/<run-id>/.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
-    /// How weights are held: q8_0 repacks 4/5-bit legacy quants (Q4_0, Q4_1, Q5_*) to Q8_0
-    /// for candle's SIMD kernels; native keeps the file's types (slow for Q4_1 on CPU).
+    /// How weights are held: q8_0 repacks Q4_1/Q5_0/Q5_1 (scalar kernels in candle) to Q8_0
+    /// (SIMD); native keeps the file's types; f32 dequantizes all (exact weights, slow decode).
     #[arg(long, value_enum, default_value = "q8_0")]
     pub weights: WeightFormat,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -76,6 +80,60 @@ pub struct BenchArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Also write the measurements as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Base run: a results/<run-id>/ folder (or use --base-model).
+    #[arg(required_unless_present = "base_model")]
+    pub base: Option<PathBuf>,
+    /// Candidate run: a results/<run-id>/ folder (or use --candidate-model).
+    #[arg(required_unless_present = "candidate_model")]
+    pub candidate: Option<PathBuf>,
+    /// Run this model (catalog name or .gguf) as the base first.
+    #[arg(long, requires = "candidate_model", conflicts_with_all = ["base", "candidate"])]
+    pub base_model: Option<String>,
+    /// Run this model as the candidate first.
+    #[arg(long, requires = "base_model")]
+    pub candidate_model: Option<String>,
+    /// Suite for --base-model/--candidate-model runs.
+    #[arg(long, default_value = crate::suite::DEFAULT_SUITE)]
+    pub suite: String,
+    /// Items per task for --base-model/--candidate-model runs.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Compute threads for the runs.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Exit with code 1 when a task or the aggregate drops significantly.
+    #[arg(long)]
+    pub fail_on_regression: bool,
+    /// Largest tolerated drop in points (percentage points) before the gate fails.
+    #[arg(long, default_value_t = 0.0, value_name = "POINTS")]
+    pub max_drop: f64,
+    /// Significance level of the gate (Holm-corrected across tasks).
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Flipped items shown per kind in the terminal (all are in compare.md).
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Folder for compare-<time>/ (compare.md, compare.json) and for the runs.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct QuantizeArgs {
+    /// Input .gguf model.
+    pub input: PathBuf,
+    /// Target type for 2-D weights.
+    #[arg(long, value_enum)]
+    pub to: crate::quantize::QuantType,
+    /// Output .gguf path.
+    pub output: PathBuf,
+    /// Also write the report (types, fallbacks, sizes) as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }

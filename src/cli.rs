@@ -37,11 +37,9 @@ pub enum DeviceArg {
     Cuda,
 }
 
+/// What to run and where: shared by `run` and `compare`.
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {
-    /// Catalog model name or path to a .gguf file.
-    #[arg(long, default_value = crate::catalog::DEFAULT_MODEL)]
-    pub model: String,
+pub struct SuiteArgs {
     /// Suite name (suites/NAME.yaml or built in) or path to a suite .yaml file.
     #[arg(long, default_value = crate::suite::DEFAULT_SUITE)]
     pub suite: String,
@@ -51,9 +49,18 @@ pub struct RunArgs {
     /// Compute threads (default: physical cores). More threads than cores is very slow.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Folder for results/<run-id>/.
+    /// Folder for results/<run-id>/ (and compare-<time>/).
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Catalog model name or path to a .gguf file.
+    #[arg(long, default_value = crate::catalog::DEFAULT_MODEL)]
+    pub model: String,
+    #[command(flatten)]
+    pub common: SuiteArgs,
     /// How weights are held: q8_0 repacks Q4_1/Q5_0/Q5_1 (scalar kernels in candle) to Q8_0
     /// (SIMD); native keeps the file's types; f32 dequantizes all (exact weights, slow decode).
     #[arg(long, value_enum, default_value = "q8_0")]
@@ -98,15 +105,9 @@ pub struct CompareArgs {
     /// Run this model as the candidate first.
     #[arg(long, requires = "base_model")]
     pub candidate_model: Option<String>,
-    /// Suite for --base-model/--candidate-model runs.
-    #[arg(long, default_value = crate::suite::DEFAULT_SUITE)]
-    pub suite: String,
-    /// Items per task for --base-model/--candidate-model runs.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
-    /// Compute threads for the runs.
-    #[arg(long)]
-    pub threads: Option<usize>,
+    /// Suite, limit and threads apply to --base-model/--candidate-model runs.
+    #[command(flatten)]
+    pub common: SuiteArgs,
     /// Exit with code 1 when a task or the aggregate drops significantly.
     #[arg(long)]
     pub fail_on_regression: bool,
@@ -119,9 +120,6 @@ pub struct CompareArgs {
     /// Flipped items shown per kind in the terminal (all are in compare.md).
     #[arg(long, default_value_t = 5)]
     pub top: usize,
-    /// Folder for compare-<time>/ (compare.md, compare.json) and for the runs.
-    #[arg(long, default_value = "results")]
-    pub out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]

@@ -585,6 +585,18 @@ mod tests {
     }
 
     #[test]
+    fn html_escapes_items_and_lists_every_flip() {
+        let (b, c) = runs(12, 2);
+        let r = compare(&b, &c, GATE).unwrap();
+        let html = crate::compare_html::to_html(&r);
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("Question 0 &lt;script&gt;?"));
+        assert_eq!(html.matches("<details>").count(), 14);
+        assert!(!html.contains("http://") && !html.contains("https://"), "no network references");
+        insta::assert_snapshot!(html);
+    }
+
+    #[test]
     fn markdown_snapshot() {
         let (b, c) = runs(12, 2);
         let r = compare(&b, &c, GATE).unwrap();

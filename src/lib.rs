@@ -9,6 +9,7 @@ pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod compare;
+pub mod compare_html;
 pub mod error;
 pub mod measure;
 pub mod quantize;

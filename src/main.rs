@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use openweigh::cli::{BenchArgs, Cli, Command, CompareArgs, DeviceArg, FetchArgs, QuantizeArgs, RunArgs};
+use openweigh::cli::{BenchArgs, Cli, Command, CompareArgs, DeviceArg, FetchArgs, QuantizeArgs, RunArgs, SuiteArgs};
 use openweigh::error::{UserError, EXIT_ITEM_FAILURES, EXIT_USER};
 use openweigh::{assets, bench, catalog, compare, quantize, run};
 
@@ -50,13 +50,13 @@ fn set_threads(threads: Option<usize>) -> usize {
 }
 
 fn cmd_run(args: RunArgs) -> Result<i32> {
-    let threads = set_threads(args.threads);
+    let threads = set_threads(args.common.threads);
     let opts = run::RunOptions {
         model: args.model,
-        suite: args.suite,
-        limit: args.limit,
+        suite: args.common.suite,
+        limit: args.common.limit,
         threads,
-        out: args.out,
+        out: args.common.out,
         weights: args.weights,
         cuda: args.device == DeviceArg::Cuda,
         probe_repetitions: args.probe_reps,
@@ -96,18 +96,7 @@ fn cmd_compare(args: CompareArgs) -> Result<i32> {
         return Err(UserError::BadFlag { flag: "--max-drop", message: "must be 0 or more points".into() }.into());
     }
     let (base_dir, cand_dir) = match (&args.base_model, &args.candidate_model) {
-        (Some(b), Some(c)) => {
-            let threads = set_threads(args.threads);
-            let mut dirs = Vec::new();
-            for model in [b, c] {
-                let mut opts = run::RunOptions::new(model, &args.suite, threads, &args.out);
-                opts.limit = args.limit;
-                let outcome = run::run(&opts)?;
-                print_outcome(&outcome);
-                dirs.push(outcome.dir);
-            }
-            (dirs[0].clone(), dirs[1].clone())
-        }
+        (Some(b), Some(c)) => (run_in_child(b, &args.common)?, run_in_child(c, &args.common)?),
         _ => (args.base.clone().unwrap(), args.candidate.clone().unwrap()),
     };
     let base = compare::load_run(&base_dir)?;
@@ -116,16 +105,52 @@ fn cmd_compare(args: CompareArgs) -> Result<i32> {
     let c = compare::compare(&base, &cand, gate)?;
     print!("{}", compare::to_markdown(&c, Some(args.top)));
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let dir = args.out.join(format!("compare-{stamp}"));
+    let dir = args.common.out.join(format!("compare-{stamp}"));
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("compare.md"), compare::to_markdown(&c, None))?;
     std::fs::write(dir.join("compare.json"), serde_json::to_vec_pretty(&c)?)?;
-    println!("\ncompare: {}", dir.join("compare.md").display());
+    std::fs::write(dir.join("compare.html"), openweigh::compare_html::to_html(&c))?;
+    println!("\ncompare: {} (and compare.html, compare.json)", dir.join("compare.md").display());
     if args.fail_on_regression && !c.regressions.is_empty() {
         eprintln!("regression: {}", c.regressions.join("; "));
         return Ok(1);
     }
     Ok(0)
+}
+
+/// Runs `openweigh run` for one model in a child process, so each model's
+/// peak memory is its own, and returns the run folder it wrote.
+fn run_in_child(model: &str, common: &SuiteArgs) -> Result<std::path::PathBuf> {
+    let existing = |out: &std::path::Path| -> std::collections::HashSet<std::path::PathBuf> {
+        std::fs::read_dir(out).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    let before = existing(&common.out);
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["run", "--model", model, "--suite", &common.suite]).arg("--out").arg(&common.out);
+    if let Some(n) = common.limit {
+        cmd.args(["--limit", &n.to_string()]);
+    }
+    if let Some(t) = common.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    let status = cmd.status()?;
+    match status.code() {
+        Some(0) | Some(EXIT_ITEM_FAILURES) => {}
+        Some(EXIT_USER) => {
+            return Err(UserError::BadFlag {
+                flag: "--base-model/--candidate-model",
+                message: format!("the run of {model} was refused (see above)"),
+            }
+            .into())
+        }
+        _ => anyhow::bail!("the run of {model} failed ({status})"),
+    }
+    let new: Vec<_> =
+        existing(&common.out).difference(&before).filter(|p| p.join("run.json").is_file()).cloned().collect();
+    match new.as_slice() {
+        [dir] => Ok(dir.clone()),
+        _ => anyhow::bail!("could not tell which folder in {} the run of {model} wrote", common.out.display()),
+    }
 }
 
 fn cmd_quantize(args: QuantizeArgs) -> Result<i32> {

@@ -33,22 +33,6 @@ pub struct RunOptions {
     pub probe_repetitions: usize,
 }
 
-impl RunOptions {
-    /// The defaults of `openweigh run` for a model and suite.
-    pub fn new(model: &str, suite: &str, threads: usize, out: &std::path::Path) -> Self {
-        Self {
-            model: model.into(),
-            suite: suite.into(),
-            limit: None,
-            threads,
-            out: out.into(),
-            weights: WeightFormat::Q8_0,
-            cuda: false,
-            probe_repetitions: 3,
-        }
-    }
-}
-
 /// What a finished run left behind.
 pub struct RunOutcome {
     pub dir: PathBuf,

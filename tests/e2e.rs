@@ -208,4 +208,6 @@ fn q2k_requantization_fails_the_gate() {
     let broken = report["flips"].as_array().unwrap().iter().filter(|f| f["kind"] == "broken").count();
     assert!(broken > 0);
     assert!(std::fs::read_to_string(cmp.join("compare.md")).unwrap().contains("## Broken by the candidate"));
+    let html = std::fs::read_to_string(cmp.join("compare.html")).unwrap();
+    assert_eq!(html.matches("<details>").count(), report["flips"].as_array().unwrap().len());
 }

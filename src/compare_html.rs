@@ -1,0 +1,132 @@
+//! `compare.html`: the comparison as one self-contained page (inline CSS, no
+//! scripts, no network), with the per-task table, speed deltas and every
+//! flipped item. Every string from suites, models or results is escaped.
+
+use crate::compare::Comparison;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}\
+td:first-child,th:first-child{text-align:left}.fail{color:#b00020;font-weight:bold}.pass{color:#1b7f3b;font-weight:bold}\
+pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap}details{margin:.4em 0}.gold{font-weight:bold}";
+
+pub fn to_html(c: &Comparison) -> String {
+    let e = escape;
+    let mut h = String::new();
+    h.push_str(&format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>openweigh compare: {} vs {}</title><style>{STYLE}</style></head><body>",
+        e(&c.candidate_model),
+        e(&c.base_model)
+    ));
+    h.push_str(&format!("<h1>{} vs {} on {}</h1>", e(&c.candidate_model), e(&c.base_model), e(&c.suite)));
+    let (class, verdict) = if c.regressions.is_empty() { ("pass", "PASS") } else { ("fail", "FAIL") };
+    h.push_str(&format!(
+        "<p>Gate: <span class=\"{class}\">{verdict}</span> (max drop {} points, α = {}, Holm-corrected across tasks)</p>",
+        c.gate.max_drop_points, c.gate.alpha
+    ));
+    if !c.regressions.is_empty() {
+        h.push_str("<ul>");
+        for r in &c.regressions {
+            h.push_str(&format!("<li>{}</li>", e(r)));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("<table><tr><th>task</th><th>metric</th><th>n</th><th>base</th><th>candidate</th><th>Δ (points)</th><th>95% CI of Δ</th><th>fixed</th><th>broken</th><th>McNemar p</th><th>Holm p</th></tr>");
+    for t in &c.tasks {
+        h.push_str(&format!(
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:+.1}</td><td>[{:+.1}, {:+.1}]</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+            if t.regression { " class=\"fail\"" } else { "" },
+            e(&t.task),
+            e(&t.metric),
+            t.n,
+            t.base_score,
+            t.candidate_score,
+            t.diff * 100.0,
+            t.diff_ci95.0 * 100.0,
+            t.diff_ci95.1 * 100.0,
+            t.fixed,
+            t.broken,
+            t.p_value,
+            t.p_holm
+        ));
+    }
+    let a = &c.aggregate;
+    h.push_str(&format!(
+        "<tr><td><b>aggregate</b> (chance-normalised mean)</td><td></td><td></td><td>{:.3}</td><td>{:.3}</td><td>{:+.1}</td><td>[{:+.1}, {:+.1}]</td><td></td><td></td><td></td><td></td></tr></table>",
+        a.base,
+        a.candidate,
+        a.diff * 100.0,
+        a.diff_ci95.0 * 100.0,
+        a.diff_ci95.1 * 100.0
+    ));
+    h.push_str("<table><tr><th>measure</th><th>base</th><th>candidate</th><th>candidate / base</th></tr>");
+    for d in &c.speed {
+        h.push_str(&format!(
+            "<tr><td>{} ({}, {} is better)</td><td>{:.2} ± {:.2}</td><td>{:.2} ± {:.2}</td><td>{:.2}×</td></tr>",
+            e(&d.measure),
+            e(&d.unit),
+            if d.higher_is_better { "higher" } else { "lower" },
+            d.base_mean,
+            d.base_sd,
+            d.candidate_mean,
+            d.candidate_sd,
+            d.ratio
+        ));
+    }
+    h.push_str("</table>");
+    for (kind, heading) in [("broken", "Broken by the candidate"), ("fixed", "Fixed by the candidate")] {
+        let flips: Vec<_> = c.flips.iter().filter(|f| f.kind == kind).collect();
+        h.push_str(&format!("<h2>{heading} ({})</h2>", flips.len()));
+        for f in flips {
+            h.push_str(&format!("<details><summary>{}</summary><pre>{}</pre>", e(&f.id), e(&f.prompt)));
+            if let Some(choices) = &f.choices {
+                h.push_str("<ol start=\"0\">");
+                for (i, ch) in choices.iter().enumerate() {
+                    let gold = f.gold == i.to_string();
+                    h.push_str(&format!("<li{}>{}</li>", if gold { " class=\"gold\"" } else { "" }, e(ch)));
+                }
+                h.push_str("</ol>");
+            }
+            h.push_str(&format!(
+                "<p>gold <code>{}</code> · base <code>{}</code> · candidate <code>{}</code></p></details>",
+                e(&f.gold),
+                e(&f.base_prediction),
+                e(&f.candidate_prediction)
+            ));
+        }
+    }
+    h.push_str("</body></html>\n");
+    // One element per line, so the page diffs readably.
+    for tag in ["</tr>", "</table>", "</details>", "</h1>", "</h2>", "</p>", "</ul>", "</li>", "</style></head>"] {
+        h = h.replace(tag, &format!("{tag}\n"));
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<script>alert(1)</script> & \"'"),
+            "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;&#39;"
+        );
+    }
+}

@@ -219,7 +219,7 @@ pub fn compare(base: &RunData, cand: &RunData, gate: GateOptions) -> Result<Comp
                 .map(|(x, _)| x.choices.as_ref().map_or(0.0, |c| 1.0 / c.len().max(1) as f64))
                 .collect::<Vec<_>>(),
         );
-        let ci = stats::bootstrap_ci(&[diffs.clone()], BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED, 0.05, |m| m[0]);
+        let ci = stats::bootstrap_ci(std::slice::from_ref(&diffs), BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED, 0.05, |m| m[0]);
         for (x, y) in items {
             let (bx, cy) = (score(x), score(y));
             if bx != cy {

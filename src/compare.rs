@@ -219,7 +219,8 @@ pub fn compare(base: &RunData, cand: &RunData, gate: GateOptions) -> Result<Comp
                 .map(|(x, _)| x.choices.as_ref().map_or(0.0, |c| 1.0 / c.len().max(1) as f64))
                 .collect::<Vec<_>>(),
         );
-        let ci = stats::bootstrap_ci(std::slice::from_ref(&diffs), BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED, 0.05, |m| m[0]);
+        let ci =
+            stats::bootstrap_ci(std::slice::from_ref(&diffs), BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED, 0.05, |m| m[0]);
         for (x, y) in items {
             let (bx, cy) = (score(x), score(y));
             if bx != cy {
@@ -345,6 +346,65 @@ fn speed_deltas(b: &RunMeta, c: &RunMeta) -> Vec<SpeedDelta> {
     out
 }
 
+/// Column headings of the per-task table, shared by every exporter.
+pub const TASK_HEADER: [&str; 11] =
+    ["task", "metric", "n", "base", "candidate", "Δ (points)", "95% CI of Δ", "fixed", "broken", "McNemar p", "Holm p"];
+
+/// The per-task table's cells for one task, as text.
+pub fn task_cells(t: &TaskComparison) -> Vec<String> {
+    vec![
+        t.task.clone(),
+        t.metric.clone(),
+        t.n.to_string(),
+        format!("{:.3}", t.base_score),
+        format!("{:.3}", t.candidate_score),
+        format!("{:+.1}", t.diff * 100.0),
+        format!("[{:+.1}, {:+.1}]", t.diff_ci95.0 * 100.0, t.diff_ci95.1 * 100.0),
+        t.fixed.to_string(),
+        t.broken.to_string(),
+        format!("{:.3}", t.p_value),
+        format!("{:.3}", t.p_holm),
+    ]
+}
+
+/// The aggregate row's cells after its label (base, candidate, Δ, CI, then blanks).
+pub fn aggregate_cells(a: &AggregateComparison) -> Vec<String> {
+    let mut cells = vec![
+        String::new(),
+        String::new(),
+        format!("{:.3}", a.base),
+        format!("{:.3}", a.candidate),
+        format!("{:+.1}", a.diff * 100.0),
+        format!("[{:+.1}, {:+.1}]", a.diff_ci95.0 * 100.0, a.diff_ci95.1 * 100.0),
+    ];
+    cells.resize(TASK_HEADER.len() - 1, String::new());
+    cells
+}
+
+pub const SPEED_HEADER: [&str; 4] = ["measure", "base", "candidate", "candidate / base"];
+
+pub fn speed_cells(d: &SpeedDelta) -> Vec<String> {
+    vec![
+        format!("{} ({}, {} is better)", d.measure, d.unit, if d.higher_is_better { "higher" } else { "lower" }),
+        format!("{:.2} ± {:.2}", d.base_mean, d.base_sd),
+        format!("{:.2} ± {:.2}", d.candidate_mean, d.candidate_sd),
+        format!("{:.2}×", d.ratio),
+    ]
+}
+
+/// One Markdown table row; an empty cell is written `| |`.
+fn md_row<S: AsRef<str>>(cells: &[S]) -> String {
+    let mut row = String::from("|");
+    for c in cells {
+        match c.as_ref() {
+            "" => row.push_str(" |"),
+            c => row.push_str(&format!(" {c} |")),
+        }
+    }
+    row.push('\n');
+    row
+}
+
 fn tail_chars(s: &str, n: usize) -> String {
     let count = s.chars().count();
     if count <= n {
@@ -370,37 +430,19 @@ pub fn to_markdown(c: &Comparison, max_flips: Option<usize>) -> String {
     if !c.regressions.is_empty() {
         s.push('\n');
     }
-    s.push_str(
-        "| task | metric | n | base | candidate | Δ (points) | 95% CI of Δ | fixed | broken | McNemar p | Holm p |\n",
-    );
+    s.push_str(&md_row(&TASK_HEADER));
     s.push_str("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
     for t in &c.tasks {
-        s.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {:.3} | {:+.1} | [{:+.1}, {:+.1}] | {} | {} | {:.3} | {:.3}{} |\n",
-            t.task,
-            t.metric,
-            t.n,
-            t.base_score,
-            t.candidate_score,
-            t.diff * 100.0,
-            t.diff_ci95.0 * 100.0,
-            t.diff_ci95.1 * 100.0,
-            t.fixed,
-            t.broken,
-            t.p_value,
-            t.p_holm,
-            if t.regression { " ⚠" } else { "" }
-        ));
+        let mut cells = task_cells(t);
+        if t.regression {
+            cells.last_mut().unwrap().push_str(" ⚠");
+        }
+        s.push_str(&md_row(&cells));
     }
-    let a = &c.aggregate;
-    s.push_str(&format!(
-        "| **aggregate** (chance-normalised mean) | | | {:.3} | {:.3} | {:+.1} | [{:+.1}, {:+.1}] | | | | |\n\n",
-        a.base,
-        a.candidate,
-        a.diff * 100.0,
-        a.diff_ci95.0 * 100.0,
-        a.diff_ci95.1 * 100.0
-    ));
+    let mut aggregate = vec!["**aggregate** (chance-normalised mean)".to_string()];
+    aggregate.extend(aggregate_cells(&c.aggregate));
+    s.push_str(&md_row(&aggregate));
+    s.push('\n');
     for (role, status) in [("base", &c.base_status), ("candidate", &c.candidate_status)] {
         if status != "complete" {
             s.push_str(&format!("Note: the {role} run's status is '{status}', not complete: it may lack items.\n\n"));
@@ -412,19 +454,10 @@ pub fn to_markdown(c: &Comparison, max_flips: Option<usize>) -> String {
             c.unmatched_items, c.failed_pairs
         ));
     }
-    s.push_str("| measure | base | candidate | candidate / base |\n|---|---:|---:|---:|\n");
+    s.push_str(&md_row(&SPEED_HEADER));
+    s.push_str("|---|---:|---:|---:|\n");
     for d in &c.speed {
-        s.push_str(&format!(
-            "| {} ({}, {} is better) | {:.2} ± {:.2} | {:.2} ± {:.2} | {:.2}× |\n",
-            d.measure,
-            d.unit,
-            if d.higher_is_better { "higher" } else { "lower" },
-            d.base_mean,
-            d.base_sd,
-            d.candidate_mean,
-            d.candidate_sd,
-            d.ratio
-        ));
+        s.push_str(&md_row(&speed_cells(d)));
     }
     for (kind, heading) in [("broken", "Broken by the candidate"), ("fixed", "Fixed by the candidate")] {
         let items: Vec<&Flip> = c.flips.iter().filter(|f| f.kind == kind).collect();

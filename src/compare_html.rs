@@ -2,7 +2,7 @@
 //! scripts, no network), with the per-task table, speed deltas and every
 //! flipped item. Every string from suites, models or results is escaped.
 
-use crate::compare::Comparison;
+use crate::compare::{aggregate_cells, speed_cells, task_cells, Comparison, SPEED_HEADER, TASK_HEADER};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -46,47 +46,20 @@ pub fn to_html(c: &Comparison) -> String {
         }
         h.push_str("</ul>");
     }
-    h.push_str("<table><tr><th>task</th><th>metric</th><th>n</th><th>base</th><th>candidate</th><th>Δ (points)</th><th>95% CI of Δ</th><th>fixed</th><th>broken</th><th>McNemar p</th><th>Holm p</th></tr>");
+    let row = |cells: Vec<String>| cells.iter().map(|c| format!("<td>{}</td>", e(c))).collect::<String>();
+    let header = |cols: &[&str]| cols.iter().map(|c| format!("<th>{}</th>", e(c))).collect::<String>();
+    h.push_str(&format!("<table><tr>{}</tr>", header(&TASK_HEADER)));
     for t in &c.tasks {
-        h.push_str(&format!(
-            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:+.1}</td><td>[{:+.1}, {:+.1}]</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
-            if t.regression { " class=\"fail\"" } else { "" },
-            e(&t.task),
-            e(&t.metric),
-            t.n,
-            t.base_score,
-            t.candidate_score,
-            t.diff * 100.0,
-            t.diff_ci95.0 * 100.0,
-            t.diff_ci95.1 * 100.0,
-            t.fixed,
-            t.broken,
-            t.p_value,
-            t.p_holm
-        ));
+        let class = if t.regression { " class=\"fail\"" } else { "" };
+        h.push_str(&format!("<tr{class}>{}</tr>", row(task_cells(t))));
     }
-    let a = &c.aggregate;
     h.push_str(&format!(
-        "<tr><td><b>aggregate</b> (chance-normalised mean)</td><td></td><td></td><td>{:.3}</td><td>{:.3}</td><td>{:+.1}</td><td>[{:+.1}, {:+.1}]</td><td></td><td></td><td></td><td></td></tr></table>",
-        a.base,
-        a.candidate,
-        a.diff * 100.0,
-        a.diff_ci95.0 * 100.0,
-        a.diff_ci95.1 * 100.0
+        "<tr><td><b>aggregate</b> (chance-normalised mean)</td>{}</tr></table>",
+        row(aggregate_cells(&c.aggregate))
     ));
-    h.push_str("<table><tr><th>measure</th><th>base</th><th>candidate</th><th>candidate / base</th></tr>");
+    h.push_str(&format!("<table><tr>{}</tr>", header(&SPEED_HEADER)));
     for d in &c.speed {
-        h.push_str(&format!(
-            "<tr><td>{} ({}, {} is better)</td><td>{:.2} ± {:.2}</td><td>{:.2} ± {:.2}</td><td>{:.2}×</td></tr>",
-            e(&d.measure),
-            e(&d.unit),
-            if d.higher_is_better { "higher" } else { "lower" },
-            d.base_mean,
-            d.base_sd,
-            d.candidate_mean,
-            d.candidate_sd,
-            d.ratio
-        ));
+        h.push_str(&format!("<tr>{}</tr>", row(speed_cells(d))));
     }
     h.push_str("</table>");
     for (kind, heading) in [("broken", "Broken by the candidate"), ("fixed", "Fixed by the candidate")] {

@@ -47,8 +47,33 @@ pub fn speed_probe(backend: &mut Backend, repetitions: usize) -> Result<SpeedPro
     })
 }
 
-/// Peak resident set size of this process so far, in bytes.
+/// Returns freed heap memory to the OS and restarts the kernel's peak-RSS
+/// counter (Linux: `malloc_trim`, then `5` into `/proc/self/clear_refs`), so
+/// that the peak measured afterwards belongs to what runs afterwards (the
+/// model), not to the suite's data loaded before. Returns whether it worked.
+pub fn reset_peak_rss() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only releases free heap pages.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+/// Peak resident set size in bytes: `VmHWM` (which [`reset_peak_rss`] can
+/// restart) where /proc has it, else getrusage's process-lifetime maximum.
 pub fn peak_rss_byte() -> u64 {
+    if let Some(kb) = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    }) {
+        return kb * 1024;
+    }
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we own.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };

@@ -146,8 +146,12 @@ pub struct RunMeta {
     /// Items evaluated one at a time (no batching).
     pub batch_size: usize,
     pub speed_probe: Option<SpeedProbe>,
-    /// Peak resident set size of the process (bytes, getrusage ru_maxrss).
+    /// Peak resident set size of the process (bytes; VmHWM, else getrusage ru_maxrss).
     pub peak_rss_byte: u64,
+    /// What the peak covers: "model load onward" (the counter was restarted after
+    /// the suite's data was loaded and freed) or "whole process".
+    #[serde(default)]
+    pub peak_rss_scope: String,
     /// Wall time of the item loop (seconds, model load and probe excluded).
     #[serde(default)]
     pub eval_s: f64,

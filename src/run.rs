@@ -72,6 +72,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     let suite = Suite::load(&opts.suite, opts.limit)?;
     let model = assets::resolve_model(&opts.model)?;
     let dev = device(opts.cuda)?;
+    let peak_rss_scope = if measure::reset_peak_rss() { "model load onward" } else { "whole process" };
 
     // 2. Load, timed apart from every latency.
     eprintln!("loading {} ({})", model.name, model.path.display());
@@ -119,6 +120,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         batch_size: 1,
         speed_probe: None,
         peak_rss_byte: measure::peak_rss_byte(),
+        peak_rss_scope: peak_rss_scope.into(),
         eval_s: 0.0,
         n_items: suite.tasks.iter().map(|t| t.items.len()).sum(),
         n_failed: 0,

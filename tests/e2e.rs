@@ -69,6 +69,7 @@ fn quick_suite_end_to_end_and_deterministic() {
     assert!(run["model"]["load_s"].as_f64().unwrap() > 0.0);
     assert_eq!(run["threads"], 2);
     assert!(run["peak_rss_byte"].as_u64().unwrap() > 50_000_000);
+    assert_eq!(run["peak_rss_scope"], "model load onward");
     let probe = &run["speed_probe"];
     assert!(probe["prefill_tok_per_s"]["mean"].as_f64().unwrap() > 0.0);
     assert!(probe["decode_tok_per_s"]["mean"].as_f64().unwrap() > 0.0);

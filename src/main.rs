@@ -104,9 +104,7 @@ fn cmd_compare(args: CompareArgs) -> Result<i32> {
     let gate = compare::GateOptions { max_drop_points: args.max_drop, alpha: args.alpha };
     let c = compare::compare(&base, &cand, gate)?;
     print!("{}", compare::to_markdown(&c, Some(args.top)));
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let dir = args.common.out.join(format!("compare-{stamp}"));
-    std::fs::create_dir_all(&dir)?;
+    let (_, dir) = openweigh::results::create_output_dir(&args.common.out, "compare-{time}")?;
     std::fs::write(dir.join("compare.md"), compare::to_markdown(&c, None))?;
     std::fs::write(dir.join("compare.json"), serde_json::to_vec_pretty(&c)?)?;
     std::fs::write(dir.join("compare.html"), openweigh::compare_html::to_html(&c))?;

@@ -192,6 +192,30 @@ pub struct TaskSummary {
     pub tokens_out: usize,
 }
 
+/// Creates a new folder in `out` named by `template` with `{time}` replaced
+/// by the UTC time (`20261127T061627Z`), characters other than letters,
+/// digits, `-` and `.` replaced by `_`, and `-2`, `-3`… appended if the name
+/// is taken, so nothing earlier is overwritten. Returns its name and path.
+pub fn create_output_dir(out: &Path, template: &str) -> Result<(String, PathBuf)> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let base: String = template
+        .replace("{time}", &stamp)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    for n in 1.. {
+        let id = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+        let dir = out.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    unreachable!()
+}
+
 /// Appends item results, flushing after each line.
 pub struct SamplesWriter {
     file: File,

@@ -15,7 +15,7 @@ use crate::results::*;
 use crate::score;
 use crate::stats;
 use crate::suite::{Item, ItemKind, Suite, Task};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,23 +42,6 @@ pub struct RunOutcome {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn new_run_dir(out: &std::path::Path, model: &str, suite: &str) -> Result<(String, PathBuf)> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let safe = |s: &str| {
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect::<String>()
-    };
-    let base = format!("{stamp}-{}-{}", safe(model), safe(suite));
-    for n in 1.. {
-        let id = if n == 1 { base.clone() } else { format!("{base}-{n}") };
-        let dir = out.join(&id);
-        if std::fs::create_dir(&dir).is_ok() {
-            return Ok((id, dir));
-        }
-    }
-    unreachable!()
 }
 
 pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
@@ -90,7 +73,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     }
     eprintln!("loaded in {load_s:.2} s");
 
-    let (run_id, dir) = new_run_dir(&opts.out, &model.name, &suite.name)?;
+    let (run_id, dir) = create_output_dir(&opts.out, &format!("{{time}}-{}-{}", model.name, suite.name))?;
     let mut meta = RunMeta {
         run_id,
         status: "running".into(),

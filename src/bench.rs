@@ -4,7 +4,7 @@
 
 use crate::assets;
 use crate::backend::candle::{device, CandleBackend};
-use crate::backend::llama::WeightFormat;
+use crate::backend::transformer::WeightFormat;
 use crate::backend::Backend;
 use crate::measure;
 use crate::results::SpeedProbe;

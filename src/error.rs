@@ -20,11 +20,14 @@ pub enum UserError {
     #[error("{path}: sha256 is {actual}, expected {expected}; the file is truncated or not the one the catalog names: delete it and run `openweigh fetch {name}` again")]
     Checksum { path: PathBuf, actual: String, expected: String, name: String },
 
-    #[error("{path}: not a usable GGUF model ({reason}); pass a complete .gguf file to --model, or a catalog name (see `openweigh fetch --help`)")]
+    #[error("{path}: not a usable model ({reason}); pass a complete .gguf file or a safetensors folder to --model, or a catalog name (`openweigh models`)")]
     BadModel { path: PathBuf, reason: String },
 
-    #[error("unknown model '{0}': pass a catalog name (smollm2-135m-instruct) or a path to a .gguf file")]
+    #[error("unknown model '{0}': pass a catalog name (`openweigh models`), a .gguf file, a safetensors folder, or hf:OWNER/REPO/FILE.gguf")]
     UnknownModel(String),
+
+    #[error("{spec}: {reason}; download the files yourself and pass the local path to --model, or use a catalog model (`openweigh models`)")]
+    Hub { spec: String, reason: String },
 
     #[error("unknown suite '{0}': pass a name from suites/ (e.g. quick) or a path to a suite .yaml file")]
     UnknownSuite(String),

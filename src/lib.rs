@@ -11,6 +11,8 @@ pub mod cli;
 pub mod compare;
 pub mod compare_html;
 pub mod error;
+pub mod hub;
+pub mod leaderboard;
 pub mod measure;
 pub mod quantize;
 pub mod results;

@@ -50,13 +50,43 @@ fn set_threads(threads: Option<usize>) -> usize {
 }
 
 fn cmd_run(args: RunArgs) -> Result<i32> {
+    let models = expand_models(&args.model)?;
+    if let [model] = models.as_slice() {
+        return run_one(model, &args);
+    }
+    run_many(&models, &args)
+}
+
+/// `--model catalog` stands for every catalog model already fetched.
+fn expand_models(specs: &[String]) -> Result<Vec<String>> {
+    let mut models: Vec<String> = Vec::new();
+    for spec in specs {
+        if spec == "catalog" {
+            let fetched = catalog::MODELS.iter().filter(|m| assets::cached_path(&m.asset).exists());
+            models.extend(fetched.map(|m| m.asset.name.to_string()));
+        } else {
+            models.push(spec.clone());
+        }
+    }
+    models.dedup();
+    if models.is_empty() {
+        return Err(UserError::BadFlag {
+            flag: "--model",
+            message: "`catalog` found no fetched catalog model; fetch one first (`openweigh fetch NAME`)".into(),
+        }
+        .into());
+    }
+    Ok(models)
+}
+
+fn run_one(model: &str, args: &RunArgs) -> Result<i32> {
     let threads = set_threads(args.common.threads);
     let opts = run::RunOptions {
-        model: args.model,
-        suite: args.common.suite,
+        model: model.to_string(),
+        suite: args.common.suite.clone(),
         limit: args.common.limit,
         threads,
-        out: args.common.out,
+        out: args.common.out.clone(),
         weights: args.weights,
         cuda: args.device == DeviceArg::Cuda,
         probe_repetitions: args.probe_reps,
@@ -68,6 +98,44 @@ fn cmd_run(args: RunArgs) -> Result<i32> {
         return Ok(EXIT_ITEM_FAILURES);
     }
     Ok(0)
+}
+
+/// Several models: the suite and every model name are checked first, then each
+/// model runs in its own child process (its own peak memory, and one model's
+/// crash cannot take the others' results with it), then one table.
+fn run_many(models: &[String], args: &RunArgs) -> Result<i32> {
+    openweigh::suite::Suite::load(&args.common.suite, args.common.limit)?;
+    for m in models {
+        assets::check_model_spec(m)?;
+    }
+    let mut extra = vec!["--weights".to_string(), format!("{:?}", args.weights).to_lowercase()];
+    extra.extend(["--probe-reps".to_string(), args.probe_reps.to_string()]);
+    if args.device == DeviceArg::Cuda {
+        extra.extend(["--device".to_string(), "cuda".to_string()]);
+    }
+    let mut rows = Vec::new();
+    let mut code = 0;
+    for (i, model) in models.iter().enumerate() {
+        eprintln!("\n== model {}/{}: {model}", i + 1, models.len());
+        match run_in_child(model, &args.common, &extra) {
+            Ok((dir, child_code)) => {
+                if child_code != 0 {
+                    code = EXIT_ITEM_FAILURES;
+                }
+                rows.push(openweigh::leaderboard::model_row(&compare::load_run(&dir)?));
+            }
+            Err(e) => {
+                eprintln!("error: {model}: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    println!("\n{} models on {}", rows.len(), args.common.suite);
+    print!("{}", openweigh::leaderboard::format_table(&rows));
+    for r in &rows {
+        println!("{}: {}", r.model, r.run_dir.display());
+    }
+    Ok(code)
 }
 
 fn print_outcome(outcome: &run::RunOutcome) {
@@ -96,7 +164,7 @@ fn cmd_compare(args: CompareArgs) -> Result<i32> {
         return Err(UserError::BadFlag { flag: "--max-drop", message: "must be 0 or more points".into() }.into());
     }
     let (base_dir, cand_dir) = match (&args.base_model, &args.candidate_model) {
-        (Some(b), Some(c)) => (run_in_child(b, &args.common)?, run_in_child(c, &args.common)?),
+        (Some(b), Some(c)) => (run_in_child(b, &args.common, &[])?.0, run_in_child(c, &args.common, &[])?.0),
         _ => (args.base.clone().unwrap(), args.candidate.clone().unwrap()),
     };
     let base = compare::load_run(&base_dir)?;
@@ -117,8 +185,9 @@ fn cmd_compare(args: CompareArgs) -> Result<i32> {
 }
 
 /// Runs `openweigh run` for one model in a child process, so each model's
-/// peak memory is its own, and returns the run folder it wrote.
-fn run_in_child(model: &str, common: &SuiteArgs) -> Result<std::path::PathBuf> {
+/// peak memory is its own, and returns the run folder it wrote and its exit
+/// code (0, or 3 when some items failed).
+fn run_in_child(model: &str, common: &SuiteArgs, extra: &[String]) -> Result<(std::path::PathBuf, i32)> {
     let existing = |out: &std::path::Path| -> std::collections::HashSet<std::path::PathBuf> {
         std::fs::read_dir(out).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
     };
@@ -131,12 +200,13 @@ fn run_in_child(model: &str, common: &SuiteArgs) -> Result<std::path::PathBuf> {
     if let Some(t) = common.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
+    cmd.args(extra);
     let status = cmd.status()?;
     match status.code() {
         Some(0) | Some(EXIT_ITEM_FAILURES) => {}
         Some(EXIT_USER) => {
             return Err(UserError::BadFlag {
-                flag: "--base-model/--candidate-model",
+                flag: "--model",
                 message: format!("the run of {model} was refused (see above)"),
             }
             .into())
@@ -146,7 +216,7 @@ fn run_in_child(model: &str, common: &SuiteArgs) -> Result<std::path::PathBuf> {
     let new: Vec<_> =
         existing(&common.out).difference(&before).filter(|p| p.join("run.json").is_file()).cloned().collect();
     match new.as_slice() {
-        [dir] => Ok(dir.clone()),
+        [dir] => Ok((dir.clone(), status.code().unwrap_or(1))),
         _ => anyhow::bail!("could not tell which folder in {} the run of {model} wrote", common.out.display()),
     }
 }
@@ -192,7 +262,10 @@ fn cmd_fetch(args: FetchArgs) -> Result<i32> {
     };
     for name in names {
         let asset = catalog::asset(name).ok_or_else(|| UserError::UnknownModel(name.into()))?;
-        let path = assets::fetch(asset)?;
+        let path = match catalog::model(name) {
+            Some(m) => assets::fetch_model(m)?,
+            None => assets::fetch(asset)?,
+        };
         println!("{name}\t{}", path.display());
     }
     Ok(0)
@@ -200,13 +273,13 @@ fn cmd_fetch(args: FetchArgs) -> Result<i32> {
 
 fn cmd_models() -> Result<i32> {
     println!(
-        "{:<24} {:<7} {:<6} {:<7} {:>9} {:<10} {:<8} fetched",
+        "{:<28} {:<7} {:<6} {:<7} {:>9} {:<19} {:<8} fetched",
         "name", "family", "params", "quant", "size", "licence", "kind"
     );
     for m in catalog::MODELS {
         let fetched = assets::cached_path(&m.asset).exists();
         println!(
-            "{:<24} {:<7} {:<6} {:<7} {:>9} {:<10} {:<8} {}",
+            "{:<28} {:<7} {:<6} {:<7} {:>9} {:<19} {:<8} {}",
             m.asset.name,
             m.family,
             m.parameters,
@@ -221,7 +294,7 @@ fn cmd_models() -> Result<i32> {
     for d in catalog::DATASETS {
         let fetched = assets::cached_path(d).exists();
         println!(
-            "{:<24} {:>9} {:<14} {}",
+            "{:<28} {:>9} {:<14} {}",
             d.name,
             assets::human_bytes(d.size_byte),
             d.licence,

@@ -109,7 +109,12 @@ pub struct TaskInfo {
     pub n_documents: usize,
     pub n_items: usize,
     pub num_fewshot: usize,
+    /// Whether the suite asked for the model's chat template on this task.
     pub chat_template: bool,
+    /// Whether it was applied: false when the model has none (a base model),
+    /// in which case prompts ran as written.
+    #[serde(default)]
+    pub chat_template_applied: bool,
     pub seed: u64,
     pub metrics: Vec<String>,
 }

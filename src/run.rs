@@ -7,7 +7,7 @@
 
 use crate::assets;
 use crate::backend::candle::{device, CandleBackend};
-use crate::backend::llama::WeightFormat;
+use crate::backend::transformer::WeightFormat;
 use crate::backend::{Backend, Output, Request, Response};
 use crate::error::UserError;
 use crate::measure;
@@ -63,13 +63,25 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     let load_s = candle.load_s;
     let load_report = serde_json::to_value(candle.load_report())?;
     let mut backend = Backend::Candle(Box::new(candle));
+    // Per task: whether prompts go through the model's chat template. A base
+    // model has none; its tasks then run on the prompts as written, said here
+    // and recorded in run.json (`chat_template_applied`).
+    let mut chat = Vec::with_capacity(suite.tasks.len());
     for task in &suite.tasks {
-        if task.spec.chat_template {
+        let apply = task.spec.chat_template && backend.has_chat_template();
+        if task.spec.chat_template && !apply {
+            eprintln!(
+                "note: task '{}' asks for a chat template but {} has none (a base model); its prompts run as written",
+                task.spec.task, model.name
+            );
+        }
+        if apply {
             backend.apply_chat_template("probe").map_err(|e| UserError::Suite {
                 path: suite.path.clone(),
                 message: format!("task '{}': {e:#}", task.spec.task),
             })?;
         }
+        chat.push(apply);
     }
     eprintln!("loaded in {load_s:.2} s");
 
@@ -83,10 +95,10 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         finished_at: None,
         model: ModelInfo {
             name: model.name.clone(),
-            file_size_byte: std::fs::metadata(&model.path)?.len(),
+            file_size_byte: model.size_byte,
             path: model.path.clone(),
             sha256: model.sha256.clone(),
-            architecture: "llama".into(),
+            architecture: load_report.get("family").and_then(|f| f.as_str()).unwrap_or_default().into(),
             load: load_report,
             load_s,
         },
@@ -94,7 +106,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             name: suite.name.clone(),
             path: suite.path.clone(),
             sha256: suite.sha256.clone(),
-            tasks: suite.tasks.iter().map(task_info).collect(),
+            tasks: suite.tasks.iter().zip(&chat).map(|(t, c)| task_info(t, *c)).collect(),
         },
         backend: "candle".into(),
         device: if opts.cuda { "cuda:0".into() } else { "cpu".into() },
@@ -137,8 +149,8 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     let mut samples = SamplesWriter::create(&dir.join("samples.jsonl"))?;
     let mut summary = Vec::new();
     let eval_start = Instant::now();
-    for task in &suite.tasks {
-        let results = run_task(&mut backend, task, &mut samples)?;
+    for (task, chat) in suite.tasks.iter().zip(chat) {
+        let results = run_task(&mut backend, task, chat, &mut samples)?;
         meta.n_failed += results.iter().filter(|r| r.error.is_some()).count();
         summary.extend(summarize(task, &results));
         meta.eval_s = eval_start.elapsed().as_secs_f64();
@@ -153,7 +165,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     Ok(RunOutcome { dir, meta, summary })
 }
 
-fn task_info(t: &Task) -> TaskInfo {
+fn task_info(t: &Task, chat_template_applied: bool) -> TaskInfo {
     TaskInfo {
         task: t.spec.task.clone(),
         output_type: serde_json::to_value(t.spec.output_type)
@@ -167,12 +179,13 @@ fn task_info(t: &Task) -> TaskInfo {
         n_items: t.items.len(),
         num_fewshot: t.spec.num_fewshot,
         chat_template: t.spec.chat_template,
+        chat_template_applied,
         seed: t.spec.seed,
         metrics: t.metrics.clone(),
     }
 }
 
-fn run_task(backend: &mut Backend, task: &Task, samples: &mut SamplesWriter) -> Result<Vec<ItemResult>> {
+fn run_task(backend: &mut Backend, task: &Task, chat: bool, samples: &mut SamplesWriter) -> Result<Vec<ItemResult>> {
     let bar = ProgressBar::new(task.items.len() as u64).with_style(
         ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} ({eta} left) {msg}")
             .unwrap()
@@ -183,7 +196,7 @@ fn run_task(backend: &mut Backend, task: &Task, samples: &mut SamplesWriter) -> 
     let mut results = Vec::with_capacity(task.items.len());
     let mut correct = 0usize;
     for item in &task.items {
-        let result = match run_item(backend, task, item) {
+        let result = match run_item(backend, task, chat, item) {
             Ok(r) => r,
             Err(e) => failed_item(task, item, format!("{e:#}")),
         };
@@ -228,9 +241,10 @@ fn failed_item(task: &Task, item: &Item, error: String) -> ItemResult {
     }
 }
 
-/// Item → Request → Response → Score → ItemResult.
-fn run_item(backend: &mut Backend, task: &Task, item: &Item) -> Result<ItemResult> {
-    let prompt = if task.spec.chat_template { backend.apply_chat_template(&item.prompt)? } else { item.prompt.clone() };
+/// Item → Request → Response → Score → ItemResult. `chat`: wrap the prompt
+/// in the model's chat template.
+fn run_item(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Result<ItemResult> {
+    let prompt = if chat { backend.apply_chat_template(&item.prompt)? } else { item.prompt.clone() };
     // The few-shot prefix, located in the final prompt (after any chat-template header).
     let shared_prefix = (task.shared_prefix_len > 0)
         .then(|| prompt.find(&item.prompt).map(|at| prompt[..at + task.shared_prefix_len].to_string()))

@@ -4,14 +4,14 @@
 mod common;
 use candle_core::quantized::gguf_file;
 use common::*;
-use openweigh::backend::tokenizer::GgufTokenizer;
+use openweigh::backend::tokenizer::ModelTokenizer;
 use std::path::Path;
 
-fn tokenizer() -> GgufTokenizer {
+fn tokenizer() -> ModelTokenizer {
     let path = default_model();
     let mut f = std::fs::File::open(path).unwrap();
     let ct = gguf_file::Content::read(&mut f).unwrap();
-    GgufTokenizer::from_gguf(&ct).unwrap()
+    ModelTokenizer::from_gguf(&ct).unwrap()
 }
 
 #[test]

@@ -1,10 +1,12 @@
-//! In-process inference with candle on GGUF files: loading (timed apart from
-//! any request), log-likelihood scoring with a shared context, greedy
-//! generation with stop strings, and chat templates rendered from the GGUF's
-//! own `tokenizer.chat_template`.
+//! In-process inference with candle on GGUF files and safetensors folders:
+//! loading (timed apart from any request), log-likelihood scoring with a
+//! shared context, greedy generation with stop strings, and chat templates
+//! rendered from the model's own template (GGUF `tokenizer.chat_template` or
+//! `tokenizer_config.json`).
 
-use super::llama::{KvCache, Llama, LoadReport, WeightFormat};
-use super::tokenizer::GgufTokenizer;
+use super::tokenizer::ModelTokenizer;
+use super::transformer::{Hparams, KvCache, LoadReport, Transformer, WeightFormat};
+use super::weights::{GgufSource, HfFolder, SafetensorsSource};
 use super::{ChoiceLogLik, Output, Request, Response};
 use crate::error::UserError;
 use anyhow::{bail, Context, Result};
@@ -23,9 +25,9 @@ struct PrefixCache {
 }
 
 pub struct CandleBackend {
-    model: Llama,
+    model: Transformer,
     prefix: Option<PrefixCache>,
-    pub tokenizer: GgufTokenizer,
+    pub tokenizer: ModelTokenizer,
     /// Seconds spent reading and preparing the weights (never part of latency).
     pub load_s: f64,
 }
@@ -57,27 +59,40 @@ fn argmax(row: &[f32]) -> u32 {
 }
 
 impl CandleBackend {
+    /// Loads a GGUF file or a safetensors model folder.
     pub fn load(path: &Path, device: &Device, format: WeightFormat) -> Result<Self> {
         let start = Instant::now();
         let bad = |reason: String| UserError::BadModel { path: path.to_path_buf(), reason };
-        let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-        let ct = gguf_file::Content::read(&mut file).map_err(|e| bad(format!("header: {e}")))?;
-        // A truncated file has a valid header but its tensors run past the end.
-        let file_len = file.metadata()?.len();
-        let data_end = ct
-            .tensor_infos
-            .values()
-            .map(|t| {
-                let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
-                ct.tensor_data_offset + t.offset + bytes as u64
-            })
-            .max()
-            .unwrap_or(0);
-        if data_end > file_len {
-            return Err(bad(format!("truncated: tensors need {data_end} bytes, file has {file_len}")).into());
-        }
-        let tokenizer = GgufTokenizer::from_gguf(&ct).map_err(|e| bad(format!("{e:#}")))?;
-        let model = Llama::from_gguf(&ct, &mut file, device, format).map_err(|e| bad(format!("{e:#}")))?;
+        let (model, tokenizer) = if path.is_dir() {
+            let folder = HfFolder::open(path)?;
+            let hp = Hparams::from_hf_config(&folder.config).map_err(|e| bad(format!("{e:#}")))?;
+            let tokenizer = ModelTokenizer::from_hf_dir(path).map_err(|e| bad(format!("{e:#}")))?;
+            let mut src = SafetensorsSource::open(&folder, hp.family).map_err(|e| bad(format!("{e:#}")))?;
+            let model = Transformer::load(hp, &mut src, device, format).map_err(|e| bad(format!("{e:#}")))?;
+            (model, tokenizer)
+        } else {
+            let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+            let ct = gguf_file::Content::read(&mut file).map_err(|e| bad(format!("header: {e}")))?;
+            // A truncated file has a valid header but its tensors run past the end.
+            let file_len = file.metadata()?.len();
+            let data_end = ct
+                .tensor_infos
+                .values()
+                .map(|t| {
+                    let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
+                    ct.tensor_data_offset + t.offset + bytes as u64
+                })
+                .max()
+                .unwrap_or(0);
+            if data_end > file_len {
+                return Err(bad(format!("truncated: tensors need {data_end} bytes, file has {file_len}")).into());
+            }
+            let hp = Hparams::from_gguf(&ct).map_err(|e| bad(format!("{e:#}")))?;
+            let tokenizer = ModelTokenizer::from_gguf(&ct).map_err(|e| bad(format!("{e:#}")))?;
+            let mut src = GgufSource { content: &ct, file: &mut file };
+            let model = Transformer::load(hp, &mut src, device, format).map_err(|e| bad(format!("{e:#}")))?;
+            (model, tokenizer)
+        };
         Ok(Self { model, prefix: None, tokenizer, load_s: start.elapsed().as_secs_f64() })
     }
 
@@ -280,7 +295,7 @@ impl CandleBackend {
     /// the generation prompt added.
     pub fn apply_chat_template(&self, user: &str) -> Result<String> {
         let Some(tpl) = &self.tokenizer.chat_template else {
-            bail!("this model's GGUF has no tokenizer.chat_template (a base model?); set `chat_template: false` on the task");
+            bail!("this model has no chat template (a base model?); set `chat_template: false` on the task");
         };
         crate::suite::template::render_chat(tpl, user, &self.tokenizer.bos_token, &self.tokenizer.eos_token)
     }

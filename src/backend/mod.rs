@@ -4,8 +4,9 @@
 //! measured here too, but reported apart and never mixed into latency.
 
 pub mod candle;
-pub mod llama;
 pub mod tokenizer;
+pub mod transformer;
+pub mod weights;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,13 @@ impl Backend {
     pub fn run(&mut self, req: &Request) -> Result<Response> {
         match self {
             Backend::Candle(b) => b.run(req),
+        }
+    }
+
+    /// Whether the model brings a chat template (instruct models do, base models not).
+    pub fn has_chat_template(&self) -> bool {
+        match self {
+            Backend::Candle(b) => b.tokenizer.chat_template.is_some(),
         }
     }
 

@@ -89,7 +89,11 @@ pub fn evaluate(env: &Environment, src: &str, doc: &Value) -> Result<Value> {
 /// Renders a chat template (a GGUF's `tokenizer.chat_template`) for a single
 /// user message, with the assistant's generation prompt appended.
 pub fn render_chat(template: &str, user: &str, bos: &str, eos: &str) -> Result<String> {
-    let env = environment();
+    let mut env = environment();
+    // As transformers renders chat templates: a newline after a block tag is
+    // dropped, and whitespace before a block tag on its line is stripped.
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
     let ctx = minijinja::context! {
         messages => vec![minijinja::context!{ role => "user", content => user }],
         add_generation_prompt => true,

@@ -37,3 +37,9 @@ pub fn only_run_dir(out: &std::path::Path) -> PathBuf {
 pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
+
+/// A catalog model, fetched through the same code path as `openweigh fetch`.
+pub fn catalog_model(name: &str) -> PathBuf {
+    let entry = openweigh::catalog::model(name).unwrap();
+    openweigh::assets::fetch_model(entry).expect("fetching a catalog model")
+}

@@ -1,0 +1,253 @@
+//! Where a model's weights and shape come from: a GGUF file (tensors under
+//! llama.cpp's names, hyper-parameters in its metadata) or a Hugging Face
+//! safetensors folder (`config.json`, `*.safetensors`). Both are presented to
+//! the forward pass under GGUF tensor names, so one [`Transformer`] serves
+//! both. The safetensors side undoes what llama.cpp's converter does: it maps
+//! names, keeps the NEOX RoPE layout (llama.cpp permutes llama's q/k weights
+//! for its interleaved layout instead) and adds Gemma's `+1` to norm weights.
+//!
+//! [`Transformer`]: super::transformer::Transformer
+
+use super::transformer::{Family, Hparams, WeightSource};
+use crate::error::UserError;
+use anyhow::{bail, Context, Result};
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device};
+use serde_json::Value;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Option<&'a gguf_file::Value> {
+    ct.metadata.get(key)
+}
+
+fn md_usize(ct: &gguf_file::Content, key: &str) -> Option<usize> {
+    md(ct, key).and_then(|v| v.to_u32().map(|x| x as usize).or_else(|_| v.to_u64().map(|x| x as usize)).ok())
+}
+
+fn md_f32(ct: &gguf_file::Content, key: &str) -> Option<f32> {
+    md(ct, key).and_then(|v| v.to_f32().ok())
+}
+
+/// The architecture named in GGUF metadata.
+pub fn gguf_architecture(ct: &gguf_file::Content) -> String {
+    md(ct, "general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default()
+}
+
+impl Hparams {
+    /// Reads `{arch}.*` metadata of a GGUF file.
+    pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
+        let arch = gguf_architecture(ct);
+        let family = Family::parse(&arch)
+            .with_context(|| format!("architecture '{arch}' is not supported (supported: llama, qwen2, gemma3)"))?;
+        let key = |k: &str| format!("{arch}.{k}");
+        let req = |k: &str| md_usize(ct, &key(k)).with_context(|| format!("GGUF metadata has no {}", key(k)));
+        let n_head = req("attention.head_count")?;
+        let n_embd = req("embedding_length")?;
+        let head_dim = md_usize(ct, &key("attention.key_length")).unwrap_or(n_embd / n_head);
+        let gemma = family == Family::Gemma3;
+        Ok(Hparams {
+            family,
+            n_layer: req("block_count")?,
+            n_embd,
+            n_head,
+            n_kv_head: md_usize(ct, &key("attention.head_count_kv")).unwrap_or(n_head),
+            head_dim,
+            context_length: md_usize(ct, &key("context_length")).unwrap_or(4096),
+            rms_eps: md_f32(ct, &key("attention.layer_norm_rms_epsilon")).unwrap_or(if gemma { 1e-6 } else { 1e-5 })
+                as f64,
+            rope_base: md_f32(ct, &key("rope.freq_base")).unwrap_or(if gemma { 1e6 } else { 1e4 }),
+            rope_base_local: gemma.then(|| md_f32(ct, &key("rope.local_freq_base")).unwrap_or(1e4)),
+            rope_neox: family != Family::Llama,
+            sliding_window: if gemma { md_usize(ct, &key("attention.sliding_window")) } else { None },
+            sliding_pattern: md_usize(ct, &key("attention.sliding_window_type")).unwrap_or(6),
+            attn_scale: 1.0 / (head_dim as f64).sqrt(),
+        })
+    }
+
+    /// Reads a Hugging Face `config.json` (a `text_config` inside is used when present).
+    pub fn from_hf_config(cfg: &Value) -> Result<Self> {
+        let cfg = cfg.get("text_config").unwrap_or(cfg);
+        let model_type = cfg.get("model_type").and_then(Value::as_str).unwrap_or_default();
+        let family = Family::parse(model_type).with_context(|| {
+            format!("config.json model_type '{model_type}' is not supported (supported: llama, qwen2, gemma3_text)")
+        })?;
+        let int = |k: &str| cfg.get(k).and_then(Value::as_u64).map(|x| x as usize);
+        let float = |k: &str| cfg.get(k).and_then(Value::as_f64);
+        let req = |k: &str| int(k).with_context(|| format!("config.json has no {k}"));
+        if family == Family::Llama && cfg.get("rope_scaling").is_some_and(|v| !v.is_null()) {
+            bail!("config.json sets rope_scaling, which openweigh does not implement yet (Llama 3.1+ models)");
+        }
+        let n_head = req("num_attention_heads")?;
+        let n_embd = req("hidden_size")?;
+        let head_dim = int("head_dim").unwrap_or(n_embd / n_head);
+        let gemma = family == Family::Gemma3;
+        let scalar = float("query_pre_attn_scalar").unwrap_or(head_dim as f64);
+        Ok(Hparams {
+            family,
+            n_layer: req("num_hidden_layers")?,
+            n_embd,
+            n_head,
+            n_kv_head: int("num_key_value_heads").unwrap_or(n_head),
+            head_dim,
+            context_length: int("max_position_embeddings").unwrap_or(4096),
+            rms_eps: float("rms_norm_eps").unwrap_or(1e-6),
+            rope_base: float("rope_theta").unwrap_or(1e4) as f32,
+            rope_base_local: gemma.then(|| float("rope_local_base_freq").unwrap_or(1e4) as f32),
+            rope_neox: true,
+            sliding_window: if gemma { int("sliding_window") } else { None },
+            sliding_pattern: int("sliding_window_pattern").unwrap_or(6),
+            attn_scale: if gemma { 1.0 / scalar.sqrt() } else { 1.0 / (head_dim as f64).sqrt() },
+        })
+    }
+}
+
+/// Tensors of an open GGUF file.
+pub struct GgufSource<'a> {
+    pub content: &'a gguf_file::Content,
+    pub file: &'a mut File,
+}
+
+impl WeightSource for GgufSource<'_> {
+    fn get(&mut self, name: &str, device: &Device) -> Result<QTensor> {
+        self.content.tensor(self.file, name, device).with_context(|| format!("reading tensor {name}"))
+    }
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+}
+
+/// The Hugging Face name of a GGUF tensor name, per family.
+pub fn hf_tensor_name(gguf: &str, family: Family) -> Option<String> {
+    let fixed = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_string());
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    let gemma = family == Family::Gemma3;
+    let hf = match part {
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "attn_norm" => "input_layernorm",
+        "post_attention_norm" => "post_attention_layernorm",
+        "ffn_norm" if gemma => "pre_feedforward_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "post_ffw_norm" => "post_feedforward_layernorm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// Tensors of a safetensors model folder, read through memory maps and
+/// converted to f32.
+pub struct SafetensorsSource {
+    st: MmapedSafetensors,
+    family: Family,
+}
+
+/// A safetensors model folder's files, checked before anything is loaded.
+pub struct HfFolder {
+    pub config: Value,
+    pub safetensors: Vec<PathBuf>,
+}
+
+impl HfFolder {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let bad = |reason: String| UserError::BadModel { path: dir.to_path_buf(), reason };
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+            bad(format!("config.json: {e} (a model folder needs config.json, tokenizer.json and *.safetensors)"))
+        })?;
+        let config: Value = serde_json::from_str(&text).map_err(|e| bad(format!("config.json: {e}")))?;
+        if !dir.join("tokenizer.json").is_file() {
+            return Err(bad(
+                "no tokenizer.json (save it with the model's tokenizer: `tokenizer.save_pretrained(dir)`)".into(),
+            )
+            .into());
+        }
+        let mut safetensors: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        safetensors.sort();
+        if safetensors.is_empty() {
+            return Err(bad("no *.safetensors files".into()).into());
+        }
+        Ok(Self { config, safetensors })
+    }
+}
+
+impl SafetensorsSource {
+    pub fn open(folder: &HfFolder, family: Family) -> Result<Self> {
+        // SAFETY: the files are mapped read-only; openweigh never writes to them
+        // while loading, and the tensors are copied out before the map is dropped.
+        let st = unsafe { MmapedSafetensors::multi(&folder.safetensors) }.context("reading safetensors headers")?;
+        Ok(Self { st, family })
+    }
+}
+
+impl WeightSource for SafetensorsSource {
+    fn get(&mut self, name: &str, device: &Device) -> Result<QTensor> {
+        let hf = hf_tensor_name(name, self.family).with_context(|| format!("no safetensors name for {name}"))?;
+        let mut t = self.st.load(&hf, device).with_context(|| format!("reading tensor {hf}"))?.to_dtype(DType::F32)?;
+        if self.family == Family::Gemma3 && name.ends_with("norm.weight") {
+            // Gemma's RMSNorm scales by (1 + w); llama.cpp stores w + 1.
+            t = (t + 1.0)?;
+        }
+        Ok(QTensor::quantize(&t, GgmlDType::F32)?)
+    }
+    fn has(&self, name: &str) -> bool {
+        hf_tensor_name(name, self.family).is_some_and(|hf| self.st.get(&hf).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gguf_names_map_to_hf_names() {
+        assert_eq!(hf_tensor_name("blk.3.attn_q.bias", Family::Qwen2).unwrap(), "model.layers.3.self_attn.q_proj.bias");
+        assert_eq!(
+            hf_tensor_name("blk.0.ffn_norm.weight", Family::Llama).unwrap(),
+            "model.layers.0.post_attention_layernorm.weight"
+        );
+        assert_eq!(
+            hf_tensor_name("blk.0.ffn_norm.weight", Family::Gemma3).unwrap(),
+            "model.layers.0.pre_feedforward_layernorm.weight"
+        );
+        assert_eq!(hf_tensor_name("output.weight", Family::Llama).unwrap(), "lm_head.weight");
+        assert!(hf_tensor_name("blk.0.unknown.weight", Family::Llama).is_none());
+    }
+
+    #[test]
+    fn hf_config_reads_gemma_switches() {
+        let cfg: Value = serde_json::from_str(
+            r#"{"model_type":"gemma3_text","hidden_size":640,"num_attention_heads":4,"num_key_value_heads":1,
+                "head_dim":256,"num_hidden_layers":18,"sliding_window":512,"query_pre_attn_scalar":256,
+                "rope_theta":1000000.0,"rope_local_base_freq":10000.0,"rms_norm_eps":1e-6}"#,
+        )
+        .unwrap();
+        let hp = Hparams::from_hf_config(&cfg).unwrap();
+        assert_eq!(hp.family, Family::Gemma3);
+        assert_eq!((hp.head_dim, hp.sliding_window, hp.sliding_pattern), (256, Some(512), 6));
+        assert!(hp.rope_neox);
+        assert_eq!(hp.attn_scale, 1.0 / 16.0);
+    }
+}

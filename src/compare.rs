@@ -393,7 +393,7 @@ pub fn speed_cells(d: &SpeedDelta) -> Vec<String> {
 }
 
 /// One Markdown table row; an empty cell is written `| |`.
-fn md_row<S: AsRef<str>>(cells: &[S]) -> String {
+pub fn md_row<S: AsRef<str>>(cells: &[S]) -> String {
     let mut row = String::from("|");
     for c in cells {
         match c.as_ref() {

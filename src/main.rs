@@ -3,9 +3,14 @@
 
 use anyhow::Result;
 use clap::Parser;
-use openweigh::cli::{BenchArgs, Cli, Command, CompareArgs, DeviceArg, FetchArgs, QuantizeArgs, RunArgs, SuiteArgs};
+use openweigh::cli::{
+    BenchArgs, Cli, Command, CompareArgs, DeviceArg, FetchArgs, PriceArgs, PricesCommand, QuantizeArgs, ReportArgs,
+    RunArgs, SuiteArgs,
+};
 use openweigh::error::{UserError, EXIT_ITEM_FAILURES, EXIT_USER};
-use openweigh::{assets, bench, catalog, compare, quantize, run};
+use openweigh::report::HardwarePrice;
+use openweigh::{assets, bench, catalog, compare, cost, quantize, report, run};
+use std::path::{Path, PathBuf};
 
 fn main() {
     // Die quietly on a closed pipe (`openweigh compare … | head`), as Unix tools do.
@@ -37,6 +42,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Bench(args) => cmd_bench(args),
         Command::Compare(args) => cmd_compare(args),
         Command::Quantize(args) => cmd_quantize(args),
+        Command::Report(args) => cmd_report(args),
+        Command::Prices(cmd) => cmd_prices(cmd),
     }
 }
 
@@ -51,10 +58,73 @@ fn set_threads(threads: Option<usize>) -> usize {
 
 fn cmd_run(args: RunArgs) -> Result<i32> {
     let models = expand_models(&args.model)?;
+    // Price flags are checked now, before any weights load, though used at the end.
+    let hardware = HardwarePrice::choose(args.price.hourly_usd, &args.price.hardware)?;
+    cost::load_table(args.price.prices.as_deref())?;
     if let [model] = models.as_slice() {
-        return run_one(model, &args);
+        return run_one(model, &args, &hardware);
     }
-    run_many(&models, &args)
+    run_many(&models, &args, &hardware)
+}
+
+/// Writes the report of finished runs and says where it is.
+fn write_report(dirs: &[PathBuf], out: &Path, hardware: &HardwarePrice, price: &PriceArgs) -> Result<()> {
+    let r = report::build(dirs, hardware.clone(), price.prices.as_deref())?;
+    for w in &r.warnings {
+        eprintln!("note: {w}");
+    }
+    let index = report::write(&r, out)?;
+    println!("report: {} (charts as PNG and SVG, summary.md, models.csv beside it)", index.display());
+    Ok(())
+}
+
+fn cmd_report(args: ReportArgs) -> Result<i32> {
+    let hardware = HardwarePrice::choose(args.price.hourly_usd, &args.price.hardware)?;
+    write_report(&args.runs, &args.out, &hardware, &args.price)?;
+    Ok(0)
+}
+
+fn cmd_prices(cmd: PricesCommand) -> Result<i32> {
+    match cmd {
+        PricesCommand::Import { file, out } => {
+            let entries = cost::read_price_file(&file)?;
+            let out = out.unwrap_or_else(cost::user_table_path);
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            let provenance = format!(
+                "USD per 1M tokens, open-weight chat models at hosting providers; converted by openweigh {} on {} from {name} (litellm's price file is MIT-licensed, (c) Berri AI)",
+                env!("CARGO_PKG_VERSION"),
+                chrono::Utc::now().format("%Y-%m-%d")
+            );
+            cost::write_csv(&out, &entries, &provenance)?;
+            println!("{} prices -> {}", entries.len(), out.display());
+        }
+        PricesCommand::List { model, prices } => {
+            let table = cost::load_table(prices.as_deref())?;
+            let needle = model.map(|m| m.to_lowercase());
+            let mut rows: Vec<&cost::PriceEntry> = table
+                .entries
+                .iter()
+                .filter(|e| needle.as_ref().is_none_or(|n| e.model.to_lowercase().contains(n.as_str())))
+                .collect();
+            rows.sort_by(|a, b| a.blended_usd_per_mtok().total_cmp(&b.blended_usd_per_mtok()));
+            println!("{:<14} {:<56} {:>9} {:>9} {:>9}", "provider", "model", "in $/1M", "out $/1M", "blended");
+            for e in &rows {
+                println!(
+                    "{:<14} {:<56} {:>9.3} {:>9.3} {:>9.3}",
+                    e.provider,
+                    e.model,
+                    e.input_usd_per_mtok,
+                    e.output_usd_per_mtok,
+                    e.blended_usd_per_mtok()
+                );
+            }
+            println!("{} of {} entries; source: {}", rows.len(), table.entries.len(), table.source);
+        }
+    }
+    Ok(0)
 }
 
 /// `--model catalog` stands for every catalog model already fetched.
@@ -79,7 +149,7 @@ fn expand_models(specs: &[String]) -> Result<Vec<String>> {
     Ok(models)
 }
 
-fn run_one(model: &str, args: &RunArgs) -> Result<i32> {
+fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice) -> Result<i32> {
     let threads = set_threads(args.common.threads);
     let opts = run::RunOptions {
         model: model.to_string(),
@@ -93,6 +163,9 @@ fn run_one(model: &str, args: &RunArgs) -> Result<i32> {
     };
     let outcome = run::run(&opts)?;
     print_outcome(&outcome);
+    if !args.no_report {
+        write_report(std::slice::from_ref(&outcome.dir), &outcome.dir.join("report"), hardware, &args.price)?;
+    }
     if outcome.meta.n_failed > 0 {
         eprintln!("{} item(s) failed; see \"error\" in samples.jsonl", outcome.meta.n_failed);
         return Ok(EXIT_ITEM_FAILURES);
@@ -103,17 +176,18 @@ fn run_one(model: &str, args: &RunArgs) -> Result<i32> {
 /// Several models: the suite and every model name are checked first, then each
 /// model runs in its own child process (its own peak memory, and one model's
 /// crash cannot take the others' results with it), then one table.
-fn run_many(models: &[String], args: &RunArgs) -> Result<i32> {
+fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice) -> Result<i32> {
     openweigh::suite::Suite::load(&args.common.suite, args.common.limit)?;
     for m in models {
         assets::check_model_spec(m)?;
     }
     let mut extra = vec!["--weights".to_string(), format!("{:?}", args.weights).to_lowercase()];
-    extra.extend(["--probe-reps".to_string(), args.probe_reps.to_string()]);
+    extra.extend(["--probe-reps".to_string(), args.probe_reps.to_string(), "--no-report".to_string()]);
     if args.device == DeviceArg::Cuda {
         extra.extend(["--device".to_string(), "cuda".to_string()]);
     }
     let mut rows = Vec::new();
+    let mut dirs = Vec::new();
     let mut code = 0;
     for (i, model) in models.iter().enumerate() {
         eprintln!("\n== model {}/{}: {model}", i + 1, models.len());
@@ -123,6 +197,7 @@ fn run_many(models: &[String], args: &RunArgs) -> Result<i32> {
                     code = EXIT_ITEM_FAILURES;
                 }
                 rows.push(openweigh::leaderboard::model_row(&compare::load_run(&dir)?));
+                dirs.push(dir);
             }
             Err(e) => {
                 eprintln!("error: {model}: {e:#}");
@@ -134,6 +209,10 @@ fn run_many(models: &[String], args: &RunArgs) -> Result<i32> {
     print!("{}", openweigh::leaderboard::format_table(&rows));
     for r in &rows {
         println!("{}: {}", r.model, r.run_dir.display());
+    }
+    if !args.no_report && !dirs.is_empty() {
+        let (_, out) = openweigh::results::create_output_dir(&args.common.out, "report-{time}")?;
+        write_report(&dirs, &out, hardware, &args.price)?;
     }
     Ok(code)
 }

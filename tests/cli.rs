@@ -23,7 +23,7 @@ fn no_panic() -> impl Predicate<str> {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["run", "fetch", "models", "bench", "compare", "quantize"]
+    for sub in ["run", "fetch", "models", "bench", "compare", "quantize", "report", "prices"]
         .map(|s| vec![s, "--help"])
         .into_iter()
         .chain([vec!["--help"]])
@@ -142,7 +142,7 @@ fn truncated_or_bogus_model_is_rejected() {
             .assert()
             .code(2)
             .stderr(predicate::str::contains(name))
-            .stderr(predicate::str::contains("not a usable GGUF model"))
+            .stderr(predicate::str::contains("not a usable model"))
             .stderr(no_panic());
     }
     let p = write_bytes(tmp.path(), "text.gguf", b"this is not a model");
@@ -153,7 +153,7 @@ fn truncated_or_bogus_model_is_rejected() {
         .arg(&p)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("not a usable GGUF model"));
+        .stderr(predicate::str::contains("not a usable model"));
 }
 
 fn write_bytes(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -206,5 +206,117 @@ fn quantize_refuses_a_bogus_model() {
         .arg(tmp.path().join("y.gguf"))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("x.gguf: not a usable GGUF model"));
+        .stderr(predicate::str::contains("x.gguf: not a usable model"));
+}
+
+#[test]
+fn price_import_reads_litellm_json_and_lists_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = write(
+        tmp.path(),
+        "prices.json",
+        r#"{"deepinfra/Qwen/Qwen2.5-7B-Instruct": {"litellm_provider": "deepinfra", "input_cost_per_token": 4e-08,
+             "output_cost_per_token": 1e-07, "mode": "chat"},
+            "gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05, "mode": "chat"}}"#,
+    );
+    let csv = tmp.path().join("table.csv");
+    openweigh()
+        .args(["prices", "import"])
+        .arg(&json)
+        .arg("--out")
+        .arg(&csv)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 prices"));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.contains("deepinfra,Qwen/Qwen2.5-7B-Instruct,0.04,0.1"), "{text}");
+    openweigh()
+        .args(["prices", "list", "--model", "qwen2.5-7b", "--prices"])
+        .arg(&csv)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("deepinfra").and(predicate::str::contains("0.055")));
+    // The built-in snapshot has open-weight offerings.
+    openweigh()
+        .args(["prices", "list", "--model", "llama"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("together_ai"));
+}
+
+#[test]
+fn bad_price_input_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad =
+        write(tmp.path(), "p.csv", "provider,model,input_usd_per_mtok,output_usd_per_mtok\na,b,1,2\nc,d,cheap,2\n");
+    openweigh()
+        .args(["prices", "import"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(tmp.path().join("o.csv"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("p.csv:3").and(no_panic()));
+    let json = write(tmp.path(), "p.json", "{\"a\": ");
+    openweigh()
+        .args(["prices", "list", "--prices"])
+        .arg(&json)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("p.json:1"));
+    // Price flags are checked before any model loads.
+    openweigh()
+        .args(["run", "--hourly-usd=-1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--hourly-usd").and(no_panic()));
+    openweigh()
+        .args(["run", "--hardware", "abacus"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cpu-2vcpu").and(no_panic()));
+    openweigh()
+        .args(["report", "/nonexistent/run"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("run.json").and(no_panic()));
+}
+
+#[test]
+fn hub_model_fails_fast_offline_with_a_fix() {
+    let start = std::time::Instant::now();
+    openweigh()
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HF_HOME", tempfile::tempdir().unwrap().path())
+        .args([
+            "run",
+            "--probe-reps",
+            "0",
+            "--suite",
+            "suites/examples/capitals.yaml",
+            "--model",
+            "hf:owner/repo/model.gguf",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("hf:owner/repo/model.gguf").and(predicate::str::contains("local path")));
+    assert!(start.elapsed().as_secs() < 30, "took {:?}", start.elapsed());
+    openweigh()
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", tempfile::tempdir().unwrap().path())
+        .args(["run", "--model", "hf:google/gemma-3-270m"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("HF_HUB_OFFLINE"));
+}
+
+#[test]
+fn models_lists_the_catalog_with_licences() {
+    openweigh().arg("models").assert().success().stdout(
+        predicate::str::contains("gemma3-270m")
+            .and(predicate::str::contains("Gemma Terms of Use"))
+            .and(predicate::str::contains("qwen2.5-coder-1.5b-instruct"))
+            .and(predicate::str::contains("base")),
+    );
 }

@@ -88,6 +88,10 @@ fn quick_suite_end_to_end_and_deterministic() {
     }
     let gen: Vec<_> = samples.iter().filter(|s| s["task"] == "gsm8k").collect();
     assert!(gen.iter().all(|s| s["tokens_out"].as_u64().unwrap() > 0 && s["ttft_s"].as_f64().is_some()));
+    // The report is written at the end of the run, beside the results.
+    for f in ["index.html", "summary.md", "models.csv", "quality_vs_price.png", "quality_vs_price.svg"] {
+        assert!(dir.join("report").join(f).is_file(), "report/{f} missing");
+    }
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4 * 2 + 1, "{csv}");
 

@@ -470,17 +470,23 @@ impl Transformer {
                 Some((kc, vc)) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
             };
             *kv = Some((k.clone(), v.clone()));
+            // Grouped-query attention without copying K/V per head: the `rep`
+            // query heads sharing a KV head are consecutive, so q is viewed as
+            // (kv heads, rep × seq) rows against that head's keys.
             let rep = hp.n_head / hp.n_kv_head;
-            let k = candle_transformers::utils::repeat_kv(k, rep)?;
-            let v = candle_transformers::utils::repeat_kv(v, rep)?;
-            let att = (q.matmul(&k.t()?)? * hp.attn_scale)?;
+            let qg = q.reshape((1, hp.n_kv_head, rep * seq_len, hp.head_dim))?;
+            let att = (qg.matmul(&k.t()?)? * hp.attn_scale)?;
             let mask = if layer.window.is_some() { &local_mask } else { &global_mask };
-            let att = match mask {
-                None => att,
-                Some(m) => att.broadcast_add(m)?,
-            };
+            let att =
+                match mask {
+                    None => att,
+                    Some(m) => att
+                        .reshape((1, hp.n_kv_head, rep, seq_len, pos + seq_len))?
+                        .broadcast_add(m)?
+                        .reshape((1, hp.n_kv_head, rep * seq_len, pos + seq_len))?,
+                };
             let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&v.contiguous()?)?;
+            let y = att.matmul(&v)?.reshape((1, hp.n_head, seq_len, hp.head_dim))?;
             let y = y.transpose(1, 2)?.reshape((1, seq_len, hp.n_head * hp.head_dim))?;
             let mut y = a.wo.forward(&y)?;
             if let Some(n) = &layer.post_attn_norm {
@@ -539,5 +545,38 @@ mod tests {
         assert_eq!(m[2], vec![false, true, true]);
         // Within the window a single query needs no mask.
         assert!(attention_mask(1, 1, Some(2), &Device::Cpu).unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
+mod gqa_tests {
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn grouped_attention_equals_repeated_kv() {
+        let dev = Device::Cpu;
+        let (n_head, n_kv, seq, total, hd) = (6, 2, 3, 5, 4);
+        let rep = n_head / n_kv;
+        let q = Tensor::randn(0f32, 1.0, (1, n_head, seq, hd), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, n_kv, total, hd), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (1, n_kv, total, hd), &dev).unwrap();
+        let kr = candle_transformers::utils::repeat_kv(k.clone(), rep).unwrap();
+        let vr = candle_transformers::utils::repeat_kv(v.clone(), rep).unwrap();
+        let m = super::attention_mask(seq, total - seq, None, &dev).unwrap().unwrap();
+        let a = q.matmul(&kr.t().unwrap()).unwrap().broadcast_add(&m).unwrap();
+        let a = candle_nn::ops::softmax_last_dim(&a).unwrap().matmul(&vr).unwrap();
+        let qg = q.reshape((1, n_kv, rep * seq, hd)).unwrap();
+        let att = qg.matmul(&k.t().unwrap()).unwrap();
+        let att = att
+            .reshape((1, n_kv, rep, seq, total))
+            .unwrap()
+            .broadcast_add(&m)
+            .unwrap()
+            .reshape((1, n_kv, rep * seq, total))
+            .unwrap();
+        let b =
+            candle_nn::ops::softmax_last_dim(&att).unwrap().matmul(&v).unwrap().reshape((1, n_head, seq, hd)).unwrap();
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-5, "{d}");
     }
 }

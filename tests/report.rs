@@ -1,0 +1,183 @@
+//! The report from real result files (tests/fixtures/report/runs: two real
+//! runs, SmolLM2 and Gemma 3, of a suite whose items carry `<script>`, `|` and
+//! `&`): Markdown and CSV snapshots, charts that decode at their size, escaping
+//! everywhere, and headless Chromium loading index.html from disk without a
+//! single network request.
+
+mod common;
+use common::*;
+use openweigh::report::{self, HardwarePrice};
+use std::path::{Path, PathBuf};
+
+fn fixture_runs() -> Vec<PathBuf> {
+    ["smollm2", "gemma3"].iter().map(|n| repo_path(&format!("tests/fixtures/report/runs/{n}"))).collect()
+}
+
+fn build() -> report::Report {
+    let hw = HardwarePrice::choose(None, "cpu-2vcpu").unwrap();
+    report::build(&fixture_runs(), hw, None).unwrap()
+}
+
+#[test]
+fn summary_markdown_snapshot() {
+    insta::assert_snapshot!(report::markdown::summary(&build()));
+}
+
+#[test]
+fn models_csv_snapshot() {
+    insta::assert_snapshot!(report::to_csv(&build()).unwrap());
+}
+
+#[test]
+fn charts_decode_at_their_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = build();
+    report::write(&r, tmp.path()).unwrap();
+    for name in ["quality_vs_price", "quality_vs_speed", "latency", "memory", "tasks"] {
+        let png = image::open(tmp.path().join(format!("{name}.png"))).unwrap();
+        assert_eq!((png.width(), png.height()), (1000, 620), "{name}.png");
+        let svg = std::fs::read_to_string(tmp.path().join(format!("{name}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{name}.svg: {e}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        assert_eq!(doc.root_element().attribute("width"), Some("1000"));
+    }
+    // Both models are on the headline chart, with their names.
+    let svg = std::fs::read_to_string(tmp.path().join("quality_vs_price.svg")).unwrap();
+    assert!(svg.contains("smollm2-135m-instruct") && svg.contains("gemma3-270m"));
+    assert!(svg.contains("most attractive quadrant"));
+}
+
+#[test]
+fn strings_from_results_are_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = report::write(&build(), tmp.path()).unwrap();
+    let html = std::fs::read_to_string(index).unwrap();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("<script>alert(1)"));
+    assert!(html.contains("mc&lt;b&gt;bold&lt;/b&gt;"));
+    assert!(!html.contains("<b>bold</b>"));
+    let svg = std::fs::read_to_string(tmp.path().join("tasks.svg")).unwrap();
+    assert!(svg.contains("mc&lt;b&gt;bold&lt;/b&gt;"), "task name unescaped in tasks.svg");
+    // No reference to anything outside the file.
+    for needle in ["http://", "https://", "src=", "@import", "url("] {
+        let found: Vec<&str> = html.lines().filter(|l| l.contains(needle)).collect();
+        // SVG's xmlns attribute names a namespace; nothing is fetched from it.
+        assert!(found.iter().all(|l| l.contains("xmlns")), "{needle} in index.html: {found:?}");
+    }
+    let md = std::fs::read_to_string(tmp.path().join("summary.md")).unwrap();
+    assert!(md.contains("mc&lt;b&gt;bold&lt;/b&gt;"));
+}
+
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(p) = which(name) {
+            return p;
+        }
+    }
+    panic!("headless Chromium is needed for this test: apt-get install chromium (.ci/run installs it)");
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+        .ok_or(())
+}
+
+fn run_chromium(args: &[&str], page: &Path, home: &Path) -> std::process::Output {
+    std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-default-apps",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1200,1800",
+        ])
+        .arg(format!("--user-data-dir={}", home.join("profile").display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .env("HOME", home)
+        .output()
+        .unwrap()
+}
+
+/// URLs the page itself requested, from a Chromium net log: request jobs whose
+/// network isolation key is the file:// page (the browser's own background
+/// traffic — update checks, time queries — has other keys and is ignored).
+fn page_requests(netlog: &Path) -> Vec<String> {
+    let log = std::fs::read_to_string(netlog).unwrap();
+    let log = log.trim_end().trim_end_matches(',');
+    // Chromium may leave the log unterminated when it exits; close it.
+    let v: serde_json::Value =
+        serde_json::from_str(log).unwrap_or_else(|_| serde_json::from_str(&format!("{log}]}}")).unwrap());
+    let start_job = v["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].as_u64().unwrap();
+    let mut urls: Vec<String> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"].as_u64() == Some(start_job))
+        .filter(|e| e["params"]["network_isolation_key"].as_str().is_some_and(|k| k.contains("file://")))
+        .filter_map(|e| e["params"]["url"].as_str().map(str::to_string))
+        .filter(|u| !u.starts_with("file:") && !u.starts_with("data:"))
+        .collect();
+    urls.dedup();
+    urls
+}
+
+/// `openweigh report` output opened as a user would: Chromium renders it from
+/// disk, the hostile item shows as text, and the net log holds no request
+/// beyond the file itself.
+#[test]
+fn chromium_opens_the_report_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    let mut cmd = openweigh();
+    cmd.arg("report").args(fixture_runs()).arg("--out").arg(&out);
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let index = out.join("index.html");
+
+    let netlog = tmp.path().join("net.json");
+    let shot = tmp.path().join("shot.png");
+    let o = run_chromium(
+        &[&format!("--screenshot={}", shot.display()), &format!("--log-net-log={}", netlog.display())],
+        &index,
+        tmp.path(),
+    );
+    assert!(shot.is_file(), "no screenshot: {}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&shot).unwrap();
+    assert_eq!((img.width(), img.height()), (1200, 1800));
+    // A rendered page is not blank: many distinct colours (charts, table dots).
+    let rgb = img.to_rgb8();
+    let distinct: std::collections::HashSet<[u8; 3]> = rgb.pixels().map(|p| p.0).collect();
+    assert!(distinct.len() > 50, "screenshot looks blank ({} colours)", distinct.len());
+
+    let requests = page_requests(&netlog);
+    assert!(requests.is_empty(), "the report made network requests: {requests:?}");
+
+    // The check can fail: a page that loads an image over HTTP is caught.
+    let control = tmp.path().join("control.html");
+    std::fs::write(&control, "<html><body><img src=\"http://127.0.0.1:9/x.png\">x</body></html>").unwrap();
+    let netlog2 = tmp.path().join("net2.json");
+    run_chromium(
+        &[
+            &format!("--screenshot={}", tmp.path().join("c.png").display()),
+            &format!("--log-net-log={}", netlog2.display()),
+        ],
+        &control,
+        tmp.path(),
+    );
+    assert_eq!(page_requests(&netlog2), vec!["http://127.0.0.1:9/x.png".to_string()]);
+
+    let o = run_chromium(&["--dump-dom"], &index, tmp.path());
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "hostile item not shown as text");
+    assert!(!dom.contains("<script>alert(1)"));
+    // The sort script ran: clicking is wired (data attribute set by a click is absent until then),
+    // and the models table is there with both models.
+    assert!(dom.contains("id=\"models\"") && dom.contains("gemma3-270m") && dom.contains("smollm2-135m-instruct"));
+}

@@ -92,33 +92,14 @@ pub fn draw<'a>(root: &DrawingArea<SVGBackend<'a>, Shift>, spec: &Spec, points: 
     builder.margin(18).x_label_area_size(56).y_label_area_size(72);
     if spec.log_x {
         let mut chart = builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc(spec.x_desc)
-            .y_desc(spec.y_desc)
-            .axis_desc_style(font(16))
-            .label_style(font(13))
-            .x_label_formatter(&|v| (spec.x_format)(*v))
-            .y_label_formatter(&|v| format!("{v:.2}"))
-            .light_line_style(RGBColor(246, 246, 246))
-            .draw()?;
         plot(&mut chart, spec, points, (x0, x1, y0, y1))
     } else {
         let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc(spec.x_desc)
-            .y_desc(spec.y_desc)
-            .axis_desc_style(font(16))
-            .label_style(font(13))
-            .x_label_formatter(&|v| (spec.x_format)(*v))
-            .y_label_formatter(&|v| format!("{v:.2}"))
-            .light_line_style(RGBColor(246, 246, 246))
-            .draw()?;
         plot(&mut chart, spec, points, (x0, x1, y0, y1))
     }
 }
 
+/// Axes, quadrant, frontier, whiskers, points and labels, for a linear or log x axis.
 fn plot<'a, X>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
     spec: &Spec,
@@ -126,8 +107,18 @@ fn plot<'a, X>(
     (x0, x1, _y0, y1): (f64, f64, f64, f64),
 ) -> Result<()>
 where
-    X: Ranged<ValueType = f64>,
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
 {
+    chart
+        .configure_mesh()
+        .x_desc(spec.x_desc)
+        .y_desc(spec.y_desc)
+        .axis_desc_style(font(16))
+        .label_style(font(13))
+        .x_label_formatter(&|v| (spec.x_format)(*v))
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .light_line_style(RGBColor(246, 246, 246))
+        .draw()?;
     // The most attractive quadrant: better than the median model on both axes.
     if points.len() >= 2 {
         let mx = median(points.iter().map(|p| p.x).collect());

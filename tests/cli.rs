@@ -320,3 +320,28 @@ fn models_lists_the_catalog_with_licences() {
             .and(predicate::str::contains("base")),
     );
 }
+
+/// Two processes fetching the same asset into an empty cache at once both
+/// succeed with the verified file (they take turns on the cache's lock).
+#[test]
+fn concurrent_fetches_share_the_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let spawn = || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("openweigh"))
+            .args(["fetch", "arc_challenge"])
+            .env("OPENWEIGH_HOME", home.path())
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("arc_challenge.validation.arrow"));
+    }
+    let files: Vec<_> =
+        std::fs::read_dir(home.path().join("files")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!files.iter().any(|f| f.to_string_lossy().ends_with(".partial")), "{files:?}");
+}

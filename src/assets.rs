@@ -30,17 +30,26 @@ pub fn cached_path(asset: &Asset) -> PathBuf {
 
 /// Hex sha256 of a file's contents.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(sha256_files(&[path.to_path_buf()])?.0)
+}
+
+/// Hex sha256 of files read one after another, and their total size in bytes.
+pub fn sha256_files(paths: &[PathBuf]) -> Result<(String, u64)> {
     let mut h = Sha256::new();
+    let mut size = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+    for path in paths {
+        let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            size += n as u64;
         }
-        h.update(&buf[..n]);
     }
-    Ok(hex::encode(h.finalize()))
+    Ok((hex::encode(h.finalize()), size))
 }
 
 /// Whether `dest` holds `asset` (a file with the wrong sha256 is removed).
@@ -232,30 +241,14 @@ pub fn resolve_model(spec: &str) -> Result<ResolvedModel> {
 }
 
 fn local_model(path: &Path, name: String) -> Result<ResolvedModel> {
-    if path.is_file() {
-        return Ok(ResolvedModel {
-            name,
-            sha256: sha256_file(path)?,
-            size_byte: std::fs::metadata(path)?.len(),
-            path: path.to_path_buf(),
-        });
-    }
-    let folder = crate::backend::weights::HfFolder::open(path)?;
-    let mut files = vec![path.join("config.json"), path.join("tokenizer.json")];
-    files.extend(folder.safetensors);
-    let mut h = Sha256::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    for f in &files {
-        let mut r = File::open(f).with_context(|| format!("opening {}", f.display()))?;
-        loop {
-            let n = r.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            size += n as u64;
-        }
-    }
-    Ok(ResolvedModel { name, path: path.to_path_buf(), sha256: hex::encode(h.finalize()), size_byte: size })
+    let files = if path.is_file() {
+        vec![path.to_path_buf()]
+    } else {
+        let folder = crate::backend::weights::HfFolder::open(path)?;
+        let mut files = vec![path.join("config.json"), path.join("tokenizer.json")];
+        files.extend(folder.safetensors);
+        files
+    };
+    let (sha256, size_byte) = sha256_files(&files)?;
+    Ok(ResolvedModel { name, path: path.to_path_buf(), sha256, size_byte })
 }

@@ -213,12 +213,7 @@ pub fn compare(base: &RunData, cand: &RunData, gate: GateOptions) -> Result<Comp
         let diffs: Vec<f64> = c.iter().zip(&b).map(|(c, b)| c - b).collect();
         let fixed = diffs.iter().filter(|d| **d > 0.0).count();
         let broken = diffs.iter().filter(|d| **d < 0.0).count();
-        let chance = stats::mean(
-            &items
-                .iter()
-                .map(|(x, _)| x.choices.as_ref().map_or(0.0, |c| 1.0 / c.len().max(1) as f64))
-                .collect::<Vec<_>>(),
-        );
+        let chance = stats::mean(&items.iter().map(|(x, _)| x.chance()).collect::<Vec<_>>());
         let ci =
             stats::bootstrap_ci(std::slice::from_ref(&diffs), BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED, 0.05, |m| m[0]);
         for (x, y) in items {

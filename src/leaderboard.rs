@@ -62,9 +62,7 @@ pub fn model_row(run: &RunData) -> ModelRow {
             continue;
         }
         let xs: Vec<f64> = items.iter().map(|r| r.metrics.get(metric).copied().unwrap_or(0.0)).collect();
-        let chance = stats::mean(
-            &items.iter().map(|r| r.choices.as_ref().map_or(0.0, |c| 1.0 / c.len().max(1) as f64)).collect::<Vec<_>>(),
-        );
+        let chance = stats::mean(&items.iter().map(|r| r.chance()).collect::<Vec<_>>());
         let (lo, hi) = stats::ci95(&xs, 0.0, 1.0);
         tasks.push(TaskScore {
             task: info.task.clone(),

@@ -226,6 +226,14 @@ pub struct SamplesWriter {
     file: File,
 }
 
+impl ItemResult {
+    /// Expected score of guessing uniformly: 1/choices for multiple choice,
+    /// 0 for generation.
+    pub fn chance(&self) -> f64 {
+        self.choices.as_ref().map_or(0.0, |c| 1.0 / c.len().max(1) as f64)
+    }
+}
+
 impl SamplesWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let file = OpenOptions::new()

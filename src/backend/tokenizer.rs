@@ -12,6 +12,7 @@
 //! that `<|im_start|>` or `<start_of_turn>` encode as one token. A safetensors
 //! model folder brings its own `tokenizer.json`, loaded as is.
 
+use super::weights::md;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file;
 use std::collections::HashMap;
@@ -49,10 +50,6 @@ pub struct ModelTokenizer {
     pub eos_token: String,
     /// The model's own chat template (Jinja), when it has one.
     pub chat_template: Option<String>,
-}
-
-fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Option<&'a gguf_file::Value> {
-    ct.metadata.get(key)
 }
 
 fn md_u32(ct: &gguf_file::Content, key: &str) -> Option<u32> {

@@ -18,7 +18,8 @@ use serde_json::Value;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Option<&'a gguf_file::Value> {
+/// A GGUF metadata value by key.
+pub(crate) fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Option<&'a gguf_file::Value> {
     ct.metadata.get(key)
 }
 

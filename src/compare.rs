@@ -400,7 +400,8 @@ pub fn md_row<S: AsRef<str>>(cells: &[S]) -> String {
     row
 }
 
-fn tail_chars(s: &str, n: usize) -> String {
+/// The last `n` characters of `s`, with an ellipsis when cut.
+pub fn tail_chars(s: &str, n: usize) -> String {
     let count = s.chars().count();
     if count <= n {
         s.to_string()

@@ -4,13 +4,13 @@
 use anyhow::Result;
 use clap::Parser;
 use openweigh::cli::{
-    BenchArgs, Cli, Command, CompareArgs, DeviceArg, FetchArgs, PriceArgs, PricesCommand, QuantizeArgs, ReportArgs,
-    RunArgs, SuiteArgs,
+    BenchArgs, Cli, Command, CompareArgs, DeviceArg, FetchArgs, PricesCommand, QuantizeArgs, ReportArgs, RunArgs,
+    SuiteArgs,
 };
 use openweigh::error::{UserError, EXIT_ITEM_FAILURES, EXIT_USER};
 use openweigh::report::HardwarePrice;
 use openweigh::{assets, bench, catalog, compare, cost, quantize, report, run};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn main() {
     // Die quietly on a closed pipe (`openweigh compare … | head`), as Unix tools do.
@@ -60,27 +60,28 @@ fn cmd_run(args: RunArgs) -> Result<i32> {
     let models = expand_models(&args.model)?;
     // Price flags are checked now, before any weights load, though used at the end.
     let hardware = HardwarePrice::choose(args.price.hourly_usd, &args.price.hardware)?;
-    cost::load_table(args.price.prices.as_deref())?;
+    let prices = cost::load_table(args.price.prices.as_deref())?;
     if let [model] = models.as_slice() {
-        return run_one(model, &args, &hardware);
+        return run_one(model, &args, &hardware, &prices);
     }
-    run_many(&models, &args, &hardware)
+    run_many(&models, &args, &hardware, &prices)
 }
 
 /// Writes the report of finished runs and says where it is.
-fn write_report(dirs: &[PathBuf], out: &Path, hardware: &HardwarePrice, price: &PriceArgs) -> Result<()> {
-    let r = report::build(dirs, hardware.clone(), price.prices.as_deref())?;
+fn write_report(r: &report::Report, out: &Path) -> Result<()> {
     for w in &r.warnings {
         eprintln!("note: {w}");
     }
-    let index = report::write(&r, out)?;
+    let index = report::write(r, out)?;
     println!("report: {} (charts as PNG and SVG, summary.md, models.csv beside it)", index.display());
     Ok(())
 }
 
 fn cmd_report(args: ReportArgs) -> Result<i32> {
     let hardware = HardwarePrice::choose(args.price.hourly_usd, &args.price.hardware)?;
-    write_report(&args.runs, &args.out, &hardware, &args.price)?;
+    let prices = cost::load_table(args.price.prices.as_deref())?;
+    let r = report::build(report::load_runs(&args.runs)?, hardware, &prices)?;
+    write_report(&r, &args.out)?;
     Ok(0)
 }
 
@@ -149,7 +150,7 @@ fn expand_models(specs: &[String]) -> Result<Vec<String>> {
     Ok(models)
 }
 
-fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice) -> Result<i32> {
+fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice, prices: &cost::PriceTable) -> Result<i32> {
     let threads = set_threads(args.common.threads);
     let opts = run::RunOptions {
         model: model.to_string(),
@@ -164,7 +165,8 @@ fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice) -> Result<i32>
     let outcome = run::run(&opts)?;
     print_outcome(&outcome);
     if !args.no_report {
-        write_report(std::slice::from_ref(&outcome.dir), &outcome.dir.join("report"), hardware, &args.price)?;
+        let r = report::build(report::load_runs(std::slice::from_ref(&outcome.dir))?, hardware.clone(), prices)?;
+        write_report(&r, &outcome.dir.join("report"))?;
     }
     if outcome.meta.n_failed > 0 {
         eprintln!("{} item(s) failed; see \"error\" in samples.jsonl", outcome.meta.n_failed);
@@ -176,7 +178,7 @@ fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice) -> Result<i32>
 /// Several models: the suite and every model name are checked first, then each
 /// model runs in its own child process (its own peak memory, and one model's
 /// crash cannot take the others' results with it), then one table.
-fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice) -> Result<i32> {
+fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice, prices: &cost::PriceTable) -> Result<i32> {
     openweigh::suite::Suite::load(&args.common.suite, args.common.limit)?;
     for m in models {
         assets::check_model_spec(m)?;
@@ -186,8 +188,7 @@ fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice) -> Resu
     if args.device == DeviceArg::Cuda {
         extra.extend(["--device".to_string(), "cuda".to_string()]);
     }
-    let mut rows = Vec::new();
-    let mut dirs = Vec::new();
+    let mut runs = Vec::new();
     let mut code = 0;
     for (i, model) in models.iter().enumerate() {
         eprintln!("\n== model {}/{}: {model}", i + 1, models.len());
@@ -196,8 +197,7 @@ fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice) -> Resu
                 if child_code != 0 {
                     code = EXIT_ITEM_FAILURES;
                 }
-                rows.push(openweigh::leaderboard::model_row(&compare::load_run(&dir)?));
-                dirs.push(dir);
+                runs.push(compare::load_run(&dir)?);
             }
             Err(e) => {
                 eprintln!("error: {model}: {e:#}");
@@ -205,14 +205,18 @@ fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice) -> Resu
             }
         }
     }
+    // The report's rows are the table's: one reading of each run, one set of statistics.
+    let n_runs = runs.len();
+    let r = report::build(runs, hardware.clone(), prices)?;
+    let rows: Vec<_> = r.models.iter().map(|m| m.row.clone()).collect();
     println!("\n{} models on {}", rows.len(), args.common.suite);
     print!("{}", openweigh::leaderboard::format_table(&rows));
-    for r in &rows {
-        println!("{}: {}", r.model, r.run_dir.display());
+    for row in &rows {
+        println!("{}: {}", row.model, row.run_dir.display());
     }
-    if !args.no_report && !dirs.is_empty() {
+    if !args.no_report && n_runs > 0 {
         let (_, out) = openweigh::results::create_output_dir(&args.common.out, "report-{time}")?;
-        write_report(&dirs, &out, hardware, &args.price)?;
+        write_report(&r, &out)?;
     }
     Ok(code)
 }

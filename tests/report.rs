@@ -15,7 +15,8 @@ fn fixture_runs() -> Vec<PathBuf> {
 
 fn build() -> report::Report {
     let hw = HardwarePrice::choose(None, "cpu-2vcpu").unwrap();
-    report::build(&fixture_runs(), hw, None).unwrap()
+    let prices = openweigh::cost::load_table(None).unwrap();
+    report::build(report::load_runs(&fixture_runs()).unwrap(), hw, &prices).unwrap()
 }
 
 #[test]

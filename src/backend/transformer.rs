@@ -217,15 +217,19 @@ impl Tally {
     }
 }
 
+/// `t` as `format` asks the matmuls to hold it; None when it stays as it is.
+fn repacked(t: &QTensor, format: WeightFormat, device: &Device) -> Result<Option<QTensor>> {
+    if !needs_repack(t.dtype(), format) {
+        return Ok(None);
+    }
+    let target = if format == WeightFormat::F32 { GgmlDType::F32 } else { GgmlDType::Q8_0 };
+    Ok(Some(QTensor::quantize(&t.dequantize(device)?, target)?))
+}
+
 /// A matmul weight, repacked as `format` asks, and counted.
 fn prepare(t: QTensor, format: WeightFormat, device: &Device, tally: &mut Tally) -> Result<QMatMul> {
     let file = t.dtype();
-    let t = if needs_repack(file, format) {
-        let target = if format == WeightFormat::F32 { GgmlDType::F32 } else { GgmlDType::Q8_0 };
-        QTensor::quantize(&t.dequantize(device)?, target)?
-    } else {
-        t
-    };
+    let t = repacked(&t, format, device)?.unwrap_or(t);
     tally.add(file, &t);
     Ok(QMatMul::from_qtensor(t)?)
 }
@@ -297,26 +301,24 @@ impl Transformer {
         } else {
             Embedding::Dense(embd.dequantize(device)?)
         };
-        let tied = !src.has("output.weight");
-        let output = if !tied {
-            prepare(src.get("output.weight", device)?, format, device, &mut tally)?
-        } else if quantized_lookup && !needs_repack(embd.dtype(), format) {
-            // Tied embeddings used as they are: one table serves lookup and output head.
-            tally.add(embd.dtype(), &embd);
-            QMatMul::from_arc(embd.clone())?
+        // Tied embeddings: the output head is the embedding matrix, shared with
+        // the lookup table unless the matmul wants it repacked.
+        let (output, shared) = if src.has("output.weight") {
+            (prepare(src.get("output.weight", device)?, format, device, &mut tally)?, false)
         } else {
-            // Tied but repacked for the matmul: a second, repacked copy.
-            let t = src.get("token_embd.weight", device)?;
-            let out = prepare(t, format, device, &mut tally)?;
-            if let Embedding::Quantized(q) = &embed {
-                tally.runtime_byte += q.storage_size_in_bytes();
+            match repacked(&embd, format, device)? {
+                None => {
+                    tally.add(embd.dtype(), &embd);
+                    (QMatMul::from_arc(embd.clone())?, true)
+                }
+                Some(t) => {
+                    tally.add(embd.dtype(), &t);
+                    (QMatMul::from_qtensor(t)?, false)
+                }
             }
-            out
         };
-        if !tied {
-            if let Embedding::Quantized(q) = &embed {
-                tally.runtime_byte += q.storage_size_in_bytes();
-            }
+        if let (Embedding::Quantized(q), false) = (&embed, shared) {
+            tally.runtime_byte += q.storage_size_in_bytes();
         }
         drop(embd);
         let norm_out = norm(src, "output_norm.weight")?;

@@ -4,6 +4,7 @@
 
 use super::chart::{color_hex, Chart};
 use super::{ModelReport, Report};
+use crate::compare::tail_chars;
 use crate::compare_html::escape;
 
 const STYLE: &str = r#"
@@ -152,15 +153,6 @@ fn metadata(r: &Report) -> String {
     s
 }
 
-fn tail(s: &str, n: usize) -> String {
-    let count = s.chars().count();
-    if count <= n {
-        s.to_string()
-    } else {
-        format!("…{}", s.chars().skip(count - n).collect::<String>())
-    }
-}
-
 fn wrong_items(r: &Report) -> String {
     let mut s = String::new();
     for m in &r.models {
@@ -191,7 +183,7 @@ fn wrong_items(r: &Report) -> String {
                 "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\"><pre>{}</pre></td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>\n",
                 escape(&w.task),
                 escape(&w.id),
-                escape(&tail(&w.prompt, 400)),
+                escape(&tail_chars(&w.prompt, 400)),
                 escape(&gold),
                 escape(&pred)
             ));

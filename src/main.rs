@@ -5,11 +5,11 @@ use anyhow::Result;
 use clap::Parser;
 use openweigh::cli::{
     BenchArgs, Cli, Command, CompareArgs, DeviceArg, FetchArgs, PricesCommand, QuantizeArgs, ReportArgs, RunArgs,
-    SuiteArgs,
+    SuiteArgs, SuitesArgs, SuitesCommand,
 };
 use openweigh::error::{UserError, EXIT_ITEM_FAILURES, EXIT_USER};
 use openweigh::report::HardwarePrice;
-use openweigh::{assets, bench, catalog, compare, cost, quantize, report, run};
+use openweigh::{assets, bench, catalog, compare, cost, lm_eval, quantize, report, run, suite};
 use std::path::Path;
 
 fn main() {
@@ -44,6 +44,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Quantize(args) => cmd_quantize(args),
         Command::Report(args) => cmd_report(args),
         Command::Prices(cmd) => cmd_prices(cmd),
+        Command::Suites(args) => cmd_suites(args),
     }
 }
 
@@ -341,7 +342,7 @@ fn cmd_bench(args: BenchArgs) -> Result<i32> {
 fn cmd_fetch(args: FetchArgs) -> Result<i32> {
     let names: Vec<&str> = match &args.name {
         Some(n) => vec![n.as_str()],
-        None => std::iter::once(catalog::DEFAULT_MODEL).chain(catalog::DATASETS.iter().map(|d| d.name)).collect(),
+        None => std::iter::once(catalog::DEFAULT_MODEL).chain(catalog::DATASETS.iter().map(|d| d.asset.name)).collect(),
     };
     for name in names {
         let asset = catalog::asset(name).ok_or_else(|| UserError::UnknownModel(name.into()))?;
@@ -373,16 +374,41 @@ fn cmd_models() -> Result<i32> {
             if fetched { "yes" } else { "no" }
         );
     }
-    println!("\ndatasets:");
-    for d in catalog::DATASETS {
-        let fetched = assets::cached_path(d).exists();
-        println!(
-            "{:<28} {:>9} {:<14} {}",
-            d.name,
-            assets::human_bytes(d.size_byte),
-            d.licence,
-            if fetched { "yes" } else { "no" }
-        );
-    }
+    println!("\ndatasets: `openweigh suites --datasets`");
     Ok(0)
+}
+
+fn cmd_suites(args: SuitesArgs) -> Result<i32> {
+    match args.command {
+        Some(SuitesCommand::ImportLmEval { file, out, dataset }) => {
+            let (name, yaml) = lm_eval::import(&file, dataset.as_deref())?;
+            let out = out.unwrap_or_else(|| Path::new("suites").join(format!("{name}.yaml")));
+            // Loading it proves the converted suite renders on the data before we keep it.
+            let tmp = out.with_extension("yaml.partial");
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&tmp, &yaml)?;
+            let loaded = suite::Suite::load(tmp.to_str().unwrap_or_default(), None);
+            let loaded = match loaded {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
+            std::fs::rename(&tmp, &out)?;
+            let t = &loaded.tasks[0];
+            println!("{} -> {} (task {}, {} items)", file.display(), out.display(), t.spec.task, t.items.len());
+            Ok(0)
+        }
+        None if args.datasets => {
+            print!("{}", suite::listing::datasets_table());
+            Ok(0)
+        }
+        None => {
+            print!("{}", suite::listing::suites_table(args.suite.as_deref())?);
+            Ok(0)
+        }
+    }
 }

@@ -18,6 +18,9 @@ pub struct ItemResult {
     pub task: String,
     /// `<task>/<row index in the data file>`.
     pub id: String,
+    /// The item's group within its task (`group_by`, e.g. an MMLU category).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// sha256 prefix of prompt, choices and target (matches items across runs).
     pub prompt_hash: String,
     /// The exact text given to the model (few-shot examples and chat template included).
@@ -180,6 +183,8 @@ pub struct HostInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TaskSummary {
     pub task: String,
+    /// Empty for the whole task; else one group of its items (`group_by`, e.g. an MMLU category).
+    pub group: String,
     pub metric: String,
     pub n: usize,
     pub n_failed: usize,

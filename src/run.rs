@@ -15,7 +15,7 @@ use crate::results::*;
 use crate::score;
 use crate::stats;
 use crate::suite::{Item, ItemKind, Suite, Task};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -222,6 +222,7 @@ fn failed_item(task: &Task, item: &Item, error: String) -> ItemResult {
     ItemResult {
         task: task.spec.task.clone(),
         id: item.id.clone(),
+        group: item.group.clone(),
         prompt_hash: item.prompt_hash.clone(),
         prompt: item.prompt.clone(),
         choices,
@@ -241,31 +242,75 @@ fn failed_item(task: &Task, item: &Item, error: String) -> ItemResult {
     }
 }
 
+/// The final prompt text: `text` in the model's chat template when `chat`,
+/// and the few-shot prefix located in it (after any chat-template header).
+fn final_prompt(backend: &Backend, task: &Task, chat: bool, text: &str) -> Result<(String, Option<String>)> {
+    let prompt = if chat { backend.apply_chat_template(text)? } else { text.to_string() };
+    let shared_prefix = (task.shared_prefix_len > 0)
+        .then(|| prompt.find(text).map(|at| prompt[..at + task.shared_prefix_len].to_string()))
+        .flatten();
+    Ok((prompt, shared_prefix))
+}
+
+/// Adds one response's counts and timings to another.
+fn merge(into: &mut Response, r: Response) -> Result<()> {
+    match (&mut into.output, r.output) {
+        (Output::LogLikelihood(a), Output::LogLikelihood(b)) => a.extend(b),
+        _ => anyhow::bail!("backend answered with the wrong kind of output"),
+    }
+    into.tokens_in += r.tokens_in;
+    into.tokens_cached += r.tokens_cached;
+    into.tokens_out += r.tokens_out;
+    into.wall_s += r.wall_s;
+    Ok(())
+}
+
+/// Item → Request(s) → Response. Multiple choice asks for every choice's
+/// log-likelihood after one context; partial scoring (a continuation shared
+/// by contexts that differ per choice) asks once per context.
+fn ask(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Result<(String, Response)> {
+    match &item.kind {
+        ItemKind::MultipleChoice { continuation: None, .. } => {
+            let (prompt, shared_prefix) = final_prompt(backend, task, chat, &item.prompt)?;
+            let continuations = item.kind.scored_pairs().into_iter().map(|(_, c)| c).collect();
+            let req = Request::LogLikelihood { context: prompt.clone(), continuations, shared_prefix };
+            Ok((prompt, backend.run(&req)?))
+        }
+        ItemKind::MultipleChoice { continuation: Some(_), .. } => {
+            let mut merged: Option<Response> = None;
+            let mut shown = Vec::new();
+            for (suffix, cont) in item.kind.scored_pairs() {
+                let (context, shared_prefix) = final_prompt(backend, task, chat, &format!("{}{suffix}", item.prompt))?;
+                let req = Request::LogLikelihood { context: context.clone(), continuations: vec![cont], shared_prefix };
+                let r = backend.run(&req)?;
+                match merged.as_mut() {
+                    None => merged = Some(r),
+                    Some(m) => merge(m, r)?,
+                }
+                shown.push(context);
+            }
+            Ok((shown.join("\n--- or ---\n"), merged.context("no choices")?))
+        }
+        ItemKind::Generate { until, max_tokens, .. } => {
+            let (prompt, shared_prefix) = final_prompt(backend, task, chat, &item.prompt)?;
+            let req = Request::Generate { prompt: prompt.clone(), until: until.clone(), max_tokens: *max_tokens, shared_prefix };
+            Ok((prompt, backend.run(&req)?))
+        }
+    }
+}
+
 /// Item → Request → Response → Score → ItemResult. `chat`: wrap the prompt
 /// in the model's chat template.
 fn run_item(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Result<ItemResult> {
-    let prompt = if chat { backend.apply_chat_template(&item.prompt)? } else { item.prompt.clone() };
-    // The few-shot prefix, located in the final prompt (after any chat-template header).
-    let shared_prefix = (task.shared_prefix_len > 0)
-        .then(|| prompt.find(&item.prompt).map(|at| prompt[..at + task.shared_prefix_len].to_string()))
-        .flatten();
-    let request = match &item.kind {
-        ItemKind::MultipleChoice { choices, target_delimiter, .. } => Request::LogLikelihood {
-            context: prompt.clone(),
-            continuations: choices.iter().map(|c| format!("{target_delimiter}{c}")).collect(),
-            shared_prefix,
-        },
-        ItemKind::Generate { until, max_tokens, .. } => {
-            Request::Generate { prompt: prompt.clone(), until: until.clone(), max_tokens: *max_tokens, shared_prefix }
-        }
-    };
-    let Response { output, tokens_in, tokens_cached, tokens_out, wall_s, ttft_s, decode_tok_per_s } =
-        backend.run(&request)?;
+    let (prompt, response) = ask(backend, task, chat, item)?;
+    let Response { output, tokens_in, tokens_cached, tokens_out, wall_s, ttft_s, decode_tok_per_s } = response;
     let mut metrics = BTreeMap::new();
     let (choices, gold, prediction, generated, loglik) = match (&item.kind, output) {
         (ItemKind::MultipleChoice { choices, gold, .. }, Output::LogLikelihood(ll)) => {
+            // acc_norm divides by the length of what was scored: the choice, or the shared continuation.
+            let scored: Vec<String> = item.kind.scored_pairs().into_iter().map(|(_, c)| c).collect();
             let acc = score::predict_acc(&ll);
-            let acc_norm = score::predict_acc_norm(&ll, choices);
+            let acc_norm = score::predict_acc_norm(&ll, &scored);
             for m in &task.metrics {
                 let pred = if m == "acc_norm" { acc_norm } else { acc };
                 metrics.insert(m.clone(), (pred == *gold) as u8 as f64);
@@ -273,19 +318,29 @@ fn run_item(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Resu
             let shown = if task.metrics[0] == "acc" { acc } else { acc_norm };
             (Some(choices.clone()), gold.to_string(), shown.to_string(), None, Some(ll))
         }
-        (ItemKind::Generate { target, .. }, Output::Text(text)) => {
-            let pred = score::apply_filter(task.spec.filter, &text);
-            let em = score::exact_match(task.spec.filter, &pred, target);
+        (ItemKind::Generate { target, also_accepted, .. }, Output::Text(text)) => {
+            let mut prediction = score::apply_filter(task.spec.filter, &text);
             for m in &task.metrics {
-                metrics.insert(m.clone(), em as u8 as f64);
+                let ok = if m == "pass@1" {
+                    // The program: the document's own prompt (no few-shot prefix), the completion, the tests.
+                    let program = format!("{}{text}\n{target}\n", &item.prompt[task.shared_prefix_len..]);
+                    let outcome =
+                        crate::execute::run_python(&program, std::time::Duration::from_secs_f64(task.spec.exec_timeout_s))?;
+                    prediction = outcome.describe();
+                    outcome.passed()
+                } else {
+                    score::exact_match(task.spec.filter, &prediction, std::iter::once(target).chain(also_accepted).map(String::as_str))
+                };
+                metrics.insert(m.clone(), ok as u8 as f64);
             }
-            (None, target.clone(), pred, Some(text), None)
+            (None, target.clone(), prediction, Some(text), None)
         }
         _ => anyhow::bail!("backend answered with the wrong kind of output"),
     };
     Ok(ItemResult {
         task: task.spec.task.clone(),
         id: item.id.clone(),
+        group: item.group.clone(),
         prompt_hash: item.prompt_hash.clone(),
         prompt,
         choices,
@@ -305,8 +360,21 @@ fn run_item(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Resu
     })
 }
 
-/// Per-metric rows for one task. Failed items count as wrong.
+/// Per-metric rows for one task, then per group (`group_by`) in name order.
+/// Failed items count as wrong.
 pub fn summarize(task: &Task, results: &[ItemResult]) -> Vec<TaskSummary> {
+    let mut rows = summary_rows(task, "", results);
+    let mut groups: Vec<&str> = results.iter().filter_map(|r| r.group.as_deref()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        let members: Vec<ItemResult> = results.iter().filter(|r| r.group.as_deref() == Some(g)).cloned().collect();
+        rows.extend(summary_rows(task, g, &members));
+    }
+    rows
+}
+
+fn summary_rows(task: &Task, group: &str, results: &[ItemResult]) -> Vec<TaskSummary> {
     let latencies: Vec<f64> = results.iter().filter(|r| r.error.is_none()).map(|r| r.wall_s).collect();
     task.metrics
         .iter()
@@ -315,6 +383,7 @@ pub fn summarize(task: &Task, results: &[ItemResult]) -> Vec<TaskSummary> {
             let (lo, hi) = stats::ci95(&xs, 0.0, 1.0);
             TaskSummary {
                 task: task.spec.task.clone(),
+                group: group.to_string(),
                 metric: m.clone(),
                 n: results.len(),
                 n_failed: results.iter().filter(|r| r.error.is_some()).count(),
@@ -341,7 +410,7 @@ pub fn format_table(rows: &[TaskSummary]) -> String {
         let half = (r.ci95_high - r.ci95_low) / 2.0;
         s.push_str(&format!(
             "{:<16} {:>5} {:<12} {:>16} {:>9.3} {:>9.3}\n",
-            r.task,
+            if r.group.is_empty() { r.task.clone() } else { format!("  {}", r.group) },
             r.n,
             r.metric,
             format!("{:.3} ± {:.3}", r.score, half),

@@ -1,7 +1,9 @@
 //! Metrics as pure functions: `acc` and `acc_norm` for multiple choice
 //! (defined as in lm-evaluation-harness), and `exact_match` with an optional
-//! final-number filter for generation (lm-eval's GSM8K "flexible" extraction,
-//! preferring the `#### N` answer when the model writes one).
+//! filter for generation: the final number (lm-eval's GSM8K "flexible"
+//! extraction, preferring the `#### N` answer when the model writes one), the
+//! last word, or TriviaQA's answer normalisation; several accepted answers
+//! (aliases) match if any does. `pass@1` runs code: see [`crate::execute`].
 
 use crate::backend::ChoiceLogLik;
 use crate::suite::Filter;
@@ -66,16 +68,35 @@ pub fn apply_filter(filter: Filter, text: &str) -> String {
             .last()
             .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_string())
             .unwrap_or_default(),
+        Filter::Normalized => normalize_answer(text),
     }
 }
 
-/// Exact match of a filtered prediction against the target.
-pub fn exact_match(filter: Filter, prediction: &str, target: &str) -> bool {
-    let target = match filter {
-        Filter::None | Filter::LastWord => target.trim().to_string(),
-        Filter::Number => normalize_number(target),
-    };
-    !prediction.is_empty() && prediction == target
+/// TriviaQA's official `normalize_answer` (also SQuAD's): lower case, `_` as a
+/// space, punctuation removed, the articles a/an/the removed, whitespace collapsed.
+pub fn normalize_answer(text: &str) -> String {
+    let lower = text.to_lowercase().replace('_', " ");
+    let no_punct: String = lower.chars().filter(|c| !is_punctuation(*c)).collect();
+    no_punct.split_whitespace().filter(|w| !matches!(*w, "a" | "an" | "the")).collect::<Vec<_>>().join(" ")
+}
+
+/// Python's `string.punctuation` plus the typographic quotes and dashes
+/// TriviaQA's normaliser also drops.
+fn is_punctuation(c: char) -> bool {
+    c.is_ascii_punctuation() || matches!(c, '‘' | '’' | '´' | '`' | '“' | '”' | '–' | '—')
+}
+
+/// Exact match of a filtered prediction against any accepted target.
+pub fn exact_match<'a>(filter: Filter, prediction: &str, targets: impl IntoIterator<Item = &'a str>) -> bool {
+    !prediction.is_empty()
+        && targets.into_iter().any(|target| {
+            let target = match filter {
+                Filter::None | Filter::LastWord => target.trim().to_string(),
+                Filter::Number => normalize_number(target),
+                Filter::Normalized => normalize_answer(target),
+            };
+            prediction == target
+        })
 }
 
 #[cfg(test)]
@@ -108,8 +129,18 @@ mod tests {
         assert_eq!(apply_filter(Filter::Number, "so 3 + 4 = 7\n#### 1,234."), "1234");
         assert_eq!(apply_filter(Filter::Number, "She makes 9 * 2 = $18 dollars."), "18");
         assert_eq!(apply_filter(Filter::Number, "no digits"), "");
-        assert!(exact_match(Filter::Number, "1234", "1,234"));
-        assert!(!exact_match(Filter::Number, "", ""));
+        assert!(exact_match(Filter::Number, "1234", ["1,234"]));
+        assert!(!exact_match(Filter::Number, "", [""]));
         assert_eq!(apply_filter(Filter::LastWord, " The capital is Paris.\n"), "Paris");
+    }
+
+    #[test]
+    fn triviaqa_normalisation_accepts_aliases() {
+        assert_eq!(normalize_answer(" The  Beatles!"), "beatles");
+        assert_eq!(normalize_answer("U.S._Open"), "us open");
+        let pred = apply_filter(Filter::Normalized, " the Eiffel Tower");
+        assert!(exact_match(Filter::Normalized, &pred, ["Tour Eiffel", "Eiffel tower"]));
+        assert!(!exact_match(Filter::Normalized, &pred, ["Louvre"]));
+        assert!(!exact_match(Filter::Normalized, &apply_filter(Filter::Normalized, " the"), [""]));
     }
 }

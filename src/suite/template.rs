@@ -2,7 +2,8 @@
 //! minijinja. Python-style methods that lm-eval YAML files use
 //! (`answer.split('####')[-1].strip()`, `choices.label.index(answerKey)`) work
 //! through minijinja-contrib's pycompat layer plus `index` for lists. Filters
-//! of our own stand in for lm-eval's `process_docs` hooks (`hellaswag_clean`).
+//! of our own stand in for lm-eval's Python hooks (`hellaswag_clean`,
+//! `mmlu_category`).
 
 use anyhow::{anyhow, Result};
 use minijinja::value::Value;
@@ -31,6 +32,36 @@ pub fn hellaswag_clean(text: &str) -> String {
     out.replace("  ", " ")
 }
 
+/// MMLU's four categories (as lm-evaluation-harness groups the 57 subjects).
+pub fn mmlu_category(subject: &str) -> &'static str {
+    const STEM: &[&str] = &[
+        "abstract_algebra", "anatomy", "astronomy", "college_biology", "college_chemistry",
+        "college_computer_science", "college_mathematics", "college_physics", "computer_security",
+        "conceptual_physics", "electrical_engineering", "elementary_mathematics", "high_school_biology",
+        "high_school_chemistry", "high_school_computer_science", "high_school_mathematics",
+        "high_school_physics", "high_school_statistics", "machine_learning",
+    ];
+    const HUMANITIES: &[&str] = &[
+        "formal_logic", "high_school_european_history", "high_school_us_history", "high_school_world_history",
+        "international_law", "jurisprudence", "logical_fallacies", "moral_disputes", "moral_scenarios",
+        "philosophy", "prehistory", "professional_law", "world_religions",
+    ];
+    const SOCIAL: &[&str] = &[
+        "econometrics", "high_school_geography", "high_school_government_and_politics",
+        "high_school_macroeconomics", "high_school_microeconomics", "high_school_psychology", "human_sexuality",
+        "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy",
+    ];
+    if STEM.contains(&subject) {
+        "stem"
+    } else if HUMANITIES.contains(&subject) {
+        "humanities"
+    } else if SOCIAL.contains(&subject) {
+        "social_sciences"
+    } else {
+        "other"
+    }
+}
+
 fn unknown_method(state: &State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
     if method == "index" && value.len().is_some() && value.as_str().is_none() {
         if let [needle] = args {
@@ -52,6 +83,7 @@ pub fn environment() -> Environment<'static> {
     env.set_keep_trailing_newline(true);
     env.set_unknown_method_callback(unknown_method);
     env.add_filter("hellaswag_clean", |s: String| hellaswag_clean(&s));
+    env.add_filter("mmlu_category", |s: String| mmlu_category(&s));
     env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
         Err(Error::new(ErrorKind::InvalidOperation, msg))
     });
@@ -59,7 +91,7 @@ pub fn environment() -> Environment<'static> {
 }
 
 /// If `src` is exactly one `{{ expression }}`, returns the expression.
-fn sole_expression(src: &str) -> Option<&str> {
+pub fn sole_expression(src: &str) -> Option<&str> {
     let s = src.trim();
     let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") {

@@ -514,6 +514,7 @@ mod tests {
     fn item(task: &str, i: usize, right: bool) -> ItemResult {
         let metric = if task == "mc" { "acc_norm" } else { "exact_match" };
         ItemResult {
+            group: None,
             task: task.into(),
             id: format!("{task}/{i}"),
             prompt_hash: format!("h{i}"),

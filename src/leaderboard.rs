@@ -4,6 +4,7 @@
 //! memory measured in the same run. Used by multi-model `run` and `report`.
 
 use crate::compare::{RunData, BOOTSTRAP_REPLICATES};
+use crate::results::ItemResult;
 use crate::stats;
 use serde::Serialize;
 
@@ -30,6 +31,9 @@ pub struct ModelRow {
     pub architecture: String,
     pub run_dir: std::path::PathBuf,
     pub tasks: Vec<TaskScore>,
+    /// Scores of item groups within tasks (`group_by`, e.g. MMLU categories),
+    /// named `task/group`; not part of the aggregate.
+    pub groups: Vec<TaskScore>,
     /// Mean over tasks of (score − chance) / (1 − chance); 0 is guessing, 1 perfect.
     pub aggregate: f64,
     /// 95% stratified bootstrap CI of the aggregate.
@@ -52,28 +56,50 @@ pub fn aggregate(means: &[f64], chances: &[f64]) -> f64 {
     stats::mean(&means.iter().zip(chances).map(|(s, c)| stats::normalize_by_chance(*s, *c)).collect::<Vec<_>>())
 }
 
+/// The score of `items` on `metric`, with its CI and chance level.
+fn task_score(task: String, metric: &str, items: &[&ItemResult]) -> (TaskScore, Vec<f64>) {
+    let xs: Vec<f64> = items.iter().map(|r| r.metrics.get(metric).copied().unwrap_or(0.0)).collect();
+    let chance = stats::mean(&items.iter().map(|r| r.chance()).collect::<Vec<_>>());
+    let (lo, hi) = stats::ci95(&xs, 0.0, 1.0);
+    let score = TaskScore {
+        task,
+        metric: metric.to_string(),
+        n: xs.len(),
+        score: stats::mean(&xs),
+        ci95_low: lo,
+        ci95_high: hi,
+        chance,
+    };
+    (score, xs)
+}
+
+impl ModelRow {
+    /// A task's score, or a group's (`task/group`).
+    pub fn score(&self, key: &str) -> Option<&TaskScore> {
+        self.tasks.iter().chain(&self.groups).find(|t| t.task == key)
+    }
+}
+
 pub fn model_row(run: &RunData) -> ModelRow {
     let mut tasks = Vec::new();
+    let mut subgroups = Vec::new();
     let mut groups = Vec::new();
     for info in &run.meta.suite.tasks {
         let Some(metric) = info.metrics.first() else { continue };
-        let items: Vec<_> = run.samples.iter().filter(|s| s.task == info.task).collect();
+        let items: Vec<&ItemResult> = run.samples.iter().filter(|s| s.task == info.task).collect();
         if items.is_empty() {
             continue;
         }
-        let xs: Vec<f64> = items.iter().map(|r| r.metrics.get(metric).copied().unwrap_or(0.0)).collect();
-        let chance = stats::mean(&items.iter().map(|r| r.chance()).collect::<Vec<_>>());
-        let (lo, hi) = stats::ci95(&xs, 0.0, 1.0);
-        tasks.push(TaskScore {
-            task: info.task.clone(),
-            metric: metric.clone(),
-            n: xs.len(),
-            score: stats::mean(&xs),
-            ci95_low: lo,
-            ci95_high: hi,
-            chance,
-        });
+        let (score, xs) = task_score(info.task.clone(), metric, &items);
+        tasks.push(score);
         groups.push(xs);
+        let mut names: Vec<&str> = items.iter().filter_map(|r| r.group.as_deref()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for g in names {
+            let members: Vec<&ItemResult> = items.iter().copied().filter(|r| r.group.as_deref() == Some(g)).collect();
+            subgroups.push(task_score(format!("{}/{g}", info.task), metric, &members).0);
+        }
     }
     let chances: Vec<f64> = tasks.iter().map(|t| t.chance).collect();
     let means: Vec<f64> = tasks.iter().map(|t| t.score).collect();
@@ -86,6 +112,7 @@ pub fn model_row(run: &RunData) -> ModelRow {
         aggregate: aggregate(&means, &chances),
         aggregate_ci95: ci,
         tasks,
+        groups: subgroups,
         prefill_tok_per_s: probe.map(|p| p.prefill_tok_per_s.mean),
         decode_tok_per_s: probe.map(|p| p.decode_tok_per_s.mean),
         ttft_s: probe.map(|p| p.ttft_s.mean),

@@ -236,7 +236,14 @@ pub fn import(path: &Path, dataset: Option<&str>) -> Result<(String, String)> {
                 .map(|s| s.iter().filter_map(|x| x.get("function").and_then(Value::as_str).map(String::from)).collect())
                 .unwrap_or_default();
             let harmless = steps.iter().all(|s| s == "remove_whitespace" || s == "take_first");
-            if !harmless {
+            let number = steps.iter().all(|s| s == "regex" || s == "take_first") && steps.iter().any(|s| s == "regex");
+            if number {
+                // GSM8K's strict-match (`#### N`) and flexible-extract (last number) filters.
+                filter = Filter::Number;
+                if !notes.iter().any(|n| n.contains("number")) {
+                    notes.push("the regex filters use openweigh's `number` filter: the `#### N` answer if the model writes one, else the last number (lm-eval's strict-match, then flexible-extract)".into());
+                }
+            } else if !harmless {
                 return Err(bad(
                     path,
                     "filter_list",

@@ -58,7 +58,21 @@ fn quick_suite_end_to_end_and_deterministic() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "run failed:\n{stdout}\n{stderr}");
-    for task in ["arc_easy", "arc_challenge", "hellaswag", "piqa", "gsm8k"] {
+    const TASKS: [&str; 12] = [
+        "arc_easy",
+        "arc_challenge",
+        "hellaswag",
+        "piqa",
+        "mmlu",
+        "winogrande",
+        "commonsense_qa",
+        "openbookqa",
+        "boolq",
+        "triviaqa",
+        "gsm8k",
+        "humaneval",
+    ];
+    for task in TASKS {
         assert!(stdout.contains(task), "summary table lacks {task}:\n{stdout}");
     }
     let dir = only_run_dir(&a);
@@ -73,13 +87,13 @@ fn quick_suite_end_to_end_and_deterministic() {
     let probe = &run["speed_probe"];
     assert!(probe["prefill_tok_per_s"]["mean"].as_f64().unwrap() > 0.0);
     assert!(probe["decode_tok_per_s"]["mean"].as_f64().unwrap() > 0.0);
-    assert_eq!(run["suite"]["tasks"].as_array().unwrap().len(), 5);
+    assert_eq!(run["suite"]["tasks"].as_array().unwrap().len(), TASKS.len());
     for t in run["suite"]["tasks"].as_array().unwrap() {
         assert_eq!(t["data_sha256"].as_str().unwrap().len(), 64);
         assert_eq!(t["n_items"], 3);
     }
     let samples = read_jsonl(&dir.join("samples.jsonl"));
-    assert_eq!(samples.len(), 15);
+    assert_eq!(samples.len(), 3 * TASKS.len());
     for s in &samples {
         for key in ["task", "id", "prediction", "gold", "correct", "prompt_hash", "tokens_in", "wall_s"] {
             assert!(s.get(key).is_some(), "sample lacks {key}: {s}");
@@ -88,12 +102,23 @@ fn quick_suite_end_to_end_and_deterministic() {
     }
     let gen: Vec<_> = samples.iter().filter(|s| s["task"] == "gsm8k").collect();
     assert!(gen.iter().all(|s| s["tokens_out"].as_u64().unwrap() > 0 && s["ttft_s"].as_f64().is_some()));
+    // MMLU items carry their category; HumanEval items say how their program ended.
+    assert!(samples.iter().filter(|s| s["task"] == "mmlu").all(|s| s["group"].is_string()));
+    for s in samples.iter().filter(|s| s["task"] == "humaneval") {
+        let p = s["prediction"].as_str().unwrap();
+        assert!(p == "passed" || p.starts_with("failed") || p == "timed out", "{s}");
+    }
     // The report is written at the end of the run, beside the results.
     for f in ["index.html", "summary.md", "models.csv", "quality_vs_price.png", "quality_vs_price.svg"] {
         assert!(dir.join("report").join(f).is_file(), "report/{f} missing");
     }
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 4 * 2 + 1, "{csv}");
+    // One row per task and metric (7 tasks with acc_norm and acc, 5 with one
+    // metric), then MMLU per category.
+    assert!(csv.lines().next().unwrap().starts_with("task,group,metric"), "{csv}");
+    let whole = csv.lines().skip(1).filter(|l| l.split(',').nth(1) == Some("")).count();
+    assert_eq!(whole, 7 * 2 + 5, "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("mmlu,") && l.split(',').nth(1) != Some("")), "{csv}");
 
     let out = run_suite(&b, "quick", "3");
     assert!(out.status.success());

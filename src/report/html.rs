@@ -94,15 +94,15 @@ fn headline_table(r: &Report) -> String {
 
 fn task_table(r: &Report) -> String {
     let mut s = String::from("<table class=\"sortable\" id=\"tasks\"><thead><tr><th class=\"l\">model</th>");
-    for t in &r.tasks {
+    for t in r.tasks.iter().chain(&r.groups) {
         s.push_str(&format!("<th>{}</th>", escape(t)));
     }
     s.push_str("</tr></thead><tbody>\n");
     for m in &r.models {
         s.push_str("<tr>");
         s.push_str(&model_cell(m));
-        for t in &r.tasks {
-            match m.row.tasks.iter().find(|x| &x.task == t) {
+        for t in r.tasks.iter().chain(&r.groups) {
+            match m.row.score(t) {
                 Some(x) => s.push_str(&format!(
                     "<td data-v=\"{}\" title=\"{} n={}, 95% CI [{:.3}, {:.3}]\">{:.3}</td>",
                     x.score,

@@ -97,14 +97,14 @@ pub fn summary(r: &Report) -> String {
     let mut rule = vec!["---".to_string()];
     rule.extend(order.iter().map(|_| "---:".to_string()));
     s.push_str(&md_row(&rule));
-    for t in &r.tasks {
-        let first = order.iter().find_map(|m| m.row.tasks.iter().find(|x| &x.task == t));
+    for t in r.tasks.iter().chain(&r.groups) {
+        let first = order.iter().find_map(|m| m.row.score(t));
         let mut row = vec![match first {
             Some(x) => format!("{} ({}, {})", cell(t), cell(&x.metric), x.n),
             None => cell(t),
         }];
         for m in &order {
-            row.push(match m.row.tasks.iter().find(|x| &x.task == t) {
+            row.push(match m.row.score(t) {
                 Some(x) => format!("{:.3} ± {:.3}", x.score, (x.ci95_high - x.ci95_low) / 2.0),
                 None => "–".into(),
             });

@@ -82,6 +82,8 @@ pub struct Report {
     pub models: Vec<ModelReport>,
     /// Tasks in first-seen order.
     pub tasks: Vec<String>,
+    /// Groups within tasks (`task/group`, e.g. MMLU categories), first-seen order.
+    pub groups: Vec<String>,
     pub hardware: HardwarePrice,
     pub price_source: String,
     pub suites: Vec<String>,
@@ -98,6 +100,7 @@ pub fn load_runs(dirs: &[PathBuf]) -> Result<Vec<RunData>> {
 pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) -> Result<Report> {
     let mut models = Vec::new();
     let mut tasks: Vec<String> = Vec::new();
+    let mut groups: Vec<String> = Vec::new();
     let mut suites: Vec<String> = Vec::new();
     let mut item_sets: Vec<(String, Option<usize>)> = Vec::new();
     for (i, run) in runs.into_iter().enumerate() {
@@ -109,6 +112,11 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
         for t in &row.tasks {
             if !tasks.contains(&t.task) {
                 tasks.push(t.task.clone());
+            }
+        }
+        for g in &row.groups {
+            if !groups.contains(&g.task) {
+                groups.push(g.task.clone());
             }
         }
         if !suites.contains(&run.meta.suite.name) {
@@ -158,7 +166,7 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
             warnings.push(format!("{}: no speed probe in this run, so no self-hosted price", m.row.model));
         }
     }
-    Ok(Report { models, tasks, hardware, price_source: table.source.clone(), suites, warnings })
+    Ok(Report { models, tasks, groups, hardware, price_source: table.source.clone(), suites, warnings })
 }
 
 /// The charts of a report, in the order the HTML shows them.

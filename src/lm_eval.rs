@@ -195,10 +195,15 @@ pub fn import(path: &Path, dataset: Option<&str>) -> Result<(String, String)> {
             "repeats",
         ];
         if !known.contains(&key) && !IGNORED.contains(&key) {
-            return Err(bad(path, key, "is not supported by the importer; remove it or write the suite by hand".into()));
+            return Err(bad(
+                path,
+                key,
+                "is not supported by the importer; remove it or write the suite by hand".into(),
+            ));
         }
     }
-    let doc_to_text = string_field(path, &map, "doc_to_text")?.ok_or_else(|| bad(path, "doc_to_text", "missing".into()))?;
+    let doc_to_text =
+        string_field(path, &map, "doc_to_text")?.ok_or_else(|| bad(path, "doc_to_text", "missing".into()))?;
     let doc_to_choice = match map.get("doc_to_choice") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(ChoiceSpec::Template(as_template(s))),
@@ -218,7 +223,11 @@ pub fn import(path: &Path, dataset: Option<&str>) -> Result<(String, String)> {
         for m in ms {
             let name = m.get("metric").and_then(Value::as_str).or(m.as_str()).unwrap_or_default().to_string();
             if !["acc", "acc_norm", "exact_match"].contains(&name.as_str()) {
-                return Err(bad(path, "metric_list", format!("metric '{name}' is not supported; use acc, acc_norm or exact_match")));
+                return Err(bad(
+                    path,
+                    "metric_list",
+                    format!("metric '{name}' is not supported; use acc, acc_norm or exact_match"),
+                ));
             }
             let flag = |k: &str| m.get(k).and_then(Value::as_bool).unwrap_or(false);
             if name == "exact_match" && (flag("ignore_case") || flag("ignore_punctuation")) {
@@ -258,7 +267,11 @@ pub fn import(path: &Path, dataset: Option<&str>) -> Result<(String, String)> {
             if g.get("do_sample").and_then(Value::as_bool).unwrap_or(false)
                 || g.get("temperature").and_then(Value::as_f64).unwrap_or(0.0) > 0.0
             {
-                return Err(bad(path, "generation_kwargs", "sampling is not supported; openweigh decodes greedily".into()));
+                return Err(bad(
+                    path,
+                    "generation_kwargs",
+                    "sampling is not supported; openweigh decodes greedily".into(),
+                ));
             }
             let until = match g.get("until") {
                 Some(Value::Sequence(s)) => s.iter().filter_map(Value::as_str).map(String::from).collect(),
@@ -270,7 +283,11 @@ pub fn import(path: &Path, dataset: Option<&str>) -> Result<(String, String)> {
         }
     };
     if let Some(r) = map.get("repeats").and_then(Value::as_u64).filter(|r| *r != 1) {
-        return Err(bad(path, "repeats", format!("{r} repeats (sampling) are not supported; openweigh decodes once, greedily")));
+        return Err(bad(
+            path,
+            "repeats",
+            format!("{r} repeats (sampling) are not supported; openweigh decodes once, greedily"),
+        ));
     }
     let spec = TaskSpec {
         task: task.clone(),
@@ -303,7 +320,9 @@ pub fn import(path: &Path, dataset: Option<&str>) -> Result<(String, String)> {
     let text = std::fs::read(path)?;
     let body = serde_yaml::to_string(&SuiteOut {
         name: &task,
-        description: format!("Imported from lm-evaluation-harness task '{task}' ({ds_path} {ds_name} → catalog dataset {dataset})"),
+        description: format!(
+            "Imported from lm-evaluation-harness task '{task}' ({ds_path} {ds_name} → catalog dataset {dataset})"
+        ),
         tasks: vec![&spec],
     })
     .context("writing the converted suite")?;
@@ -347,10 +366,18 @@ mod tests {
         let p = write(tmp.path(), "w.yaml", "task: winogrande\ndataset_path: allenai/winogrande\ndataset_name: winogrande_xl\ndoc_to_text: !function preprocess_winogrande.doc_to_text\ndoc_to_target: x\ndoc_to_choice: \"{{[a]}}\"\n");
         let e = import(&p, None).unwrap_err().to_string();
         assert!(e.contains("`doc_to_text`") && e.contains("!function"), "{e}");
-        let p = write(tmp.path(), "x.yaml", "task: x\ndataset_path: someone/else\ndoc_to_text: q\ndoc_to_target: 0\ndoc_to_choice: [a, b]\n");
+        let p = write(
+            tmp.path(),
+            "x.yaml",
+            "task: x\ndataset_path: someone/else\ndoc_to_text: q\ndoc_to_target: 0\ndoc_to_choice: [a, b]\n",
+        );
         let e = import(&p, None).unwrap_err().to_string();
         assert!(e.contains("`dataset_path`") && e.contains("--dataset"), "{e}");
-        let p = write(tmp.path(), "y.yaml", "task: y\ndataset_path: piqa\noutput_type: loglikelihood_rolling\ndoc_to_text: q\ndoc_to_target: 0\n");
+        let p = write(
+            tmp.path(),
+            "y.yaml",
+            "task: y\ndataset_path: piqa\noutput_type: loglikelihood_rolling\ndoc_to_text: q\ndoc_to_target: 0\n",
+        );
         assert!(import(&p, None).unwrap_err().to_string().contains("`output_type`"));
     }
 }

@@ -293,7 +293,12 @@ fn ask(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Result<(S
         }
         ItemKind::Generate { until, max_tokens, .. } => {
             let (prompt, shared_prefix) = final_prompt(backend, task, chat, &item.prompt)?;
-            let req = Request::Generate { prompt: prompt.clone(), until: until.clone(), max_tokens: *max_tokens, shared_prefix };
+            let req = Request::Generate {
+                prompt: prompt.clone(),
+                until: until.clone(),
+                max_tokens: *max_tokens,
+                shared_prefix,
+            };
             Ok((prompt, backend.run(&req)?))
         }
     }
@@ -324,12 +329,18 @@ fn run_item(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Resu
                 let ok = if m == "pass@1" {
                     // The program: the document's own prompt (no few-shot prefix), the completion, the tests.
                     let program = format!("{}{text}\n{target}\n", &item.prompt[task.shared_prefix_len..]);
-                    let outcome =
-                        crate::execute::run_python(&program, std::time::Duration::from_secs_f64(task.spec.exec_timeout_s))?;
+                    let outcome = crate::execute::run_python(
+                        &program,
+                        std::time::Duration::from_secs_f64(task.spec.exec_timeout_s),
+                    )?;
                     prediction = outcome.describe();
                     outcome.passed()
                 } else {
-                    score::exact_match(task.spec.filter, &prediction, std::iter::once(target).chain(also_accepted).map(String::as_str))
+                    score::exact_match(
+                        task.spec.filter,
+                        &prediction,
+                        std::iter::once(target).chain(also_accepted).map(String::as_str),
+                    )
                 };
                 metrics.insert(m.clone(), ok as u8 as f64);
             }

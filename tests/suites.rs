@@ -17,7 +17,8 @@ const LM_EVAL_VERSION: &str = "0.4.13";
 fn lm_eval_yaml(member: &'static str, sha256: &'static str, size_byte: u64) -> PathBuf {
     let parts: &'static [WheelPart] =
         Box::leak(Box::new([WheelPart { package: LM_EVAL, version: LM_EVAL_VERSION, member }]));
-    let file_name: &'static str = Box::leak(format!("lm_eval-{LM_EVAL_VERSION}-{}", member.replace('/', "_")).into_boxed_str());
+    let file_name: &'static str =
+        Box::leak(format!("lm_eval-{LM_EVAL_VERSION}-{}", member.replace('/', "_")).into_boxed_str());
     let asset = Asset { name: "lm-eval task", file_name, parts, sha256, size_byte, licence: "MIT" };
     openweigh::assets::fetch(&asset).expect("fetching an lm-eval task YAML")
 }
@@ -45,7 +46,12 @@ fn imported_piqa_and_openbookqa_render_the_native_items() {
     let tmp = tempfile::tempdir().unwrap();
     let standard = Suite::load("standard", None).unwrap();
     for (member, sha, size, task) in [
-        ("lm_eval/tasks/piqa/piqa.yaml", "e874f7956ccac325b888d4a5dc600bad867b79fba2bd358fe8761ab8263270fb", 485, "piqa"),
+        (
+            "lm_eval/tasks/piqa/piqa.yaml",
+            "e874f7956ccac325b888d4a5dc600bad867b79fba2bd358fe8761ab8263270fb",
+            485,
+            "piqa",
+        ),
         (
             "lm_eval/tasks/openbookqa/openbookqa.yaml",
             "13ac2df0c7d5f73e5a12dccc704048ca28b8123980fa0b8258eef937284f4735",
@@ -85,8 +91,11 @@ fn quick_is_a_seeded_subset_of_standard() {
     }
     assert_eq!(groups.keys().copied().collect::<Vec<_>>(), ["humanities", "other", "social_sciences", "stem"]);
     assert_eq!(groups.values().sum::<usize>(), 14042);
-    let subjects: std::collections::BTreeSet<&str> =
-        mmlu.items.iter().map(|i| i.prompt.split(" questions about ").nth(1).unwrap().split(".\n").next().unwrap()).collect();
+    let subjects: std::collections::BTreeSet<&str> = mmlu
+        .items
+        .iter()
+        .map(|i| i.prompt.split(" questions about ").nth(1).unwrap().split(".\n").next().unwrap())
+        .collect();
     assert_eq!(subjects.len(), 57);
 }
 
@@ -240,7 +249,8 @@ fn pass_at_1_runs_the_models_completion_against_tests() {
     let _g = model_lock();
     default_model();
     let tmp = tempfile::tempdir().unwrap();
-    let prompt = "def add(a, b):\n    \"\"\"Return the sum of a and b.\n    >>> add(2, 3)\n    5\n    \"\"\"\n    return";
+    let prompt =
+        "def add(a, b):\n    \"\"\"Return the sum of a and b.\n    >>> add(2, 3)\n    5\n    \"\"\"\n    return";
     let docs = [
         serde_json::json!({"prompt": prompt, "test": "assert add(2, 3) == 5\nassert add(-1, 1) == 0", "entry_point": "add"}),
         serde_json::json!({"prompt": prompt, "test": "assert add(2, 3) == 6", "entry_point": "add"}),

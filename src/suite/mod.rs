@@ -19,10 +19,8 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Suites compiled into the binary, so `openweigh run` works from any folder.
-pub const EMBEDDED: &[(&str, &str)] = &[
-    ("quick", include_str!("../../suites/quick.yaml")),
-    ("standard", include_str!("../../suites/standard.yaml")),
-];
+pub const EMBEDDED: &[(&str, &str)] =
+    &[("quick", include_str!("../../suites/quick.yaml")), ("standard", include_str!("../../suites/standard.yaml"))];
 
 pub const DEFAULT_SUITE: &str = "quick";
 
@@ -317,7 +315,9 @@ impl Suite {
             if parent_file.extends.is_some() {
                 return Err(UserError::Suite {
                     path: path.clone(),
-                    message: format!("`extends: {parent}` itself extends another suite; extend the base suite directly"),
+                    message: format!(
+                        "`extends: {parent}` itself extends another suite; extend the base suite directly"
+                    ),
                 }
                 .into());
             }
@@ -334,15 +334,19 @@ impl Suite {
             let mut tasks: Vec<TaskSpec> = parent_file
                 .tasks
                 .into_iter()
-                .filter_map(|mut t| file.sample.get(&t.task).map(|n| {
-                    t.sample = Some(*n);
-                    t
-                }))
+                .filter_map(|mut t| {
+                    file.sample.get(&t.task).map(|n| {
+                        t.sample = Some(*n);
+                        t
+                    })
+                })
                 .collect();
             if !file.tasks.is_empty() {
                 return Err(UserError::Suite {
                     path: path.clone(),
-                    message: "a suite with `extends` takes its tasks from there; move `tasks:` into a suite of their own".into(),
+                    message:
+                        "a suite with `extends` takes its tasks from there; move `tasks:` into a suite of their own"
+                            .into(),
                 }
                 .into());
             }
@@ -391,7 +395,10 @@ fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
         (Some(_), Some(_)) => return Err("give either `dataset:` or `data_files:`, not both".into()),
         (Some(d), None) if catalog::dataset(d).is_none() => {
             let known: Vec<_> = catalog::DATASETS.iter().map(|d| d.asset.name).collect();
-            return Err(format!("unknown dataset '{d}'; known: {} (`openweigh suites --datasets` lists them)", known.join(", ")));
+            return Err(format!(
+                "unknown dataset '{d}'; known: {} (`openweigh suites --datasets` lists them)",
+                known.join(", ")
+            ));
         }
         _ => {}
     }
@@ -618,7 +625,9 @@ fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task>
                         Some(gold) if gold < choices.len() => {
                             (gold, Some(render_targets(&env, &spec.doc_to_target, &doc)?.remove(0)))
                         }
-                        Some(gold) => anyhow::bail!("doc_to_text gave index {gold}, out of range for {} contexts", choices.len()),
+                        Some(gold) => {
+                            anyhow::bail!("doc_to_text gave index {gold}, out of range for {} contexts", choices.len())
+                        }
                         None => (render_gold(&env, &spec, &doc, &choices)?, None),
                     };
                     ItemKind::MultipleChoice {
@@ -787,7 +796,11 @@ mod tests {
             DOCS,
         );
         let child = tmp.path().join("child.yaml");
-        std::fs::write(&child, format!("name: child\nextends: {}\nchat_template: true\nsample:\n  t: 2\n", base.display())).unwrap();
+        std::fs::write(
+            &child,
+            format!("name: child\nextends: {}\nchat_template: true\nsample:\n  t: 2\n", base.display()),
+        )
+        .unwrap();
         let s = Suite::load(child.to_str().unwrap(), None).unwrap();
         assert_eq!(s.name, "child");
         let t = &s.tasks[0];
@@ -815,7 +828,10 @@ mod tests {
         assert_eq!(item.prompt, "");
         assert_eq!(
             item.kind.scored_pairs(),
-            vec![("It was x".to_string(), " one again.".to_string()), ("It was y".to_string(), " one again.".to_string())]
+            vec![
+                ("It was x".to_string(), " one again.".to_string()),
+                ("It was y".to_string(), " one again.".to_string())
+            ]
         );
         match &item.kind {
             ItemKind::MultipleChoice { gold, continuation, .. } => {

@@ -12,23 +12,30 @@ use std::path::{Path, PathBuf};
 const LM_EVAL: &str = "lm-eval";
 const LM_EVAL_VERSION: &str = "0.4.13";
 
-/// One task YAML from the lm-eval wheel, fetched (pip download, sha256
-/// verified) through the same code as the catalog's assets.
-fn lm_eval_yaml(member: &'static str, sha256: &'static str, size_byte: u64) -> PathBuf {
+/// The lm-eval task files the tests use: (member of the wheel, sha256, size in bytes).
+const LM_EVAL_TASKS: &[(&str, &str, u64)] = &[
+    ("lm_eval/tasks/arc/arc_easy.yaml", "96da1d9efe1df88659481cedc13985cb347dc068554a2eae561303fa39bfab3f", 579),
+    ("lm_eval/tasks/piqa/piqa.yaml", "e874f7956ccac325b888d4a5dc600bad867b79fba2bd358fe8761ab8263270fb", 485),
+    (
+        "lm_eval/tasks/openbookqa/openbookqa.yaml",
+        "13ac2df0c7d5f73e5a12dccc704048ca28b8123980fa0b8258eef937284f4735",
+        532,
+    ),
+    ("lm_eval/tasks/winogrande/default.yaml", "7a73c28f1c760f1f54b4185f21f8df5927c1fe7278a8520f38ee03cc7f40d9e7", 506),
+    ("lm_eval/tasks/triviaqa/default.yaml", "fe8213422754e69878226b7f4aedd13afe099a837884203552b0d44ae1759c88", 706),
+];
+
+/// One task YAML from the lm-eval wheel (`tasks/<dir>/…`), fetched (pip
+/// download, sha256 verified) through the same code as the catalog's assets.
+fn lm_eval_yaml(dir: &str) -> PathBuf {
+    let &(member, sha256, size_byte) =
+        LM_EVAL_TASKS.iter().find(|(m, _, _)| m.contains(&format!("/tasks/{dir}/"))).expect("a listed lm-eval task");
     let parts: &'static [WheelPart] =
         Box::leak(Box::new([WheelPart { package: LM_EVAL, version: LM_EVAL_VERSION, member }]));
     let file_name: &'static str =
         Box::leak(format!("lm_eval-{LM_EVAL_VERSION}-{}", member.replace('/', "_")).into_boxed_str());
     let asset = Asset { name: "lm-eval task", file_name, parts, sha256, size_byte, licence: "MIT" };
     openweigh::assets::fetch(&asset).expect("fetching an lm-eval task YAML")
-}
-
-fn arc_easy_yaml() -> PathBuf {
-    lm_eval_yaml(
-        "lm_eval/tasks/arc/arc_easy.yaml",
-        "96da1d9efe1df88659481cedc13985cb347dc068554a2eae561303fa39bfab3f",
-        579,
-    )
 }
 
 fn import(yaml: &Path, out: &Path) -> std::process::Output {
@@ -45,22 +52,9 @@ fn items(suite: &Suite, task: &str) -> BTreeMap<String, String> {
 fn imported_piqa_and_openbookqa_render_the_native_items() {
     let tmp = tempfile::tempdir().unwrap();
     let standard = Suite::load("standard", None).unwrap();
-    for (member, sha, size, task) in [
-        (
-            "lm_eval/tasks/piqa/piqa.yaml",
-            "e874f7956ccac325b888d4a5dc600bad867b79fba2bd358fe8761ab8263270fb",
-            485,
-            "piqa",
-        ),
-        (
-            "lm_eval/tasks/openbookqa/openbookqa.yaml",
-            "13ac2df0c7d5f73e5a12dccc704048ca28b8123980fa0b8258eef937284f4735",
-            532,
-            "openbookqa",
-        ),
-    ] {
+    for task in ["piqa", "openbookqa"] {
         let out = tmp.path().join(format!("{task}.yaml"));
-        let o = import(&lm_eval_yaml(member, sha, size), &out);
+        let o = import(&lm_eval_yaml(task), &out);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let imported = Suite::load(out.to_str().unwrap(), None).unwrap();
         let got = items(&imported, task);
@@ -102,11 +96,7 @@ fn quick_is_a_seeded_subset_of_standard() {
 #[test]
 fn python_hooks_in_lm_eval_tasks_are_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
-    let wino = lm_eval_yaml(
-        "lm_eval/tasks/winogrande/default.yaml",
-        "7a73c28f1c760f1f54b4185f21f8df5927c1fe7278a8520f38ee03cc7f40d9e7",
-        506,
-    );
+    let wino = lm_eval_yaml("winogrande");
     let out = tmp.path().join("w.yaml");
     let o = import(&wino, &out);
     assert_eq!(o.status.code(), Some(2));
@@ -114,11 +104,7 @@ fn python_hooks_in_lm_eval_tasks_are_refused_by_name() {
     assert!(err.contains("`doc_to_text`") && err.contains("!function"), "{err}");
     assert!(!out.exists());
     // TriviaQA converts: aliases as targets, case/punctuation-insensitive match.
-    let trivia = lm_eval_yaml(
-        "lm_eval/tasks/triviaqa/default.yaml",
-        "fe8213422754e69878226b7f4aedd13afe099a837884203552b0d44ae1759c88",
-        706,
-    );
+    let trivia = lm_eval_yaml("triviaqa");
     let out = tmp.path().join("t.yaml");
     let o = import(&trivia, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -140,7 +126,7 @@ fn imported_arc_easy_scores_as_the_native_task() {
     default_model();
     let tmp = tempfile::tempdir().unwrap();
     let imported = tmp.path().join("arc_easy.yaml");
-    let o = import(&arc_easy_yaml(), &imported);
+    let o = import(&lm_eval_yaml("arc"), &imported);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let native = tmp.path().join("native.yaml");
     std::fs::write(

@@ -309,6 +309,10 @@ pub fn import(path: &Path, dataset: Option<&str>) -> Result<(String, String)> {
         seed: 1234,
         chat_template: false,
         group_by: None,
+        fewshot_dataset: None,
+        fewshot_data_files: None,
+        fewshot_sampler: Default::default(),
+        fewshot_match: None,
         exec_timeout_s: 10.0,
     };
     #[derive(serde::Serialize)]

@@ -243,12 +243,12 @@ fn failed_item(task: &Task, item: &Item, error: String) -> ItemResult {
 }
 
 /// The final prompt text: `text` in the model's chat template when `chat`,
-/// and the few-shot prefix located in it (after any chat-template header).
-fn final_prompt(backend: &Backend, task: &Task, chat: bool, text: &str) -> Result<(String, Option<String>)> {
+/// and the few-shot prefix (`prefix_len` bytes of `text`) located in it
+/// (after any chat-template header).
+fn final_prompt(backend: &Backend, prefix_len: usize, chat: bool, text: &str) -> Result<(String, Option<String>)> {
     let prompt = if chat { backend.apply_chat_template(text)? } else { text.to_string() };
-    let shared_prefix = (task.shared_prefix_len > 0)
-        .then(|| prompt.find(text).map(|at| prompt[..at + task.shared_prefix_len].to_string()))
-        .flatten();
+    let shared_prefix =
+        (prefix_len > 0).then(|| prompt.find(text).map(|at| prompt[..at + prefix_len].to_string())).flatten();
     Ok((prompt, shared_prefix))
 }
 
@@ -268,10 +268,10 @@ fn merge(into: &mut Response, r: Response) -> Result<()> {
 /// Item → Request(s) → Response. Multiple choice asks for every choice's
 /// log-likelihood after one context; partial scoring (a continuation shared
 /// by contexts that differ per choice) asks once per context.
-fn ask(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Result<(String, Response)> {
+fn ask(backend: &mut Backend, chat: bool, item: &Item) -> Result<(String, Response)> {
     match &item.kind {
         ItemKind::MultipleChoice { continuation: None, .. } => {
-            let (prompt, shared_prefix) = final_prompt(backend, task, chat, &item.prompt)?;
+            let (prompt, shared_prefix) = final_prompt(backend, item.prefix_len, chat, &item.prompt)?;
             let continuations = item.kind.scored_pairs().into_iter().map(|(_, c)| c).collect();
             let req = Request::LogLikelihood { context: prompt.clone(), continuations, shared_prefix };
             Ok((prompt, backend.run(&req)?))
@@ -280,7 +280,8 @@ fn ask(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Result<(S
             let mut merged: Option<Response> = None;
             let mut shown = Vec::new();
             for (suffix, cont) in item.kind.scored_pairs() {
-                let (context, shared_prefix) = final_prompt(backend, task, chat, &format!("{}{suffix}", item.prompt))?;
+                let (context, shared_prefix) =
+                    final_prompt(backend, item.prefix_len, chat, &format!("{}{suffix}", item.prompt))?;
                 let req = Request::LogLikelihood { context: context.clone(), continuations: vec![cont], shared_prefix };
                 let r = backend.run(&req)?;
                 match merged.as_mut() {
@@ -292,7 +293,7 @@ fn ask(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Result<(S
             Ok((shown.join("\n--- or ---\n"), merged.context("no choices")?))
         }
         ItemKind::Generate { until, max_tokens, .. } => {
-            let (prompt, shared_prefix) = final_prompt(backend, task, chat, &item.prompt)?;
+            let (prompt, shared_prefix) = final_prompt(backend, item.prefix_len, chat, &item.prompt)?;
             let req = Request::Generate {
                 prompt: prompt.clone(),
                 until: until.clone(),
@@ -307,7 +308,7 @@ fn ask(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Result<(S
 /// Item → Request → Response → Score → ItemResult. `chat`: wrap the prompt
 /// in the model's chat template.
 fn run_item(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Result<ItemResult> {
-    let (prompt, response) = ask(backend, task, chat, item)?;
+    let (prompt, response) = ask(backend, chat, item)?;
     let Response { output, tokens_in, tokens_cached, tokens_out, wall_s, ttft_s, decode_tok_per_s } = response;
     let mut metrics = BTreeMap::new();
     let (choices, gold, prediction, generated, loglik) = match (&item.kind, output) {
@@ -328,7 +329,7 @@ fn run_item(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Resu
             for m in &task.metrics {
                 let ok = if m == "pass@1" {
                     // The program: the document's own prompt (no few-shot prefix), the completion, the tests.
-                    let program = format!("{}{text}\n{target}\n", &item.prompt[task.shared_prefix_len..]);
+                    let program = format!("{}{text}\n{target}\n", &item.prompt[item.prefix_len..]);
                     let outcome = crate::execute::run_python(
                         &program,
                         std::time::Duration::from_secs_f64(task.spec.exec_timeout_s),

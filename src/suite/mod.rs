@@ -85,6 +85,15 @@ fn default_seed() -> u64 {
     1234
 }
 
+/// How few-shot examples are picked from their pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FewshotSampler {
+    #[default]
+    Random,
+    FirstN,
+}
+
 /// How a generated answer is reduced before exact match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -113,7 +122,7 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_files: Option<PathBuf>,
     pub output_type: OutputType,
-    /// Text put before every prompt (lm-eval's `description`).
+    /// Text put before every prompt, a template (lm-eval's `description`).
     #[serde(default)]
     pub description: String,
     pub doc_to_text: String,
@@ -147,6 +156,20 @@ pub struct TaskSpec {
     /// scores are also reported per group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_by: Option<String>,
+    /// Where few-shot examples come from: a catalog dataset (e.g. `mmlu_dev`)
+    /// or a local file. Without either they are drawn from the task's own
+    /// documents and those are never evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fewshot_dataset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fewshot_data_files: Option<PathBuf>,
+    /// `random` (seeded order, the default) or `first_n` (the pool's own order: a fixed list).
+    #[serde(default)]
+    pub fewshot_sampler: FewshotSampler,
+    /// A template that must give the same value for an example and the item
+    /// it precedes (e.g. `{{subject}}`: MMLU examples of the item's own subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fewshot_match: Option<String>,
     /// pass@1 only: seconds a generated program may run before it counts as failed.
     #[serde(default = "default_exec_timeout_s")]
     pub exec_timeout_s: f64,
@@ -243,6 +266,10 @@ pub struct Item {
     /// The document's group (`group_by`), if the task has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Bytes of `prompt` before the document's own text: description and
+    /// few-shot examples (shared by the task's items unless `fewshot_match`).
+    #[serde(skip)]
+    pub prefix_len: usize,
 }
 
 pub struct Task {
@@ -256,9 +283,6 @@ pub struct Task {
     pub n_documents: usize,
     pub items: Vec<Item>,
     pub metrics: Vec<String>,
-    /// Bytes at the start of every item's prompt that all items share
-    /// (description and few-shot examples).
-    pub shared_prefix_len: usize,
 }
 
 pub struct Suite {
@@ -428,7 +452,7 @@ fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
         return Err("`sample: 0` selects no items; remove it to use every document".into());
     }
     let env = template::environment();
-    let mut templates = vec![("doc_to_text", spec.doc_to_text.as_str())];
+    let mut templates = vec![("doc_to_text", spec.doc_to_text.as_str()), ("description", spec.description.as_str())];
     if let Some(ChoiceSpec::Template(t)) = &spec.doc_to_choice {
         templates.push(("doc_to_choice", t));
     }
@@ -440,6 +464,19 @@ fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
     }
     if let Some(t) = &spec.group_by {
         templates.push(("group_by", t));
+    }
+    if let Some(t) = &spec.fewshot_match {
+        templates.push(("fewshot_match", t));
+    }
+    match (&spec.fewshot_dataset, &spec.fewshot_data_files) {
+        (Some(_), Some(_)) => return Err("give either `fewshot_dataset:` or `fewshot_data_files:`, not both".into()),
+        (Some(d), None) if catalog::dataset(d).is_none() => {
+            return Err(format!("unknown fewshot_dataset '{d}'; `openweigh suites --datasets` lists them"))
+        }
+        (None, None) if spec.fewshot_match.is_some() || spec.fewshot_sampler == FewshotSampler::FirstN => {
+            return Err("`fewshot_match` and `fewshot_sampler: first_n` need a pool: set `fewshot_dataset:` or `fewshot_data_files:`".into())
+        }
+        _ => {}
     }
     if !(spec.exec_timeout_s > 0.0 && spec.exec_timeout_s <= 600.0) {
         return Err(format!("exec_timeout_s {} is out of range; use 0 < seconds <= 600", spec.exec_timeout_s));
@@ -577,10 +614,23 @@ fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task>
     let docs = data::load_documents(&data_path, layout)?;
     let data_sha256 = crate::assets::sha256_file(&data_path)?;
     let order = seeded_order(docs.len(), spec.seed);
-    if spec.num_fewshot >= docs.len() {
+    // A separate pool of examples, or the far end of this task's own order.
+    let pool: Option<Vec<serde_json::Value>> = match (&spec.fewshot_dataset, &spec.fewshot_data_files) {
+        (Some(name), _) => {
+            let d = catalog::dataset(name).expect("validated");
+            Some(data::load_documents(&crate::assets::fetch(&d.asset)?, d.layout)?)
+        }
+        (None, Some(p)) => {
+            let p = if p.is_absolute() { p.clone() } else { base.join(p) };
+            Some(data::load_documents(&p, catalog::DataLayout::Rows)?)
+        }
+        (None, None) => None,
+    };
+    let holdout = if pool.is_some() { 0 } else { spec.num_fewshot };
+    if holdout > 0 && holdout >= docs.len() {
         anyhow::bail!("num_fewshot {} needs more than the {} documents available", spec.num_fewshot, docs.len());
     }
-    let (eval_order, shots) = order.split_at(docs.len() - spec.num_fewshot);
+    let (eval_order, own_shots) = order.split_at(docs.len() - holdout);
     let mut n = eval_order.len();
     if let Some(s) = spec.sample {
         n = n.min(s);
@@ -593,19 +643,50 @@ fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task>
 
     let env = template::environment();
     let as_value = |i: usize| minijinja::Value::from_serialize(&docs[i]);
-    let mut prefix = String::new();
-    if !spec.description.is_empty() {
-        prefix.push_str(&spec.description);
+    // Few-shot candidates in the order they are taken, as rendered examples
+    // with their match key.
+    let examples: Vec<(String, String)> = match &pool {
+        None => own_shots.iter().map(|&i| (i, as_value(i))).collect::<Vec<_>>(),
+        Some(pool) => {
+            let idx: Vec<usize> = match spec.fewshot_sampler {
+                FewshotSampler::FirstN => (0..pool.len()).collect(),
+                FewshotSampler::Random => seeded_order(pool.len(), spec.seed),
+            };
+            idx.into_iter().map(|i| (i, minijinja::Value::from_serialize(&pool[i]))).collect()
+        }
     }
-    for &i in shots {
-        let ex = fewshot_example(&env, &spec, &as_value(i)).with_context(|| format!("few-shot document {i}"))?;
-        prefix.push_str(&ex);
-        prefix.push_str(&spec.fewshot_delimiter);
-    }
+    .into_iter()
+    .map(|(i, doc)| {
+        let key = match &spec.fewshot_match {
+            Some(t) => template::render(&env, t, &doc).context("fewshot_match")?,
+            None => String::new(),
+        };
+        let text = fewshot_example(&env, &spec, &doc).with_context(|| format!("few-shot document {i}"))?;
+        Ok((key, text))
+    })
+    .collect::<Result<_>>()?;
+    let prefix_for = |doc: &minijinja::Value| -> Result<String> {
+        let key = match &spec.fewshot_match {
+            Some(t) => template::render(&env, t, doc).context("fewshot_match")?,
+            None => String::new(),
+        };
+        let mut prefix = template::render(&env, &spec.description, doc).context("description")?;
+        let shots: Vec<&String> =
+            examples.iter().filter(|(k, _)| *k == key).map(|(_, t)| t).take(spec.num_fewshot).collect();
+        if shots.len() < spec.num_fewshot {
+            anyhow::bail!("num_fewshot {} but only {} examples match '{key}'", spec.num_fewshot, shots.len());
+        }
+        for ex in shots {
+            prefix.push_str(ex);
+            prefix.push_str(&spec.fewshot_delimiter);
+        }
+        Ok(prefix)
+    };
     let mut items = Vec::with_capacity(chosen.len());
     for i in chosen {
         let doc = as_value(i);
         let build = || -> Result<Item> {
+            let prefix = prefix_for(&doc)?;
             let multiple_input = multiple_input_gold(&env, &spec, &doc)?;
             let text = match multiple_input {
                 Some(_) => String::new(),
@@ -650,7 +731,7 @@ fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task>
                 None => None,
             };
             let prompt_hash = hash_item(&prompt, &kind);
-            Ok(Item { id: format!("{}/{i}", spec.task), prompt, kind, prompt_hash, group })
+            Ok(Item { id: format!("{}/{i}", spec.task), prompt, kind, prompt_hash, group, prefix_len: prefix.len() })
         };
         items.push(build().with_context(|| format!("document {i} of {}", data_path.display()))?);
     }
@@ -662,17 +743,7 @@ fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> Result<Task>
     } else {
         spec.metric_list.iter().map(|m| m.name().to_string()).collect()
     };
-    Ok(Task {
-        dataset,
-        data_path,
-        data_sha256,
-        data_licence: licence,
-        n_documents: docs.len(),
-        items,
-        metrics,
-        shared_prefix_len: prefix.len(),
-        spec,
-    })
+    Ok(Task { dataset, data_path, data_sha256, data_licence: licence, n_documents: docs.len(), items, metrics, spec })
 }
 
 #[cfg(test)]
@@ -724,11 +795,11 @@ mod tests {
         let all = Suite::load(p.to_str().unwrap(), None).unwrap();
         let t = &all.tasks[0];
         assert_eq!(t.items.len(), 3);
-        let prefix = &t.items[0].prompt[..t.shared_prefix_len];
+        let prefix = &t.items[0].prompt[..t.items[0].prefix_len];
         assert!(prefix.ends_with("\n\n"));
         for item in &t.items {
             assert!(item.prompt.starts_with(prefix));
-            let own = &item.prompt[t.shared_prefix_len..];
+            let own = &item.prompt[item.prefix_len..];
             assert!(!prefix.contains(own), "few-shot example {own} is also evaluated");
         }
         let two = Suite::load(p.to_str().unwrap(), Some(2)).unwrap();
@@ -737,6 +808,30 @@ mod tests {
         expect.sort();
         let got: Vec<String> = two.tasks[0].items.iter().map(|i| i.id.clone()).collect();
         assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn fewshot_pool_first_n_matched_per_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("pool.jsonl"),
+            "{\"q\": \"p1\", \"a\": [\"x\", \"y\"], \"g\": 0}\n{\"q\": \"p2\", \"a\": [\"x\", \"z\"], \"g\": 1}\n{\"q\": \"p3\", \"a\": [\"u\", \"v\"], \"g\": 0}\n",
+        )
+        .unwrap();
+        let p = suite_in(
+            tmp.path(),
+            "name: s\ntasks:\n  - task: t\n    data_files: d.jsonl\n    output_type: multiple_choice\n    description: \"About {{ g }}.\\n\"\n    num_fewshot: 1\n    fewshot_data_files: pool.jsonl\n    fewshot_sampler: first_n\n    fewshot_match: \"{{ g }}\"\n    doc_to_text: \"Q: {{q}}\\nA:\"\n    doc_to_choice: \"{{a}}\"\n    doc_to_target: \"{{g}}\"\n",
+            DOCS,
+        );
+        let s = Suite::load(p.to_str().unwrap(), None).unwrap();
+        let t = &s.tasks[0];
+        // Every document is evaluated: the examples come from the pool.
+        assert_eq!(t.items.len(), 4);
+        // Document 0 has g = 1: the first pool example with g = 1 is p2.
+        assert_eq!(t.items[0].prompt, "About 1.\nQ: p2\nA: z\n\nQ: one\nA:");
+        // Document 1 has g = 0: the first with g = 0 is p1.
+        assert_eq!(t.items[1].prompt, "About 0.\nQ: p1\nA: x\n\nQ: two\nA:");
+        assert_eq!(&t.items[1].prompt[t.items[1].prefix_len..], "Q: two\nA:");
     }
 
     #[test]

@@ -217,3 +217,40 @@ fn safetensors_copy_of_default_model_matches_gguf() {
     assert_eq!(run["model"]["architecture"], "llama");
     assert_eq!(run["model"]["load"]["runtime_tensor_types"]["F32"], 211);
 }
+
+/// Continuations scored packed in one pass give the numbers of one pass per
+/// continuation: exactly (to float rounding) with f32 weights, for the
+/// default model and for Gemma with a context past its 512-token sliding
+/// window (positions and window restart per continuation).
+#[test]
+fn packed_continuations_score_as_one_pass_each() {
+    let _g = model_lock();
+    let cases = [
+        (
+            default_model(),
+            WeightFormat::F32,
+            "Question: Which gas do plants take in from the air?\nAnswer:".to_string(),
+        ),
+        (catalog_model(GEMMA), WeightFormat::F32, "The weather report said it would rain. ".repeat(70) + "So we took"),
+    ];
+    for (path, format, context) in cases {
+        let mut b = load(&path, format);
+        let choices = [
+            " carbon dioxide from the leaves",
+            " oxygen",
+            " umbrellas with us to the long meeting in town",
+            " nitrogen gas",
+        ];
+        let packed = logliks(&mut b, &context, &choices);
+        for (i, c) in choices.iter().enumerate() {
+            let alone = logliks(&mut b, &context, &[c])[0];
+            let tol = if format == WeightFormat::F32 { 1e-3 } else { 0.05 };
+            assert!(
+                (packed[i] - alone).abs() < tol,
+                "{}: choice {i}: packed {} vs alone {alone}",
+                path.display(),
+                packed[i]
+            );
+        }
+    }
+}

@@ -254,23 +254,35 @@ fn rope_tables(base: f32, dim: usize, positions: usize, device: &Device) -> Resu
     Ok((idx.cos()?, idx.sin()?))
 }
 
-/// Additive attention mask (0 or -inf), `[seq_len, pos + seq_len]`, for a chunk
-/// of `seq_len` queries at absolute positions `pos..` over keys `0..pos+seq_len`;
-/// with a `window`, a query at p sees keys j with p - window < j <= p.
-/// None when nothing is masked (one query, no window in reach).
-fn attention_mask(seq_len: usize, pos: usize, window: Option<usize>, device: &Device) -> Result<Option<Tensor>> {
+/// The additive attention mask for a chunk of `segments` (token counts,
+/// packed one after another) after `pos` cached positions, or `None` when
+/// nothing needs masking. Every segment starts at position `pos` and sees the
+/// whole cache and its own earlier tokens, never another segment's: several
+/// continuations of one context are scored in one pass. With `window`, keys
+/// `window` or more positions back are masked too (sliding-window layers).
+fn attention_mask(segments: &[usize], pos: usize, window: Option<usize>, device: &Device) -> Result<Option<Tensor>> {
+    let seq_len: usize = segments.iter().sum();
     let total = pos + seq_len;
-    let windowed = window.is_some_and(|w| total > w);
+    let longest = segments.iter().copied().max().unwrap_or(0);
+    let windowed = window.is_some_and(|w| pos + longest > w);
     if seq_len == 1 && !windowed {
         return Ok(None);
     }
+    // (segment, offset within it) of every chunk token.
+    let place: Vec<(usize, usize)> =
+        segments.iter().enumerate().flat_map(|(s, &n)| (0..n).map(move |o| (s, o))).collect();
     let mut m = vec![0f32; seq_len * total];
-    for i in 0..seq_len {
-        let p = pos + i;
+    for (i, &(seg, off)) in place.iter().enumerate() {
+        let p = pos + off;
         for j in 0..total {
-            let future = j > p;
-            let outside = window.is_some_and(|w| p - j.min(p) >= w);
-            if future || outside {
+            let (visible, key_pos) = if j < pos {
+                (true, j)
+            } else {
+                let (kseg, koff) = place[j - pos];
+                (kseg == seg && koff <= off, pos + koff)
+            };
+            let outside = window.is_some_and(|w| p - key_pos.min(p) >= w);
+            if !visible || outside {
                 m[i * total + j] = f32::NEG_INFINITY;
             }
         }
@@ -417,26 +429,49 @@ impl Transformer {
     /// Returns log-probabilities (f32, `[n, vocab]`) for the last
     /// `n_logits` positions of the chunk (0 means none: prefill only).
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, n_logits: usize) -> Result<Option<Tensor>> {
+        self.forward_segments(tokens, &[tokens.len()], cache, n_logits)
+    }
+
+    /// Like [`Transformer::forward`] for `tokens` made of `segments` packed
+    /// one after another, each continuing the cache on its own (see
+    /// [`attention_mask`]). The cache afterwards holds all of them and is only
+    /// good for throwing away unless there was one segment.
+    pub fn forward_segments(
+        &self,
+        tokens: &[u32],
+        segments: &[usize],
+        cache: &mut KvCache,
+        n_logits: usize,
+    ) -> Result<Option<Tensor>> {
         let seq_len = tokens.len();
-        if seq_len == 0 {
-            bail!("empty chunk");
+        if seq_len == 0 || segments.iter().sum::<usize>() != seq_len {
+            bail!("empty chunk, or segments that do not add up to it");
         }
         let pos = cache.len;
-        if pos + seq_len > self.max_seq_len {
-            bail!("sequence of {} tokens exceeds the model's context of {}", pos + seq_len, self.max_seq_len);
+        let longest = segments.iter().copied().max().unwrap_or(0);
+        if pos + longest > self.max_seq_len {
+            bail!("sequence of {} tokens exceeds the model's context of {}", pos + longest, self.max_seq_len);
         }
         let hp = &self.hp;
         let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let global_mask = attention_mask(seq_len, pos, None, &self.device)?;
+        let global_mask = attention_mask(segments, pos, None, &self.device)?;
         let local_mask = match hp.sliding_window {
-            Some(w) => attention_mask(seq_len, pos, Some(w), &self.device)?,
+            Some(w) => attention_mask(segments, pos, Some(w), &self.device)?,
             None => None,
         };
-        let ropes: Vec<(Tensor, Tensor)> = self
-            .ropes
-            .iter()
-            .map(|(c, s)| Ok((c.narrow(0, pos, seq_len)?, s.narrow(0, pos, seq_len)?)))
-            .collect::<Result<_>>()?;
+        let ropes: Vec<(Tensor, Tensor)> = if segments.len() == 1 {
+            self.ropes
+                .iter()
+                .map(|(c, s)| Ok((c.narrow(0, pos, seq_len)?, s.narrow(0, pos, seq_len)?)))
+                .collect::<Result<_>>()?
+        } else {
+            let positions: Vec<u32> = segments.iter().flat_map(|&n| (0..n).map(move |o| (pos + o) as u32)).collect();
+            let idx = Tensor::new(positions.as_slice(), &self.device)?;
+            self.ropes
+                .iter()
+                .map(|(c, s)| Ok((c.index_select(&idx, 0)?, s.index_select(&idx, 0)?)))
+                .collect::<Result<_>>()?
+        };
         let mut h = self.embed.forward(&x)?;
         if let Some(s) = self.embed_scale {
             h = (h * s)?;
@@ -523,10 +558,28 @@ mod tests {
     use super::*;
 
     fn mask_rows(seq_len: usize, pos: usize, window: Option<usize>) -> Vec<Vec<bool>> {
-        match attention_mask(seq_len, pos, window, &Device::Cpu).unwrap() {
+        match attention_mask(&[seq_len], pos, window, &Device::Cpu).unwrap() {
             None => vec![vec![true; pos + seq_len]; seq_len],
             Some(m) => m.to_vec2::<f32>().unwrap().iter().map(|r| r.iter().map(|v| v.is_finite()).collect()).collect(),
         }
+    }
+
+    #[test]
+    fn packed_segments_see_the_cache_and_themselves_only() {
+        let m = match attention_mask(&[2, 1], 2, None, &Device::Cpu).unwrap() {
+            Some(m) => m.to_vec2::<f32>().unwrap(),
+            None => panic!("mask expected"),
+        };
+        let rows: Vec<Vec<bool>> = m.iter().map(|r| r.iter().map(|v| v.is_finite()).collect()).collect();
+        // Keys: two cached positions, then segment A (2 tokens), segment B (1 token).
+        assert_eq!(rows[0], vec![true, true, true, false, false]);
+        assert_eq!(rows[1], vec![true, true, true, true, false]);
+        assert_eq!(rows[2], vec![true, true, false, false, true]);
+        // A sliding window counts positions within the segment, not the packing.
+        let m = attention_mask(&[2, 2], 3, Some(3), &Device::Cpu).unwrap().unwrap().to_vec2::<f32>().unwrap();
+        let last: Vec<bool> = m[3].iter().map(|v| v.is_finite()).collect();
+        // Query at position 4 (B's second token): sees cache 2, B's 3 and 4.
+        assert_eq!(last, vec![false, false, true, false, false, true, true]);
     }
 
     #[test]
@@ -535,7 +588,7 @@ mod tests {
         assert_eq!(m[0], vec![true, true, true, false, false]);
         assert_eq!(m[2], vec![true; 5]);
         // One query, no window: nothing to mask.
-        assert!(attention_mask(1, 10, None, &Device::Cpu).unwrap().is_none());
+        assert!(attention_mask(&[1], 10, None, &Device::Cpu).unwrap().is_none());
     }
 
     #[test]
@@ -546,7 +599,7 @@ mod tests {
         let m = mask_rows(3, 0, Some(2));
         assert_eq!(m[2], vec![false, true, true]);
         // Within the window a single query needs no mask.
-        assert!(attention_mask(1, 1, Some(2), &Device::Cpu).unwrap().is_none());
+        assert!(attention_mask(&[1], 1, Some(2), &Device::Cpu).unwrap().is_none());
     }
 }
 
@@ -564,7 +617,7 @@ mod gqa_tests {
         let v = Tensor::randn(0f32, 1.0, (1, n_kv, total, hd), &dev).unwrap();
         let kr = candle_transformers::utils::repeat_kv(k.clone(), rep).unwrap();
         let vr = candle_transformers::utils::repeat_kv(v.clone(), rep).unwrap();
-        let m = super::attention_mask(seq, total - seq, None, &dev).unwrap().unwrap();
+        let m = super::attention_mask(&[seq], total - seq, None, &dev).unwrap().unwrap();
         let a = q.matmul(&kr.t().unwrap()).unwrap().broadcast_add(&m).unwrap();
         let a = candle_nn::ops::softmax_last_dim(&a).unwrap().matmul(&vr).unwrap();
         let qg = q.reshape((1, n_kv, rep * seq, hd)).unwrap();

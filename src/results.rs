@@ -23,15 +23,18 @@ pub struct ItemResult {
     pub group: Option<String>,
     /// sha256 prefix of prompt, choices and target (matches items across runs).
     pub prompt_hash: String,
-    /// The exact text given to the model (few-shot examples and chat template included).
+    /// The exact text given to the model (few-shot examples and chat template
+    /// included); for partial scoring each choice's context, joined by
+    /// `\n--- or ---\n`.
     pub prompt: String,
-    /// Choice texts (multiple choice only).
+    /// Choice texts (multiple choice only; for partial scoring, the contexts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choices: Option<Vec<String>>,
     /// Gold answer: the choice index as text, or the target string.
     pub gold: String,
-    /// The model's answer: the `acc_norm` choice index as text (multiple
-    /// choice), or the filtered generated answer.
+    /// The model's answer: the primary metric's choice index as text
+    /// (multiple choice), the filtered generated answer, or for pass@1 how the
+    /// program ended (`passed`, `failed: <last line of stderr>`, `timed out`).
     pub prediction: String,
     /// Raw generated text (generation only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

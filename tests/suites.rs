@@ -42,6 +42,23 @@ fn import(yaml: &Path, out: &Path) -> std::process::Output {
     openweigh().args(["suites", "import-lm-eval"]).arg(yaml).arg("--out").arg(out).output().unwrap()
 }
 
+/// Runs `suite` on the default model (2 threads, no report, no speed probe)
+/// from `cwd` and returns the run's samples.
+fn run_samples(suite: &Path, out: &Path, extra: &[&str], cwd: &Path) -> Vec<serde_json::Value> {
+    let o = openweigh()
+        .args(["run", "--no-report", "--probe-reps", "0", "--threads", "2"])
+        .args(extra)
+        .arg("--suite")
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    read_jsonl(&only_run_dir(out).join("samples.jsonl"))
+}
+
 /// Items of one task keyed by their prompt hash (prompt, choices and gold).
 fn items(suite: &Suite, task: &str) -> BTreeMap<String, String> {
     let t = suite.tasks.iter().find(|t| t.spec.task == task).unwrap();
@@ -136,16 +153,7 @@ fn imported_arc_easy_scores_as_the_native_task() {
     .unwrap();
     let mut runs = Vec::new();
     for (name, suite) in [("imported", &imported), ("native", &native)] {
-        let out = tmp.path().join(name);
-        let o = openweigh()
-            .args(["run", "--no-report", "--probe-reps", "0", "--threads", "2", "--limit", "40", "--suite"])
-            .arg(suite)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        runs.push(read_jsonl(&only_run_dir(&out).join("samples.jsonl")));
+        runs.push(run_samples(suite, &tmp.path().join(name), &["--limit", "40"], tmp.path()));
     }
     assert_eq!(runs[0].len(), 40);
     let mut scores = [0.0f64; 2];
@@ -203,16 +211,7 @@ fn partial_scoring_scores_the_shared_continuation_after_each_context() {
     }
     let suite = tmp.path().join("s.yaml");
     std::fs::write(&suite, format!("name: s\ntasks:\n{partial}{plain}")).unwrap();
-    let out = tmp.path().join("out");
-    let o = openweigh()
-        .args(["run", "--no-report", "--probe-reps", "0", "--threads", "2", "--suite"])
-        .arg(&suite)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let samples = read_jsonl(&only_run_dir(&out).join("samples.jsonl"));
+    let samples = run_samples(&suite, &tmp.path().join("out"), &[], tmp.path());
     let by_task = |t: &str| -> Vec<&serde_json::Value> { samples.iter().filter(|s| s["task"] == t).collect() };
     let (p, o1, o2) = (by_task("partial"), by_task("plain_option1"), by_task("plain_option2"));
     assert_eq!(p.len(), 2);
@@ -245,17 +244,7 @@ fn pass_at_1_runs_the_models_completion_against_tests() {
     std::fs::write(tmp.path().join("code.jsonl"), data).unwrap();
     let suite = tmp.path().join("s.yaml");
     std::fs::write(&suite, "name: code\ntasks:\n  - task: code\n    data_files: code.jsonl\n    output_type: generate_until\n    doc_to_text: \"{{prompt}}\"\n    doc_to_target: \"{{test}}\"\n    generation_kwargs:\n      until: [\"\\ndef\", \"\\n#\", \"\\nif\", \"\\nprint\"]\n      max_gen_toks: 24\n    metric_list: [pass@1]\n    exec_timeout_s: 5\n").unwrap();
-    let out = tmp.path().join("out");
-    let o = openweigh()
-        .args(["run", "--no-report", "--probe-reps", "0", "--threads", "2", "--suite"])
-        .arg(&suite)
-        .arg("--out")
-        .arg(&out)
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let samples = read_jsonl(&only_run_dir(&out).join("samples.jsonl"));
+    let samples = run_samples(&suite, &tmp.path().join("out"), &[], tmp.path());
     let generated = samples[0]["generated"].as_str().unwrap();
     assert!(generated.contains("a + b") || generated.contains("b + a"), "the model wrote {generated:?}");
     assert_eq!(samples[0]["metrics"]["pass@1"], 1.0, "{}", samples[0]);

@@ -93,11 +93,7 @@ pub fn model_row(run: &RunData) -> ModelRow {
         let (score, xs) = task_score(info.task.clone(), metric, &items);
         tasks.push(score);
         groups.push(xs);
-        let mut names: Vec<&str> = items.iter().filter_map(|r| r.group.as_deref()).collect();
-        names.sort_unstable();
-        names.dedup();
-        for g in names {
-            let members: Vec<&ItemResult> = items.iter().copied().filter(|r| r.group.as_deref() == Some(g)).collect();
+        for (g, members) in crate::results::by_group(items.iter().copied()) {
             subgroups.push(task_score(format!("{}/{g}", info.task), metric, &members).0);
         }
     }

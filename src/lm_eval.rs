@@ -46,6 +46,21 @@ const DATASET_MAP: &[(&str, &str, &str)] = &[
     ("openai_humaneval", "", "humaneval"),
 ];
 
+/// Keys the importer converts.
+const CONVERTED: &[&str] = &[
+    "doc_to_text",
+    "doc_to_choice",
+    "doc_to_target",
+    "target_delimiter",
+    "fewshot_delimiter",
+    "description",
+    "num_fewshot",
+    "metric_list",
+    "generation_kwargs",
+    "filter_list",
+    "repeats",
+];
+
 /// Keys that describe the task for lm-eval's own bookkeeping and change
 /// nothing about the prompts or scores.
 const IGNORED: &[&str] = &[
@@ -181,20 +196,7 @@ pub fn import(path: &Path, dataset: Option<&str>) -> Result<(String, String)> {
     let mut notes = Vec::new();
     for (k, _) in &map {
         let key = k.as_str().unwrap_or("?");
-        let known = [
-            "doc_to_text",
-            "doc_to_choice",
-            "doc_to_target",
-            "target_delimiter",
-            "fewshot_delimiter",
-            "description",
-            "num_fewshot",
-            "metric_list",
-            "generation_kwargs",
-            "filter_list",
-            "repeats",
-        ];
-        if !known.contains(&key) && !IGNORED.contains(&key) {
+        if !CONVERTED.contains(&key) && !IGNORED.contains(&key) {
             return Err(bad(
                 path,
                 key,

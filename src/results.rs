@@ -234,6 +234,17 @@ pub struct SamplesWriter {
     file: File,
 }
 
+/// Items split by their `group` (those without one left out), groups in name order.
+pub fn by_group<'a>(items: impl IntoIterator<Item = &'a ItemResult>) -> Vec<(&'a str, Vec<&'a ItemResult>)> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<&ItemResult>> = std::collections::BTreeMap::new();
+    for r in items {
+        if let Some(g) = r.group.as_deref() {
+            groups.entry(g).or_default().push(r);
+        }
+    }
+    groups.into_iter().collect()
+}
+
 impl ItemResult {
     /// Expected score of guessing uniformly: 1/choices for multiple choice,
     /// 0 for generation.

@@ -375,18 +375,14 @@ fn run_item(backend: &mut Backend, task: &Task, chat: bool, item: &Item) -> Resu
 /// Per-metric rows for one task, then per group (`group_by`) in name order.
 /// Failed items count as wrong.
 pub fn summarize(task: &Task, results: &[ItemResult]) -> Vec<TaskSummary> {
-    let mut rows = summary_rows(task, "", results);
-    let mut groups: Vec<&str> = results.iter().filter_map(|r| r.group.as_deref()).collect();
-    groups.sort_unstable();
-    groups.dedup();
-    for g in groups {
-        let members: Vec<ItemResult> = results.iter().filter(|r| r.group.as_deref() == Some(g)).cloned().collect();
+    let mut rows = summary_rows(task, "", &results.iter().collect::<Vec<_>>());
+    for (g, members) in crate::results::by_group(results) {
         rows.extend(summary_rows(task, g, &members));
     }
     rows
 }
 
-fn summary_rows(task: &Task, group: &str, results: &[ItemResult]) -> Vec<TaskSummary> {
+fn summary_rows(task: &Task, group: &str, results: &[&ItemResult]) -> Vec<TaskSummary> {
     let latencies: Vec<f64> = results.iter().filter(|r| r.error.is_none()).map(|r| r.wall_s).collect();
     task.metrics
         .iter()

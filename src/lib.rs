@@ -1,24 +1,24 @@
 //! openweigh: weigh open LLMs against each other. One run measures quality
-//! (benchmark suites), latency, throughput and memory of a local model; the
-//! data flows Suite → Task → Item → Request → Backend → Response → Score →
-//! ItemResult → RunResult, one module per step.
+//! (benchmark suites), latency, throughput and memory of a model; reports
+//! put it beside other models with prices. Data flows one way, one folder per
+//! stage:
+//!
+//! `suite` (Suite → Task → Item) → `run` (Item → Request, results written as
+//! they come) → `backend` (Request → Response: tokens, log-likelihoods, text,
+//! timings) → `score` (Response → metrics) → `results` (ItemResult, RunMeta:
+//! the files' contract) → `analysis` (leaderboard, compare and gate, prices,
+//! cost) → `export` (report and comparison files). `stats` holds the pure
+//! statistics; `catalog`, `assets` and `hub` find and fetch models and data;
+//! `quantize` rewrites GGUF files; `error` holds the user-facing errors.
 
+pub mod analysis;
 pub mod assets;
 pub mod backend;
-pub mod bench;
 pub mod catalog;
-pub mod cli;
-pub mod compare;
-pub mod compare_html;
-pub mod cost;
 pub mod error;
-pub mod execute;
+pub mod export;
 pub mod hub;
-pub mod leaderboard;
-pub mod lm_eval;
-pub mod measure;
 pub mod quantize;
-pub mod report;
 pub mod results;
 pub mod run;
 pub mod score;

@@ -145,7 +145,7 @@ fn quick_suite_end_to_end_and_deterministic() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(only_run_dir(&cmp).join("compare.json")).unwrap()).unwrap();
     for t in report["tasks"].as_array().unwrap() {
-        assert_eq!(t["diff"], 0.0);
+        assert_eq!(t["diff"]["point"], 0.0);
         assert_eq!(t["p_value"], 1.0);
     }
 }
@@ -234,7 +234,7 @@ fn q2k_requantization_fails_the_gate() {
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(cmp.join("compare.json")).unwrap()).unwrap();
     assert!(!report["regressions"].as_array().unwrap().is_empty());
-    assert!(report["aggregate"]["diff"].as_f64().unwrap() < 0.0);
+    assert!(report["aggregate"]["diff"]["point"].as_f64().unwrap() < 0.0);
     let broken = report["flips"].as_array().unwrap().iter().filter(|f| f["kind"] == "broken").count();
     assert!(broken > 0);
     assert!(std::fs::read_to_string(cmp.join("compare.md")).unwrap().contains("## Broken by the candidate"));

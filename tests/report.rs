@@ -6,7 +6,9 @@
 
 mod common;
 use common::*;
-use openweigh::report::{self, HardwarePrice};
+use openweigh::analysis::report::{self, HardwarePrice};
+use openweigh::export;
+use openweigh::results::load_runs;
 use std::path::{Path, PathBuf};
 
 fn fixture_runs() -> Vec<PathBuf> {
@@ -15,25 +17,25 @@ fn fixture_runs() -> Vec<PathBuf> {
 
 fn build() -> report::Report {
     let hw = HardwarePrice::choose(None, "cpu-2vcpu").unwrap();
-    let prices = openweigh::cost::load_table(None).unwrap();
-    report::build(report::load_runs(&fixture_runs()).unwrap(), hw, &prices).unwrap()
+    let prices = openweigh::analysis::prices::load_table(None).unwrap();
+    report::build(load_runs(&fixture_runs()).unwrap(), hw, &prices).unwrap()
 }
 
 #[test]
 fn summary_markdown_snapshot() {
-    insta::assert_snapshot!(report::markdown::summary(&build()));
+    insta::assert_snapshot!(export::report::markdown::summary(&build()));
 }
 
 #[test]
 fn models_csv_snapshot() {
-    insta::assert_snapshot!(report::to_csv(&build()).unwrap());
+    insta::assert_snapshot!(export::report::csv::to_csv(&build()).unwrap());
 }
 
 #[test]
 fn charts_decode_at_their_size() {
     let tmp = tempfile::tempdir().unwrap();
     let r = build();
-    report::write(&r, tmp.path()).unwrap();
+    export::report::write(&r, tmp.path()).unwrap();
     for name in ["quality_vs_price", "quality_vs_speed", "latency", "memory", "tasks"] {
         let png = image::open(tmp.path().join(format!("{name}.png"))).unwrap();
         assert_eq!((png.width(), png.height()), (1000, 620), "{name}.png");
@@ -51,7 +53,7 @@ fn charts_decode_at_their_size() {
 #[test]
 fn strings_from_results_are_escaped() {
     let tmp = tempfile::tempdir().unwrap();
-    let index = report::write(&build(), tmp.path()).unwrap();
+    let index = export::report::write(&build(), tmp.path()).unwrap();
     let html = std::fs::read_to_string(index).unwrap();
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(!html.contains("<script>alert(1)"));

@@ -1,15 +1,28 @@
-//! Backends turn a [`Request`] into a [`Response`]: tokens, log-likelihoods,
-//! generated text and the timings of exactly that work. Model families and
-//! engines are dispatched through the one [`Backend`] enum. Model load time is
-//! measured here too, but reported apart and never mixed into latency.
+//! The backend interface: requests in, responses out. A [`Request`] asks a
+//! model for log-likelihoods or a greedy generation; the [`Response`] carries
+//! what came back (tokens, log-likelihoods, text) and the timings of exactly
+//! that work. Engines implement [`Engine`]: they take a batch of requests,
+//! each tagged by the caller, and hand back each response as it finishes, in
+//! whatever order they finish. The in-process candle engine answers them one
+//! by one; an engine that talks to a server may answer them concurrently. The
+//! run loop neither knows nor cares which engine it drives.
+//!
+//! Model files are engine-agnostic knowledge kept beside the interface:
+//! `weights` (GGUF and safetensors sources, hyper-parameters), `tokenizer`
+//! (rebuilt from GGUF metadata or `tokenizer.json`) and `chat_template`.
+//! Load time is measured by each engine and reported apart, never mixed into
+//! a latency.
 
 pub mod candle;
+pub mod chat_template;
 pub mod tokenizer;
-pub mod transformer;
 pub mod weights;
+
+pub use candle::transformer::WeightFormat;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// One unit of work for a model. `shared_prefix`, when set, is a prefix of
 /// the context/prompt that many requests share (a task's few-shot examples):
@@ -21,6 +34,13 @@ pub enum Request {
     LogLikelihood { context: String, continuations: Vec<String>, shared_prefix: Option<String> },
     /// Greedy generation until a stop string or `max_tokens`.
     Generate { prompt: String, until: Vec<String>, max_tokens: usize, shared_prefix: Option<String> },
+}
+
+/// A request with the caller's tag, which comes back with its response.
+#[derive(Debug, Clone)]
+pub struct Tagged {
+    pub tag: usize,
+    pub request: Request,
 }
 
 /// Log-likelihood of one continuation.
@@ -59,42 +79,57 @@ pub enum Output {
     Text(String),
 }
 
-/// Every engine openweigh can drive, dispatched by one enum.
-pub enum Backend {
-    Candle(Box<candle::CandleBackend>),
+/// Called once per request of a batch, with its tag, as soon as it finishes.
+/// Returning an error stops the batch.
+pub type OnResponse<'a> = dyn FnMut(usize, Result<Response>) -> Result<()> + 'a;
+
+/// An engine that answers requests for one loaded model.
+pub trait Engine {
+    /// Short name recorded in `run.json` (`candle`).
+    fn name(&self) -> &'static str;
+    /// Where it computes (`cpu`, `cuda:0`).
+    fn device(&self) -> String;
+    /// Seconds spent loading the model before any request (never part of a latency).
+    fn load_s(&self) -> f64;
+    /// How the model is held (weight types, repacks, shape), for `run.json`.
+    fn load_report(&self) -> serde_json::Value;
+    /// Whether the model brings a chat template (instruct models do, base models not).
+    fn has_chat_template(&self) -> bool;
+    /// Wraps a user message in the model's chat template (generation prompt added).
+    fn apply_chat_template(&self, user: &str) -> Result<String>;
+    /// Answers every request of `batch`, calling `on_response` once per
+    /// request as it finishes, in any order. A request that fails is passed
+    /// to `on_response` as an error and the batch goes on; an error returned
+    /// by `on_response`, or by the engine itself, stops it.
+    fn run_batch(&mut self, batch: Vec<Tagged>, on_response: &mut OnResponse) -> Result<()>;
+    /// The model's token ids for `text` (no special tokens added).
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Prefill `prompt` then decode `n_out` tokens greedily, ignoring end of
+    /// sequence: (prefill seconds, seconds for the `n_out − 1` decode steps
+    /// after the first token). The speed probe's raw measurement.
+    fn timed_generate(&mut self, prompt: &[u32], n_out: usize) -> Result<(f64, f64)>;
 }
 
-impl Backend {
-    pub fn run(&mut self, req: &Request) -> Result<Response> {
-        match self {
-            Backend::Candle(b) => b.run(req),
-        }
-    }
+/// How to load a model.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Compute on the first CUDA device instead of the CPU.
+    pub cuda: bool,
+    /// How the weights are held in memory.
+    pub weights: WeightFormat,
+}
 
-    /// Whether the model brings a chat template (instruct models do, base models not).
-    pub fn has_chat_template(&self) -> bool {
-        match self {
-            Backend::Candle(b) => b.tokenizer.chat_template.is_some(),
-        }
+impl EngineOptions {
+    /// Checks the options without loading anything (e.g. `--device cuda` in a
+    /// build without CUDA), so a bad flag is refused before any weights load.
+    pub fn validate(&self) -> Result<()> {
+        candle::device(self.cuda).map(|_| ())
     }
+}
 
-    /// Wraps a user message in the model's chat template (generation prompt added).
-    pub fn apply_chat_template(&self, user: &str) -> Result<String> {
-        match self {
-            Backend::Candle(b) => b.apply_chat_template(user),
-        }
-    }
-
-    /// Raw prefill/decode timing used by the speed probe.
-    pub fn timed_generate(&mut self, prompt_tokens: &[u32], n_out: usize) -> Result<(f64, f64)> {
-        match self {
-            Backend::Candle(b) => b.timed_generate(prompt_tokens, n_out),
-        }
-    }
-
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        match self {
-            Backend::Candle(b) => b.tokenizer.encode(text),
-        }
-    }
+/// Loads the model at `path` (a GGUF file or a safetensors folder) into the
+/// engine that runs it.
+pub fn load(path: &Path, opts: &EngineOptions) -> Result<Box<dyn Engine>> {
+    let device = candle::device(opts.cuda)?;
+    Ok(Box::new(candle::CandleBackend::load(path, &device, opts.weights)?))
 }

@@ -6,9 +6,9 @@
 //! names, keeps the NEOX RoPE layout (llama.cpp permutes llama's q/k weights
 //! for its interleaved layout instead) and adds Gemma's `+1` to norm weights.
 //!
-//! [`Transformer`]: super::transformer::Transformer
+//! [`Transformer`]: super::candle::transformer::Transformer
 
-use super::transformer::{Family, Hparams, WeightSource};
+use super::candle::transformer::{Family, Hparams, WeightSource};
 use crate::error::UserError;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};

@@ -151,23 +151,6 @@ pub fn evaluate(env: &Environment, src: &str, doc: &Value) -> Result<Value> {
     }
 }
 
-/// Renders a chat template (a GGUF's `tokenizer.chat_template`) for a single
-/// user message, with the assistant's generation prompt appended.
-pub fn render_chat(template: &str, user: &str, bos: &str, eos: &str) -> Result<String> {
-    let mut env = environment();
-    // As transformers renders chat templates: a newline after a block tag is
-    // dropped, and whitespace before a block tag on its line is stripped.
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    let ctx = minijinja::context! {
-        messages => vec![minijinja::context!{ role => "user", content => user }],
-        add_generation_prompt => true,
-        bos_token => bos,
-        eos_token => eos,
-    };
-    env.render_str(template, ctx).map_err(|e| anyhow!("rendering the model's chat template: {e:#}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,12 +196,5 @@ mod tests {
             hellaswag_clean(" Roof shingle removal: A man is sitting on a roof. [title] He starts  pulling up roofing [step] on a roof. "),
             "Roof shingle removal: A man is sitting on a roof.. He starts pulling up roofing on a roof."
         );
-    }
-
-    #[test]
-    fn smollm_chat_template_shape() {
-        let tpl = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-        let s = render_chat(tpl, "Hi", "<|im_start|>", "<|im_end|>").unwrap();
-        assert_eq!(s, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     }
 }

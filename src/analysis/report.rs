@@ -1,0 +1,155 @@
+//! The report's content: finished runs priced and gathered into a
+//! [`Report`], one [`ModelReport`] per run (its leaderboard row, prices,
+//! costs, the items it got wrong) plus the warnings a reader must see. Prices
+//! are applied here, at report time: a self-hosted price from each run's
+//! measured throughput and the chosen hardware price per hour, plus any
+//! provider offering of the same weights found in the price table. The
+//! exporters in `export::report` turn a [`Report`] into charts, HTML,
+//! Markdown and CSV.
+
+use super::cost::{self, SelfHostedPrice};
+use super::leaderboard::{model_row, ModelRow};
+use super::prices::{self, PriceEntry, PriceTable};
+use crate::results::{ItemResult, RunData, RunMeta};
+use anyhow::Result;
+use serde::Serialize;
+
+/// Output tokens of the end-to-end latency figure (Artificial Analysis uses 500).
+pub const E2E_OUTPUT_TOKENS: usize = 500;
+
+/// The hardware price used for self-hosted costs.
+#[derive(Debug, Clone, Serialize)]
+pub struct HardwarePrice {
+    /// Profile name, or "custom" for --hourly-usd.
+    pub name: String,
+    pub usd_per_hour: f64,
+    pub what: String,
+}
+
+impl HardwarePrice {
+    /// From `--hourly-usd` (wins) or `--hardware NAME`.
+    pub fn choose(hourly_usd: Option<f64>, hardware: &str) -> Result<Self> {
+        if let Some(h) = hourly_usd {
+            if !(h.is_finite() && h > 0.0) {
+                return Err(crate::error::UserError::BadFlag {
+                    flag: "--hourly-usd",
+                    message: "must be a positive price in USD per hour, e.g. 0.09".into(),
+                }
+                .into());
+            }
+            return Ok(Self { name: "custom".into(), usd_per_hour: h, what: "--hourly-usd".into() });
+        }
+        let p = cost::hardware(hardware)?;
+        Ok(Self { name: p.name.into(), usd_per_hour: p.usd_per_hour, what: p.what.into() })
+    }
+}
+
+/// Everything the report shows about one model's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    /// Index into the palette: the same colour in every chart.
+    pub color: usize,
+    pub row: ModelRow,
+    #[serde(skip)]
+    pub meta: RunMeta,
+    /// Price of running it on the chosen hardware, from measured throughput.
+    pub self_hosted: Option<SelfHostedPrice>,
+    /// Provider offerings of the same weights (cheapest first).
+    pub offerings: Vec<PriceEntry>,
+    /// Cost of this run's tokens at the self-hosted price (USD).
+    pub run_tokens_cost_usd: Option<f64>,
+    /// Cost of the machine time the items took (eval seconds × hourly price, USD).
+    pub run_machine_cost_usd: f64,
+    /// TTFT + 499 tokens at decode speed (seconds).
+    pub e2e_500_s: Option<f64>,
+    /// Items the model got wrong (or that failed).
+    #[serde(skip)]
+    pub wrong: Vec<ItemResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub models: Vec<ModelReport>,
+    /// Tasks in first-seen order.
+    pub tasks: Vec<String>,
+    /// Groups within tasks (`task/group`, e.g. MMLU categories), first-seen order.
+    pub groups: Vec<String>,
+    pub hardware: HardwarePrice,
+    pub price_source: String,
+    pub suites: Vec<String>,
+    /// Things the reader must know before comparing the rows (shown in every output).
+    pub warnings: Vec<String>,
+}
+
+/// Prices finished runs and gathers what the report shows.
+pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) -> Result<Report> {
+    let mut models = Vec::new();
+    let mut tasks: Vec<String> = Vec::new();
+    let mut groups: Vec<String> = Vec::new();
+    let mut suites: Vec<String> = Vec::new();
+    let mut item_sets: Vec<(String, Option<usize>)> = Vec::new();
+    for (i, run) in runs.into_iter().enumerate() {
+        let set = (run.meta.suite.sha256.clone(), run.meta.limit);
+        if !item_sets.contains(&set) {
+            item_sets.push(set);
+        }
+        let row = model_row(&run);
+        for t in &row.tasks {
+            if !tasks.contains(&t.task) {
+                tasks.push(t.task.clone());
+            }
+        }
+        for g in &row.groups {
+            if !groups.contains(&g.task) {
+                groups.push(g.task.clone());
+            }
+        }
+        if !suites.contains(&run.meta.suite.name) {
+            suites.push(run.meta.suite.name.clone());
+        }
+        let aliases: Vec<&str> = match crate::catalog::model(&row.model) {
+            Some(m) => m.aliases.to_vec(),
+            None => vec![row.model.as_str()],
+        };
+        let offerings = prices::offerings(table, &aliases).into_iter().cloned().collect();
+        let self_hosted = match (row.prefill_tok_per_s, row.decode_tok_per_s) {
+            (Some(p), Some(d)) => cost::self_hosted(hardware.usd_per_hour, p, d),
+            _ => None,
+        };
+        let run_tokens_cost_usd = self_hosted
+            .map(|s| cost::tokens_cost_usd(row.tokens_in, row.tokens_out, s.input_usd_per_mtok, s.output_usd_per_mtok));
+        let e2e_500_s = match (row.ttft_s, row.decode_tok_per_s) {
+            (Some(t), Some(d)) if d > 0.0 => Some(t + (E2E_OUTPUT_TOKENS - 1) as f64 / d),
+            _ => None,
+        };
+        let wrong = run.samples.iter().filter(|s| !s.correct || s.error.is_some()).cloned().collect();
+        models.push(ModelReport {
+            color: i,
+            run_machine_cost_usd: row.eval_s / 3600.0 * hardware.usd_per_hour,
+            row,
+            meta: run.meta,
+            self_hosted,
+            offerings,
+            run_tokens_cost_usd,
+            e2e_500_s,
+            wrong,
+        });
+    }
+    let mut warnings = Vec::new();
+    if item_sets.len() > 1 {
+        warnings.push(
+            "these runs used different suites or --limit values, so their quality scores come from different items \
+             and are not directly comparable"
+                .to_string(),
+        );
+    }
+    for m in &models {
+        if m.row.n_failed > 0 {
+            warnings.push(format!("{}: {} item(s) failed and count as wrong", m.row.model, m.row.n_failed));
+        }
+        if m.self_hosted.is_none() {
+            warnings.push(format!("{}: no speed probe in this run, so no self-hosted price", m.row.model));
+        }
+    }
+    Ok(Report { models, tasks, groups, hardware, price_source: table.source.clone(), suites, warnings })
+}

@@ -1,0 +1,388 @@
+//! The in-process engine: candle tensors on the CPU (or CUDA), our own
+//! forward pass (`transformer`) over GGUF files and safetensors folders.
+//! Loading is timed apart from any request; log-likelihood scoring shares one
+//! evaluated context between a question's choices; greedy generation stops at
+//! stop strings; chat templates come from the model's own template (GGUF
+//! `tokenizer.chat_template` or `tokenizer_config.json`). It answers a batch
+//! of requests one by one, in order.
+
+pub mod transformer;
+
+use super::tokenizer::ModelTokenizer;
+use super::weights::{GgufSource, HfFolder, SafetensorsSource};
+use super::{ChoiceLogLik, Engine, OnResponse, Output, Request, Response, Tagged};
+use crate::error::UserError;
+use anyhow::{bail, Context, Result};
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, IndexOp, Tensor};
+use std::path::Path;
+use std::time::Instant;
+use transformer::{Hparams, KvCache, LoadReport, Transformer, WeightFormat};
+
+/// A task's shared prefix, evaluated once: its text, token ids, and the KV
+/// cache after all but its last token (the last token may merge with what
+/// follows, so it is evaluated with the rest of each prompt).
+struct PrefixCache {
+    text: String,
+    ids: Vec<u32>,
+    cache: KvCache,
+}
+
+pub struct CandleBackend {
+    model: Transformer,
+    prefix: Option<PrefixCache>,
+    pub tokenizer: ModelTokenizer,
+    /// Seconds spent reading and preparing the weights (never part of latency).
+    pub load_s: f64,
+    /// `cpu` or `cuda:0`.
+    device: String,
+}
+
+/// The one place that picks the compute device.
+pub fn device(cuda: bool) -> Result<Device> {
+    if cuda {
+        #[cfg(feature = "cuda")]
+        {
+            return Ok(Device::new_cuda(0)?);
+        }
+        #[cfg(not(feature = "cuda"))]
+        bail!(UserError::BadFlag {
+            flag: "--device",
+            message: "this build has no CUDA support; rebuild with `cargo build --release --features cuda` or use --device cpu".into(),
+        });
+    }
+    Ok(Device::Cpu)
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Most log-prob values one packed pass may produce (rows × vocabulary):
+/// 16 Mi floats, 64 MiB, so a 262k-token vocabulary packs 64 rows at a time.
+const PACKED_LOGITS: usize = 16 << 20;
+
+impl CandleBackend {
+    /// Loads a GGUF file or a safetensors model folder.
+    pub fn load(path: &Path, device: &Device, format: WeightFormat) -> Result<Self> {
+        let start = Instant::now();
+        let bad = |reason: String| UserError::BadModel { path: path.to_path_buf(), reason };
+        let (model, tokenizer) = if path.is_dir() {
+            let folder = HfFolder::open(path)?;
+            let hp = Hparams::from_hf_config(&folder.config).map_err(|e| bad(format!("{e:#}")))?;
+            let tokenizer = ModelTokenizer::from_hf_dir(path).map_err(|e| bad(format!("{e:#}")))?;
+            let mut src = SafetensorsSource::open(&folder, hp.family).map_err(|e| bad(format!("{e:#}")))?;
+            let model = Transformer::load(hp, &mut src, device, format).map_err(|e| bad(format!("{e:#}")))?;
+            (model, tokenizer)
+        } else {
+            let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+            let ct = gguf_file::Content::read(&mut file).map_err(|e| bad(format!("header: {e}")))?;
+            // A truncated file has a valid header but its tensors run past the end.
+            let file_len = file.metadata()?.len();
+            let data_end = ct
+                .tensor_infos
+                .values()
+                .map(|t| {
+                    let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
+                    ct.tensor_data_offset + t.offset + bytes as u64
+                })
+                .max()
+                .unwrap_or(0);
+            if data_end > file_len {
+                return Err(bad(format!("truncated: tensors need {data_end} bytes, file has {file_len}")).into());
+            }
+            let hp = Hparams::from_gguf(&ct).map_err(|e| bad(format!("{e:#}")))?;
+            let tokenizer = ModelTokenizer::from_gguf(&ct).map_err(|e| bad(format!("{e:#}")))?;
+            let mut src = GgufSource { content: &ct, file: &mut file };
+            let model = Transformer::load(hp, &mut src, device, format).map_err(|e| bad(format!("{e:#}")))?;
+            (model, tokenizer)
+        };
+        let device = if device.is_cuda() { "cuda:0" } else { "cpu" }.to_string();
+        Ok(Self { model, prefix: None, tokenizer, load_s: start.elapsed().as_secs_f64(), device })
+    }
+
+    pub fn load_report(&self) -> &LoadReport {
+        &self.model.report
+    }
+
+    pub fn run(&mut self, req: &Request) -> Result<Response> {
+        match req {
+            Request::LogLikelihood { context, continuations, shared_prefix } => {
+                self.loglikelihood(context, continuations, shared_prefix.as_deref())
+            }
+            Request::Generate { prompt, until, max_tokens, shared_prefix } => {
+                self.generate(prompt, until, *max_tokens, shared_prefix.as_deref())
+            }
+        }
+    }
+
+    fn prompt_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if self.tokenizer.add_bos {
+            ids.extend(self.tokenizer.bos_id);
+        }
+        ids.extend(self.tokenizer.encode(text)?);
+        if ids.is_empty() {
+            // lm-evaluation-harness scores an empty context after the end-of-text token.
+            ids.extend(self.tokenizer.eos_id.or(self.tokenizer.bos_id));
+        }
+        Ok(ids)
+    }
+
+    /// Evaluates prompt `ids` into a fresh KV cache and returns the log-probs
+    /// of its last position and the number of tokens taken from the prefix
+    /// cache. With a `shared_prefix` whose tokens (all but the last) start
+    /// `ids`, those come from the cache; the split point depends only on the
+    /// prefix, so every item of a task is computed the same way whatever ran
+    /// before it.
+    fn prefill(&mut self, ids: &[u32], shared_prefix: Option<&str>) -> Result<(Tensor, KvCache, usize)> {
+        if let Some(text) = shared_prefix.filter(|t| !t.is_empty()) {
+            if self.prefix.as_ref().map(|p| p.text.as_str()) != Some(text) {
+                self.prefix = None;
+                let ids = self.prompt_ids(text)?;
+                if ids.len() > 1 {
+                    let mut cache = self.model.empty_cache();
+                    self.model.forward(&ids[..ids.len() - 1], &mut cache, 0)?;
+                    self.prefix = Some(PrefixCache { text: text.to_string(), ids, cache });
+                }
+            }
+            if let Some(p) = &self.prefix {
+                let k = p.ids.len() - 1;
+                if ids.len() > k && ids[..k] == p.ids[..k] {
+                    let mut cache = p.cache.clone();
+                    let lp = self.model.forward(&ids[k..], &mut cache, 1)?.context("no logits")?;
+                    return Ok((lp, cache, k));
+                }
+            }
+        }
+        let mut cache = self.model.empty_cache();
+        let lp = self.model.forward(ids, &mut cache, 1)?.context("no logits")?;
+        Ok((lp, cache, 0))
+    }
+
+    /// Scores every continuation after one shared context.
+    ///
+    /// Tokenization follows lm-evaluation-harness: trailing spaces of the
+    /// context move to the continuation, the continuation's tokens are those of
+    /// `encode(context + continuation)` past `len(encode(context))`.
+    ///
+    /// KV reuse: the context is evaluated once into a [`KvCache`]; its last
+    /// position's log-probs score each continuation's first token. The
+    /// continuations' other tokens are then evaluated together in one pass on
+    /// a clone of that cache (a snapshot of `Arc` tensors), packed one after
+    /// another with a mask that lets each see the context and itself only and
+    /// positions that restart at the context's end: the same numbers as one
+    /// pass per continuation, in fewer, larger matrix products. The context's
+    /// keys and values are computed once per item, not once per choice.
+    fn loglikelihood(
+        &mut self,
+        context: &str,
+        continuations: &[String],
+        shared_prefix: Option<&str>,
+    ) -> Result<Response> {
+        let start = Instant::now();
+        let trimmed = context.trim_end_matches(' ');
+        let moved = &context[trimmed.len()..];
+        let ctx_ids = self.prompt_ids(trimmed)?;
+        let (last, cache, tokens_cached) = self.prefill(&ctx_ids, shared_prefix)?;
+        let last: Vec<f32> = last.i(0)?.to_vec1()?;
+        let mut tokens_in = ctx_ids.len();
+        let mut conts: Vec<Vec<u32>> = Vec::with_capacity(continuations.len());
+        for cont in continuations {
+            let whole = self.prompt_ids(&format!("{trimmed}{moved}{cont}"))?;
+            let cont_ids: Vec<u32> = whole.get(ctx_ids.len()..).unwrap_or_default().to_vec();
+            if cont_ids.is_empty() {
+                bail!("continuation {cont:?} has no tokens of its own after the context");
+            }
+            conts.push(cont_ids);
+        }
+        // Each continuation's first token is scored by the context's last
+        // position; the rest by its own tokens but the last, evaluated packed
+        // with the other continuations' (one pass over at most `budget` rows).
+        let mut rows_of: Vec<Vec<Vec<f32>>> = conts.iter().map(|_| vec![last.clone()]).collect();
+        let budget = (PACKED_LOGITS / last.len().max(1)).max(32);
+        let mut next = 0;
+        while next < conts.len() {
+            let (mut group, mut rows) = (Vec::new(), 0);
+            while next < conts.len() {
+                let n = conts[next].len() - 1;
+                if n > 0 && !group.is_empty() && rows + n > budget {
+                    break;
+                }
+                if n > 0 {
+                    group.push(next);
+                    rows += n;
+                }
+                next += 1;
+            }
+            if group.is_empty() {
+                continue;
+            }
+            let segments: Vec<usize> = group.iter().map(|&g| conts[g].len() - 1).collect();
+            let tokens: Vec<u32> = group.iter().flat_map(|&g| conts[g][..conts[g].len() - 1].iter().copied()).collect();
+            let mut snap: KvCache = cache.clone();
+            let lp: Tensor = self
+                .model
+                .forward_segments(&tokens, &segments, &mut snap, tokens.len())?
+                .context("no logits for the continuations")?;
+            let mut packed = lp.to_vec2::<f32>()?.into_iter();
+            for (&g, &n) in group.iter().zip(&segments) {
+                rows_of[g].extend(packed.by_ref().take(n));
+            }
+            tokens_in += tokens.len();
+        }
+        let mut scores = Vec::with_capacity(conts.len());
+        for (cont_ids, rows) in conts.iter().zip(&rows_of) {
+            let mut logprob = 0f64;
+            let mut is_greedy = true;
+            for (row, &tok) in rows.iter().zip(cont_ids.iter()) {
+                logprob += row[tok as usize] as f64;
+                is_greedy &= argmax(row) == tok;
+            }
+            scores.push(ChoiceLogLik { logprob, n_tokens: cont_ids.len(), is_greedy });
+        }
+        Ok(Response {
+            output: Output::LogLikelihood(scores),
+            tokens_in,
+            tokens_cached,
+            tokens_out: 0,
+            wall_s: start.elapsed().as_secs_f64(),
+            ttft_s: None,
+            decode_tok_per_s: None,
+        })
+    }
+
+    /// Greedy decoding until a stop string, end of sequence, or `max_tokens`.
+    /// The text returned ends before the earliest stop string.
+    fn generate(
+        &mut self,
+        prompt: &str,
+        until: &[String],
+        max_tokens: usize,
+        shared_prefix: Option<&str>,
+    ) -> Result<Response> {
+        let start = Instant::now();
+        let mut ids = self.prompt_ids(prompt)?;
+        let room = self.model.max_seq_len().saturating_sub(max_tokens);
+        if ids.len() > room {
+            // Keep the end of the prompt, as lm-evaluation-harness does.
+            ids.drain(..ids.len() - room);
+        }
+        let (mut lp, mut cache, tokens_cached) = self.prefill(&ids, shared_prefix)?;
+        let mut out: Vec<u32> = Vec::new();
+        let mut t_first = None;
+        let mut t_last = start;
+        let mut text = String::new();
+        while out.len() < max_tokens {
+            let next = argmax(&lp.i(0)?.to_vec1::<f32>()?);
+            t_last = Instant::now();
+            t_first.get_or_insert(t_last);
+            if Some(next) == self.tokenizer.eos_id {
+                break;
+            }
+            out.push(next);
+            text = self.tokenizer.decode(&out)?;
+            if until.iter().any(|s| text.contains(s.as_str())) {
+                break;
+            }
+            if out.len() == max_tokens {
+                break;
+            }
+            lp = self.model.forward(&[next], &mut cache, 1)?.context("no logits")?;
+        }
+        if let Some(cut) = until.iter().filter_map(|s| text.find(s.as_str())).min() {
+            text.truncate(cut);
+        }
+        let ttft = t_first.map(|t| (t - start).as_secs_f64());
+        let decode = match t_first {
+            Some(first) if out.len() > 1 && t_last > first => {
+                Some((out.len() - 1) as f64 / (t_last - first).as_secs_f64())
+            }
+            _ => None,
+        };
+        Ok(Response {
+            output: Output::Text(text),
+            tokens_in: ids.len(),
+            tokens_cached,
+            tokens_out: out.len(),
+            wall_s: start.elapsed().as_secs_f64(),
+            ttft_s: ttft,
+            decode_tok_per_s: decode,
+        })
+    }
+
+    /// Prefill `prompt` then decode `n_out` tokens greedily, ignoring end of
+    /// sequence. Returns (prefill seconds, seconds for the `n_out - 1` decode
+    /// steps after the first token).
+    pub fn timed_generate(&mut self, prompt: &[u32], n_out: usize) -> Result<(f64, f64)> {
+        let mut cache = self.model.empty_cache();
+        let t0 = Instant::now();
+        let lp = self.model.forward(prompt, &mut cache, 1)?.context("no logits")?;
+        let mut next = argmax(&lp.i(0)?.to_vec1::<f32>()?);
+        let prefill = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        for _ in 1..n_out {
+            let lp = self.model.forward(&[next], &mut cache, 1)?.context("no logits")?;
+            next = argmax(&lp.i(0)?.to_vec1::<f32>()?);
+        }
+        Ok((prefill, t1.elapsed().as_secs_f64()))
+    }
+
+    /// Renders the GGUF's `tokenizer.chat_template` for one user message with
+    /// the generation prompt added.
+    pub fn apply_chat_template(&self, user: &str) -> Result<String> {
+        let Some(tpl) = &self.tokenizer.chat_template else {
+            bail!("this model has no chat template (a base model?); set `chat_template: false` on the task");
+        };
+        super::chat_template::render(tpl, user, &self.tokenizer.bos_token, &self.tokenizer.eos_token)
+    }
+}
+
+impl Engine for CandleBackend {
+    fn name(&self) -> &'static str {
+        "candle"
+    }
+
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+
+    fn load_s(&self) -> f64 {
+        self.load_s
+    }
+
+    fn load_report(&self) -> serde_json::Value {
+        serde_json::to_value(&self.model.report).unwrap_or_default()
+    }
+
+    fn has_chat_template(&self) -> bool {
+        self.tokenizer.chat_template.is_some()
+    }
+
+    fn apply_chat_template(&self, user: &str) -> Result<String> {
+        CandleBackend::apply_chat_template(self, user)
+    }
+
+    /// One request at a time, in the batch's order.
+    fn run_batch(&mut self, batch: Vec<Tagged>, on_response: &mut OnResponse) -> Result<()> {
+        for Tagged { tag, request } in batch {
+            let response = self.run(&request);
+            on_response(tag, response)?;
+        }
+        Ok(())
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(text)
+    }
+
+    fn timed_generate(&mut self, prompt: &[u32], n_out: usize) -> Result<(f64, f64)> {
+        CandleBackend::timed_generate(self, prompt, n_out)
+    }
+}

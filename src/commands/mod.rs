@@ -1,0 +1,41 @@
+//! One file per subcommand: each reads its flags, calls the library stages in
+//! order and prints what the user sees. `cli` holds the flag types. Nothing
+//! in the library imports this folder.
+
+pub mod bench;
+pub mod cli;
+pub mod compare;
+pub mod fetch;
+pub mod models;
+pub mod prices;
+pub mod quantize;
+pub mod report;
+pub mod run;
+pub mod suites;
+
+use anyhow::Result;
+use cli::{Cli, Command};
+
+/// Runs the subcommand; returns the process exit code.
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Fetch(args) => fetch::fetch(args),
+        Command::Models => models::models(),
+        Command::Bench(args) => bench::bench(args),
+        Command::Compare(args) => compare::compare(args),
+        Command::Quantize(args) => quantize::quantize(args),
+        Command::Report(args) => report::report(args),
+        Command::Prices(cmd) => prices::prices(cmd),
+        Command::Suites(args) => suites::suites(args),
+    }
+}
+
+/// Fixes the compute thread count. candle sizes its thread pools from these
+/// variables on first use, so this runs before anything touches a tensor.
+pub fn set_threads(threads: Option<usize>) -> usize {
+    let threads = threads.unwrap_or_else(candle_core::utils::get_num_threads);
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    threads
+}

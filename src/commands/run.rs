@@ -1,0 +1,142 @@
+//! `openweigh run`: one model in this process, or several, each in a child
+//! process, then one leaderboard table and one report. Price flags are
+//! checked before any weights load, though used only at the end.
+
+use super::cli::{DeviceArg, RunArgs};
+use super::set_threads;
+use anyhow::Result;
+use openweigh::analysis::leaderboard;
+use openweigh::analysis::prices::{self, PriceTable};
+use openweigh::analysis::report::{self, HardwarePrice};
+use openweigh::error::{UserError, EXIT_ITEM_FAILURES};
+use openweigh::results::{create_output_dir, load_run, load_runs};
+use openweigh::run::children::{run_in_child, ChildRun};
+use openweigh::run::{self as runner, summary};
+use openweigh::{assets, catalog, score, suite};
+
+pub fn run(args: RunArgs) -> Result<i32> {
+    let models = expand_models(&args.model)?;
+    let hardware = HardwarePrice::choose(args.price.hourly_usd, &args.price.hardware)?;
+    let prices = prices::load_table(args.price.prices.as_deref())?;
+    if let [model] = models.as_slice() {
+        return run_one(model, &args, &hardware, &prices);
+    }
+    run_many(&models, &args, &hardware, &prices)
+}
+
+/// `--model catalog` stands for every catalog model already fetched.
+fn expand_models(specs: &[String]) -> Result<Vec<String>> {
+    let mut models: Vec<String> = Vec::new();
+    for spec in specs {
+        if spec == "catalog" {
+            let fetched = catalog::MODELS.iter().filter(|m| assets::cached_path(&m.asset).exists());
+            models.extend(fetched.map(|m| m.asset.name.to_string()));
+        } else {
+            models.push(spec.clone());
+        }
+    }
+    models.dedup();
+    if models.is_empty() {
+        return Err(UserError::BadFlag {
+            flag: "--model",
+            message: "`catalog` found no fetched catalog model; fetch one first (`openweigh fetch NAME`)".into(),
+        }
+        .into());
+    }
+    Ok(models)
+}
+
+fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice, prices: &PriceTable) -> Result<i32> {
+    let threads = set_threads(args.common.threads);
+    let opts = runner::RunOptions {
+        model: model.to_string(),
+        suite: args.common.suite.clone(),
+        limit: args.common.limit,
+        threads,
+        out: args.common.out.clone(),
+        weights: args.weights,
+        cuda: args.device == DeviceArg::Cuda,
+        probe_repetitions: args.probe_reps,
+    };
+    let outcome = runner::run(&opts)?;
+    print_outcome(&outcome);
+    if !args.no_report {
+        let r = report::build(load_runs(std::slice::from_ref(&outcome.dir))?, hardware.clone(), prices)?;
+        super::report::write(&r, &outcome.dir.join("report"))?;
+    }
+    if outcome.meta.n_failed > 0 {
+        eprintln!("{} item(s) failed; see \"error\" in samples.jsonl", outcome.meta.n_failed);
+        return Ok(EXIT_ITEM_FAILURES);
+    }
+    Ok(0)
+}
+
+/// Several models: the suite and every model name are checked first, then each
+/// model runs in its own child process, then one table and one report.
+fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice, prices: &PriceTable) -> Result<i32> {
+    score::check_requirements(&suite::Suite::load(&args.common.suite, args.common.limit)?)?;
+    for m in models {
+        assets::check_model_spec(m)?;
+    }
+    let mut extra = vec!["--weights".to_string(), format!("{:?}", args.weights).to_lowercase()];
+    extra.extend(["--probe-reps".to_string(), args.probe_reps.to_string(), "--no-report".to_string()]);
+    if args.device == DeviceArg::Cuda {
+        extra.extend(["--device".to_string(), "cuda".to_string()]);
+    }
+    let child = ChildRun {
+        suite: args.common.suite.clone(),
+        limit: args.common.limit,
+        threads: args.common.threads,
+        out: args.common.out.clone(),
+        extra,
+    };
+    let mut runs = Vec::new();
+    let mut code = 0;
+    for (i, model) in models.iter().enumerate() {
+        eprintln!("\n== model {}/{}: {model}", i + 1, models.len());
+        match run_in_child(model, &child) {
+            Ok((dir, child_code)) => {
+                if child_code != 0 {
+                    code = EXIT_ITEM_FAILURES;
+                }
+                runs.push(load_run(&dir)?);
+            }
+            Err(e) => {
+                eprintln!("error: {model}: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    // The report's rows are the table's: one reading of each run, one set of statistics.
+    let n_runs = runs.len();
+    let r = report::build(runs, hardware.clone(), prices)?;
+    let rows: Vec<_> = r.models.iter().map(|m| m.row.clone()).collect();
+    println!("\n{} models on {}", rows.len(), args.common.suite);
+    print!("{}", leaderboard::format_table(&rows));
+    for row in &rows {
+        println!("{}: {}", row.model, row.run_dir.display());
+    }
+    if !args.no_report && n_runs > 0 {
+        let (_, out) = create_output_dir(&args.common.out, "report-{time}")?;
+        super::report::write(&r, &out)?;
+    }
+    Ok(code)
+}
+
+fn print_outcome(outcome: &runner::RunOutcome) {
+    println!("\n{} on {} ({} threads)", outcome.meta.model.name, outcome.meta.suite.name, outcome.meta.threads);
+    print!("{}", summary::format_table(&outcome.summary));
+    if let Some(p) = &outcome.meta.speed_probe {
+        println!(
+            "speed probe: prefill {:.1} tok/s, decode {:.1} tok/s, TTFT {:.3} s",
+            p.prefill_tok_per_s.mean, p.decode_tok_per_s.mean, p.ttft_s.mean
+        );
+    }
+    println!(
+        "model load {:.2} s (not in latencies), items {:.1} s, peak RSS {:.0} MiB",
+        outcome.meta.model.load_s,
+        outcome.meta.eval_s,
+        outcome.meta.peak_rss_byte as f64 / (1024.0 * 1024.0)
+    );
+    println!("results: {}", outcome.dir.display());
+}

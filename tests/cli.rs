@@ -96,6 +96,32 @@ fn unknown_dataset_and_metric_are_named() {
 }
 
 #[test]
+fn metrics_and_lengths_that_cannot_work_are_refused_before_loading() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "d.jsonl", "{\"q\": \"x\"}\n");
+    // pass@1 on a multiple-choice task used to be scored silently as acc.
+    let suite = write(tmp.path(), "p.yaml", &format!("{GOOD_TASK}    metric_list: [pass@1]\n"));
+    run_with_suite(&suite).code(2).stderr(predicate::str::contains("p.yaml:3:")).stderr(predicate::str::contains(
+        "metric 'pass@1' does not apply to output_type multiple_choice; use acc or acc_norm",
+    ));
+    // A generation length at or past the model's context used to fail every item.
+    let generate = "name: s\ntasks:\n  - task: g\n    data_files: d.jsonl\n    output_type: generate_until\n    doc_to_text: \"Q: {{q}}\"\n    doc_to_target: \"x\"\n    generation_kwargs:\n      max_gen_toks: 8192\n";
+    let suite = write(tmp.path(), "g.yaml", generate);
+    let model = {
+        let _g = model_lock();
+        default_model()
+    };
+    run_with_suite(&suite)
+        .code(2)
+        .stderr(predicate::str::contains("task 'g': generation_kwargs.max_gen_toks 8192 leaves no room"))
+        .stderr(predicate::str::contains("lower it below 8192"))
+        .stderr(predicate::str::contains("loading").not());
+    let _ = model;
+    let suite = write(tmp.path(), "z.yaml", &generate.replace("8192", "0"));
+    run_with_suite(&suite).code(2).stderr(predicate::str::contains("max_gen_toks is 0"));
+}
+
+#[test]
 fn unknown_suite_and_model_exit_2() {
     openweigh()
         .args(["run", "--suite", "nosuch"])
@@ -156,6 +182,46 @@ fn truncated_or_bogus_model_is_rejected() {
         .stderr(predicate::str::contains("not a usable model"));
 }
 
+/// A GGUF with llama metadata and no tensors, `head_count` heads.
+fn gguf_with_heads(dir: &std::path::Path, name: &str, head_count: u32, kv_heads: u32) -> std::path::PathBuf {
+    use candle_core::quantized::gguf_file::{write, Value};
+    let md = [
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", Value::U32(1)),
+        ("llama.embedding_length", Value::U32(64)),
+        ("llama.attention.head_count", Value::U32(head_count)),
+        ("llama.attention.head_count_kv", Value::U32(kv_heads)),
+    ];
+    let refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
+    let p = dir.join(name);
+    write(&mut std::fs::File::create(&p).unwrap(), &refs, &[]).unwrap();
+    p
+}
+
+#[test]
+fn model_with_impossible_shape_is_refused_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("d.jsonl"), "{\"q\": \"x\"}\n").unwrap();
+    let suite = write(tmp.path(), "s.yaml", GOOD_TASK);
+    for (name, heads, kv, says) in [
+        ("zero-heads.gguf", 0, 0, "llama.attention.head_count is 0"),
+        ("zero-kv.gguf", 4, 0, "n_kv_head is 0"),
+        ("odd-groups.gguf", 4, 3, "do not split"),
+    ] {
+        let p = gguf_with_heads(tmp.path(), name, heads, kv);
+        openweigh()
+            .args(["run", "--probe-reps", "0", "--suite"])
+            .arg(&suite)
+            .arg("--model")
+            .arg(&p)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(name))
+            .stderr(predicate::str::contains(says))
+            .stderr(no_panic());
+    }
+}
+
 fn write_bytes(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -168,6 +234,7 @@ fn fetch_without_python_says_how_to_fix() {
     openweigh()
         .args(["fetch", "arc_easy"])
         .env("OPENWEIGH_HOME", tmp.path())
+        .env("OPENWEIGH_CACHE", tmp.path())
         .env("PATH", tmp.path())
         .assert()
         .code(2)
@@ -330,6 +397,7 @@ fn concurrent_fetches_share_the_cache() {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("openweigh"))
             .args(["fetch", "arc_challenge"])
             .env("OPENWEIGH_HOME", home.path())
+            .env_remove("OPENWEIGH_CACHE")
             .output()
     };
     let (a, b) = std::thread::scope(|s| {

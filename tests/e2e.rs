@@ -200,8 +200,8 @@ fn failing_item_is_recorded_and_run_goes_on() {
 }
 
 /// The default model against its own Q2_K requantization made by
-/// `openweigh quantize`: the drop is detected, the gate fails with exit 1,
-/// and the flipped items are listed.
+/// `openweigh quantize`: the drop is detected, the gate fails with its own
+/// exit code (4, not a crash's 1), and the flipped items are listed.
 #[test]
 fn q2k_requantization_fails_the_gate() {
     let _g = model_lock();
@@ -223,7 +223,7 @@ fn q2k_requantization_fails_the_gate() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&status.stdout);
-    assert_eq!(status.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&status.stderr));
+    assert_eq!(status.status.code(), Some(4), "{stdout}\n{}", String::from_utf8_lossy(&status.stderr));
     assert!(stdout.contains("Gate: **FAIL**"), "{stdout}");
     assert!(stdout.contains("## Broken by the candidate"), "{stdout}");
     let cmp = std::fs::read_dir(&out)

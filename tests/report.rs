@@ -17,7 +17,7 @@ fn fixture_runs() -> Vec<PathBuf> {
 
 fn build() -> report::Report {
     let hw = HardwarePrice::choose(None, "cpu-2vcpu").unwrap();
-    let prices = openweigh::analysis::prices::load_table(None).unwrap();
+    let prices = openweigh::analysis::prices::builtin_table().unwrap();
     report::build(load_runs(&fixture_runs()).unwrap(), hw, &prices).unwrap()
 }
 

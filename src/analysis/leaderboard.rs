@@ -16,7 +16,7 @@ pub struct TaskScore {
     pub task: String,
     pub metric: String,
     /// Mean of the metric over items (0..1; failed items count as 0), its
-    /// normal-approximation 95% CI and the number of items.
+    /// Wilson 95% CI and the number of items.
     pub score: Estimate,
     /// Expected score of uniform guessing (1/choices; 0 for generative tasks).
     pub chance: f64,
@@ -58,7 +58,7 @@ pub fn aggregate(means: &[f64], chances: &[f64]) -> f64 {
 fn task_score(task: String, metric: &str, items: &[&ItemResult]) -> (TaskScore, Vec<f64>) {
     let xs: Vec<f64> = items.iter().map(|r| r.metrics.get(metric).copied().unwrap_or(0.0)).collect();
     let chance = stats::mean(&items.iter().map(|r| r.chance()).collect::<Vec<_>>());
-    let score = TaskScore { task, metric: metric.to_string(), score: Estimate::mean_normal(&xs, 0.0, 1.0), chance };
+    let score = TaskScore { task, metric: metric.to_string(), score: Estimate::proportion(&xs), chance };
     (score, xs)
 }
 

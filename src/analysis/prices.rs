@@ -169,6 +169,11 @@ pub fn load_table(explicit: Option<&Path>) -> Result<PriceTable> {
     if user.is_file() {
         return Ok(PriceTable { source: user.display().to_string(), entries: read_price_file(&user)? });
     }
+    builtin_table()
+}
+
+/// The snapshot built into the binary, whatever the user imported.
+pub fn builtin_table() -> Result<PriceTable> {
     Ok(PriceTable {
         source: EMBEDDED_SOURCE.into(),
         entries: parse_csv(EMBEDDED_PRICES, Path::new("prices/litellm-1.110.2-open-weight.csv"))?,

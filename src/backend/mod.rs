@@ -127,6 +127,15 @@ impl EngineOptions {
     }
 }
 
+/// Positions the model at `path` accepts (its context length, capped at
+/// [`candle::transformer::MAX_POSITIONS`]), read from the GGUF header or
+/// `config.json` alone, so prompts and generation lengths can be checked
+/// before any weights load.
+pub fn max_positions(path: &Path) -> Result<usize> {
+    let hp = weights::peek_hparams(path)?;
+    Ok(hp.context_length.min(candle::transformer::MAX_POSITIONS))
+}
+
 /// Loads the model at `path` (a GGUF file or a safetensors folder) into the
 /// engine that runs it.
 pub fn load(path: &Path, opts: &EngineOptions) -> Result<Box<dyn Engine>> {

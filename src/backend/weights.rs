@@ -44,11 +44,11 @@ impl Hparams {
             .with_context(|| format!("architecture '{arch}' is not supported (supported: llama, qwen2, gemma3)"))?;
         let key = |k: &str| format!("{arch}.{k}");
         let req = |k: &str| md_usize(ct, &key(k)).with_context(|| format!("GGUF metadata has no {}", key(k)));
-        let n_head = req("attention.head_count")?;
+        let n_head = positive(req("attention.head_count")?, &key("attention.head_count"))?;
         let n_embd = req("embedding_length")?;
         let head_dim = md_usize(ct, &key("attention.key_length")).unwrap_or(n_embd / n_head);
         let gemma = family == Family::Gemma3;
-        Ok(Hparams {
+        Hparams {
             family,
             n_layer: req("block_count")?,
             n_embd,
@@ -64,7 +64,8 @@ impl Hparams {
             sliding_window: if gemma { md_usize(ct, &key("attention.sliding_window")) } else { None },
             sliding_pattern: md_usize(ct, &key("attention.sliding_window_type")).unwrap_or(6),
             attn_scale: 1.0 / (head_dim as f64).sqrt(),
-        })
+        }
+        .checked("GGUF metadata")
     }
 
     /// Reads a Hugging Face `config.json` (a `text_config` inside is used when present).
@@ -80,12 +81,12 @@ impl Hparams {
         if family == Family::Llama && cfg.get("rope_scaling").is_some_and(|v| !v.is_null()) {
             bail!("config.json sets rope_scaling, which openweigh does not implement yet (Llama 3.1+ models)");
         }
-        let n_head = req("num_attention_heads")?;
+        let n_head = positive(req("num_attention_heads")?, "num_attention_heads")?;
         let n_embd = req("hidden_size")?;
         let head_dim = int("head_dim").unwrap_or(n_embd / n_head);
         let gemma = family == Family::Gemma3;
         let scalar = float("query_pre_attn_scalar").unwrap_or(head_dim as f64);
-        Ok(Hparams {
+        Hparams {
             family,
             n_layer: req("num_hidden_layers")?,
             n_embd,
@@ -100,8 +101,57 @@ impl Hparams {
             sliding_window: if gemma { int("sliding_window") } else { None },
             sliding_pattern: int("sliding_window_pattern").unwrap_or(6),
             attn_scale: if gemma { 1.0 / scalar.sqrt() } else { 1.0 / (head_dim as f64).sqrt() },
-        })
+        }
+        .checked("config.json")
     }
+
+    /// Refuses shapes the forward pass cannot run (zero sizes, heads that do
+    /// not divide into key/value groups) instead of dividing by zero later.
+    /// `origin` prefixes the field names in the message.
+    fn checked(self, origin: &str) -> Result<Self> {
+        for (field, v) in [
+            ("n_layer", self.n_layer),
+            ("n_embd", self.n_embd),
+            ("n_kv_head", self.n_kv_head),
+            ("head_dim", self.head_dim),
+            ("context_length", self.context_length),
+            ("sliding_pattern", self.sliding_pattern),
+        ] {
+            positive(v, &format!("{origin}: {field}"))?;
+        }
+        if self.n_head % self.n_kv_head != 0 {
+            bail!(
+                "{origin}: {} attention heads do not split into groups of {} key/value heads; the model's metadata is damaged",
+                self.n_head,
+                self.n_kv_head
+            );
+        }
+        if self.sliding_window == Some(0) {
+            bail!("{origin}: sliding_window is 0; the model's metadata is damaged");
+        }
+        Ok(self)
+    }
+}
+
+/// `v` when above 0, else an error naming the field.
+fn positive(v: usize, field: &str) -> Result<usize> {
+    if v == 0 {
+        bail!("{field} is 0; the model's metadata is damaged");
+    }
+    Ok(v)
+}
+
+/// The hyper-parameters of the model at `path` (a GGUF file or a safetensors
+/// folder) from its header or `config.json`, without reading any tensor.
+pub fn peek_hparams(path: &Path) -> Result<Hparams> {
+    let bad = |reason: String| UserError::BadModel { path: path.to_path_buf(), reason };
+    if path.is_dir() {
+        let folder = HfFolder::open(path)?;
+        return Ok(Hparams::from_hf_config(&folder.config).map_err(|e| bad(format!("{e:#}")))?);
+    }
+    let mut file = File::open(path).map_err(|e| bad(e.to_string()))?;
+    let ct = gguf_file::Content::read(&mut file).map_err(|e| bad(format!("header: {e}")))?;
+    Ok(Hparams::from_gguf(&ct).map_err(|e| bad(format!("{e:#}")))?)
 }
 
 /// Tensors of an open GGUF file.
@@ -250,5 +300,32 @@ mod tests {
         assert_eq!((hp.head_dim, hp.sliding_window, hp.sliding_pattern), (256, Some(512), 6));
         assert!(hp.rope_neox);
         assert_eq!(hp.attn_scale, 1.0 / 16.0);
+    }
+
+    #[test]
+    fn impossible_shapes_are_refused_by_name() {
+        let cfg = |extra: &str| -> Value {
+            serde_json::from_str(&format!(
+                r#"{{"model_type":"llama","hidden_size":576,"num_hidden_layers":2,"num_attention_heads":9,{extra}}}"#
+            ))
+            .unwrap()
+        };
+        assert!(Hparams::from_hf_config(&cfg(r#""num_key_value_heads":3"#)).is_ok());
+        for (extra, says) in [
+            (r#""num_key_value_heads":0"#, "n_kv_head is 0"),
+            (r#""num_key_value_heads":2"#, "do not split"),
+            (r#""head_dim":0"#, "head_dim is 0"),
+            (r#""sliding_window_pattern":0"#, "sliding_pattern is 0"),
+            (r#""max_position_embeddings":0"#, "context_length is 0"),
+        ] {
+            let e = Hparams::from_hf_config(&cfg(extra)).unwrap_err().to_string();
+            assert!(e.starts_with("config.json: ") && e.contains(says), "{extra}: {e}");
+        }
+        let zero_heads: Value = serde_json::from_str(
+            r#"{"model_type":"llama","hidden_size":576,"num_hidden_layers":2,"num_attention_heads":0}"#,
+        )
+        .unwrap();
+        let e = Hparams::from_hf_config(&zero_heads).unwrap_err().to_string();
+        assert!(e.contains("num_attention_heads is 0"), "{e}");
     }
 }

@@ -196,12 +196,17 @@ pub struct CompareArgs {
     /// Suite, limit and threads apply to --base-model/--candidate-model runs.
     #[command(flatten)]
     pub common: SuiteArgs,
-    /// Exit with code 1 when a task or the aggregate drops significantly.
+    /// Exit with code 4 when a task or the aggregate drops significantly.
     #[arg(long)]
     pub fail_on_regression: bool,
-    /// Largest tolerated drop in points (percentage points) before the gate fails.
+    /// Largest tolerated drop of one task, in percentage points of its own metric
+    /// (2 = an accuracy 0.02 lower).
     #[arg(long, default_value_t = 0.0, value_name = "POINTS")]
     pub max_drop: f64,
+    /// Largest tolerated drop of the aggregate, in percentage points of the
+    /// chance-normalised score (default: the --max-drop value).
+    #[arg(long, value_name = "POINTS")]
+    pub max_aggregate_drop: Option<f64>,
     /// Significance level of the gate (Holm-corrected across tasks).
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,

@@ -6,7 +6,7 @@
 use super::cli::CompareArgs;
 use anyhow::Result;
 use openweigh::analysis::compare::{self, GateOptions};
-use openweigh::error::UserError;
+use openweigh::error::{UserError, EXIT_GATE};
 use openweigh::export::{self, compare::markdown::to_markdown};
 use openweigh::results::{create_output_dir, load_run};
 use openweigh::run::children::{run_in_child, ChildRun};
@@ -17,6 +17,14 @@ pub fn compare(args: CompareArgs) -> Result<i32> {
     }
     if args.max_drop.is_nan() || args.max_drop < 0.0 {
         return Err(UserError::BadFlag { flag: "--max-drop", message: "must be 0 or more points".into() }.into());
+    }
+    let max_aggregate_drop = args.max_aggregate_drop.unwrap_or(args.max_drop);
+    if max_aggregate_drop.is_nan() || max_aggregate_drop < 0.0 {
+        return Err(UserError::BadFlag {
+            flag: "--max-aggregate-drop",
+            message: "must be 0 or more chance-normalised points".into(),
+        }
+        .into());
     }
     let (base_dir, cand_dir) = match (&args.base_model, &args.candidate_model) {
         (Some(b), Some(c)) => {
@@ -33,7 +41,11 @@ pub fn compare(args: CompareArgs) -> Result<i32> {
     };
     let base = load_run(&base_dir)?;
     let cand = load_run(&cand_dir)?;
-    let gate = GateOptions { max_drop_points: args.max_drop, alpha: args.alpha };
+    let gate = GateOptions {
+        max_drop_points: args.max_drop,
+        max_aggregate_drop_points: max_aggregate_drop,
+        alpha: args.alpha,
+    };
     let c = compare::compare(&base, &cand, gate)?;
     print!("{}", to_markdown(&c, Some(args.top)));
     let (_, dir) = create_output_dir(&args.common.out, "compare-{time}")?;
@@ -41,7 +53,7 @@ pub fn compare(args: CompareArgs) -> Result<i32> {
     println!("\ncompare: {} (and compare.html, compare.json)", dir.join("compare.md").display());
     if args.fail_on_regression && !c.regressions.is_empty() {
         eprintln!("regression: {}", c.regressions.join("; "));
-        return Ok(1);
+        return Ok(EXIT_GATE);
     }
     Ok(0)
 }

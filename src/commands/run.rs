@@ -8,7 +8,7 @@ use anyhow::Result;
 use openweigh::analysis::leaderboard;
 use openweigh::analysis::prices::{self, PriceTable};
 use openweigh::analysis::report::{self, HardwarePrice};
-use openweigh::error::{UserError, EXIT_ITEM_FAILURES};
+use openweigh::error::{exit_code, worse_exit, UserError, EXIT_ITEM_FAILURES};
 use openweigh::results::{create_output_dir, load_run, load_runs};
 use openweigh::run::children::{run_in_child, ChildRun};
 use openweigh::run::{self as runner, summary};
@@ -35,7 +35,9 @@ fn expand_models(specs: &[String]) -> Result<Vec<String>> {
             models.push(spec.clone());
         }
     }
-    models.dedup();
+    // A model named twice (or also fetched, with `catalog`) runs once, at its first place.
+    let mut seen = std::collections::HashSet::new();
+    models.retain(|m| seen.insert(m.clone()));
     if models.is_empty() {
         return Err(UserError::BadFlag {
             flag: "--model",
@@ -94,16 +96,18 @@ fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice, prices:
     let mut code = 0;
     for (i, model) in models.iter().enumerate() {
         eprintln!("\n== model {}/{}: {model}", i + 1, models.len());
-        match run_in_child(model, &child) {
-            Ok((dir, child_code)) => {
+        // One model's failure is reported and the others still run.
+        let result = run_in_child(model, &child).and_then(|(dir, child_code)| Ok((load_run(&dir)?, child_code)));
+        match result {
+            Ok((run, child_code)) => {
                 if child_code != 0 {
-                    code = EXIT_ITEM_FAILURES;
+                    code = worse_exit(code, EXIT_ITEM_FAILURES);
                 }
-                runs.push(load_run(&dir)?);
+                runs.push(run);
             }
             Err(e) => {
                 eprintln!("error: {model}: {e:#}");
-                code = 1;
+                code = worse_exit(code, exit_code(&e));
             }
         }
     }

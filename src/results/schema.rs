@@ -135,7 +135,8 @@ pub struct SuiteInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunMeta {
     pub run_id: String,
-    /// "running" while items are measured, then "complete" (or "failed").
+    /// "running" while items are measured, then "complete", or "failed" when
+    /// the run stopped on an error (see `error`; what was measured is kept).
     pub status: String,
     pub openweigh_version: String,
     /// `git describe` of the openweigh source tree at build time, if known.
@@ -165,6 +166,9 @@ pub struct RunMeta {
     pub eval_s: f64,
     pub n_items: usize,
     pub n_failed: usize,
+    /// Why the run stopped, when `status` is "failed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub host: HostInfo,
 }
 
@@ -192,7 +196,8 @@ pub struct TaskSummary {
     pub score: f64,
     /// Standard error of the mean (sample sd / √n).
     pub stderr: f64,
-    /// 95% confidence interval, score ± 1.96·stderr clipped to [0, 1].
+    /// 95% confidence interval of `score`: the Wilson score interval of a
+    /// proportion (every per-item metric is 0 or 1).
     pub ci95_low: f64,
     pub ci95_high: f64,
     /// Item latency percentiles (seconds).

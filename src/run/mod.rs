@@ -61,6 +61,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     let model = assets::resolve_model(&opts.model)?;
     let engine_opts = EngineOptions { cuda: opts.cuda, weights: opts.weights };
     engine_opts.validate()?;
+    check_generation_fits(&suite, backend::max_positions(&model.path)?)?;
     let peak_rss_scope = if measure::reset_peak_rss() { "model load onward" } else { "whole process" };
 
     // 2. Load, timed apart from every latency.
@@ -124,11 +125,43 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         eval_s: 0.0,
         n_items: suite.tasks.iter().map(|t| t.items.len()).sum(),
         n_failed: 0,
+        error: None,
         host: measure::host_info(),
     };
     let run_json = dir.join("run.json");
     write_json_atomic(&run_json, &meta)?;
 
+    // 3–4. Measure; a run that stops on an error says so in run.json, with
+    // everything measured before it kept.
+    let summary = match measure_run(engine.as_mut(), &suite, chat, opts, &dir, &mut meta) {
+        Ok(summary) => summary,
+        Err(e) => {
+            meta.status = "failed".into();
+            meta.error = Some(format!("{e:#}"));
+            meta.finished_at = Some(now());
+            meta.peak_rss_byte = measure::peak_rss_byte();
+            write_json_atomic(&run_json, &meta)?;
+            return Err(e);
+        }
+    };
+    meta.status = "complete".into();
+    meta.finished_at = Some(now());
+    meta.peak_rss_byte = measure::peak_rss_byte();
+    write_json_atomic(&run_json, &meta)?;
+    Ok(RunOutcome { dir, meta, summary })
+}
+
+/// The speed probe, then each task's items, with `run.json` and
+/// `summary.csv` rewritten as they progress; returns the summary rows.
+fn measure_run(
+    engine: &mut dyn backend::Engine,
+    suite: &Suite,
+    chat: Vec<bool>,
+    opts: &RunOptions,
+    dir: &std::path::Path,
+    meta: &mut RunMeta,
+) -> Result<Vec<TaskSummary>> {
+    let run_json = dir.join("run.json");
     // 3. Speed probe.
     if opts.probe_repetitions > 0 {
         eprintln!(
@@ -137,7 +170,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             measure::PROBE_OUTPUT_TOKENS,
             opts.probe_repetitions
         );
-        let probe = measure::speed_probe(engine.as_mut(), opts.probe_repetitions)?;
+        let probe = measure::speed_probe(engine, opts.probe_repetitions)?;
         eprintln!(
             "  prefill {:.1} ± {:.1} tok/s, decode {:.1} ± {:.1} tok/s, TTFT {:.3} s",
             probe.prefill_tok_per_s.mean,
@@ -147,7 +180,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             probe.ttft_s.mean
         );
         meta.speed_probe = Some(probe);
-        write_json_atomic(&run_json, &meta)?;
+        write_json_atomic(&run_json, meta)?;
     }
 
     // 4. Items, task by task; every result appended as it finishes.
@@ -155,19 +188,33 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     let mut summary = Vec::new();
     let eval_start = Instant::now();
     for (task, chat) in suite.tasks.iter().zip(chat) {
-        let results = task::run_task(engine.as_mut(), task, chat, &mut samples)?;
+        let results = task::run_task(engine, task, chat, &mut samples)?;
         meta.n_failed += results.iter().filter(|r| r.error.is_some()).count();
         summary.extend(summary::summarize(task, &results));
         meta.eval_s = eval_start.elapsed().as_secs_f64();
         meta.peak_rss_byte = measure::peak_rss_byte();
         write_summary_csv(&dir.join("summary.csv"), &summary)?;
-        write_json_atomic(&run_json, &meta)?;
+        write_json_atomic(&run_json, meta)?;
     }
-    meta.status = "complete".into();
-    meta.finished_at = Some(now());
-    meta.peak_rss_byte = measure::peak_rss_byte();
-    write_json_atomic(&run_json, &meta)?;
-    Ok(RunOutcome { dir, meta, summary })
+    Ok(summary)
+}
+
+/// Refuses a generation task whose `max_gen_toks` leaves the model no room
+/// for a prompt (every item would fail).
+fn check_generation_fits(suite: &Suite, max_positions: usize) -> Result<()> {
+    for t in &suite.tasks {
+        if let Some(g) = t.spec.generation_kwargs.as_ref().filter(|g| g.max_gen_toks >= max_positions) {
+            return Err(UserError::Suite {
+                path: suite.path.clone(),
+                message: format!(
+                    "task '{}': generation_kwargs.max_gen_toks {} leaves no room for a prompt in this model's {max_positions} positions; lower it below {max_positions}",
+                    t.spec.task, g.max_gen_toks
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 fn task_info(t: &Task, chat_template_applied: bool) -> TaskInfo {

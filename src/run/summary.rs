@@ -22,7 +22,7 @@ fn summary_rows(task: &Task, group: &str, results: &[&ItemResult]) -> Vec<TaskSu
         .iter()
         .map(|m| {
             let xs: Vec<f64> = results.iter().map(|r| r.metrics.get(m).copied().unwrap_or(0.0)).collect();
-            let score = stats::Estimate::mean_normal(&xs, 0.0, 1.0);
+            let score = stats::Estimate::proportion(&xs);
             TaskSummary {
                 task: task.spec.task.clone(),
                 group: group.to_string(),
@@ -45,17 +45,16 @@ fn summary_rows(task: &Task, group: &str, results: &[&ItemResult]) -> Vec<TaskSu
 /// The terminal summary table.
 pub fn format_table(rows: &[TaskSummary]) -> String {
     let mut s = format!(
-        "{:<16} {:>5} {:<12} {:>16} {:>9} {:>9}\n",
-        "task", "n", "metric", "score ± 95% CI", "p50 (s)", "p90 (s)"
+        "{:<16} {:>5} {:<12} {:>19} {:>9} {:>9}\n",
+        "task", "n", "metric", "score [95% CI]", "p50 (s)", "p90 (s)"
     );
     for r in rows {
-        let half = (r.ci95_high - r.ci95_low) / 2.0;
         s.push_str(&format!(
-            "{:<16} {:>5} {:<12} {:>16} {:>9.3} {:>9.3}\n",
+            "{:<16} {:>5} {:<12} {:>19} {:>9.3} {:>9.3}\n",
             if r.group.is_empty() { r.task.clone() } else { format!("  {}", r.group) },
             r.n,
             r.metric,
-            format!("{:.3} ± {:.3}", r.score, half),
+            format!("{:.3} [{:.2},{:.2}]", r.score, r.ci95_low, r.ci95_high),
             r.latency_p50_s,
             r.latency_p90_s
         ));

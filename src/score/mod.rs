@@ -50,10 +50,11 @@ pub fn score_item(task: &Task, item: &Item, output: Output) -> Result<Scored> {
     let mut metrics = BTreeMap::new();
     let (choices, gold, prediction, generated, loglik) = match (&item.kind, output) {
         (ItemKind::MultipleChoice { choices, gold, .. }, Output::LogLikelihood(ll)) => {
-            // acc_norm divides by the length of what was scored: the choice, or the shared continuation.
-            let scored: Vec<String> = item.kind.scored_pairs().into_iter().map(|(_, c)| c).collect();
+            // acc_norm divides by the length of each choice as `doc_to_choice`
+            // gives it (lm-eval's `len(choice)`): the target delimiter is not
+            // counted, and for partial scoring the choice is the context option.
             let acc = choice::predict_acc(&ll);
-            let acc_norm = choice::predict_acc_norm(&ll, &scored);
+            let acc_norm = choice::predict_acc_norm(&ll, choices);
             for m in &task.metrics {
                 let pred = if m == "acc_norm" { acc_norm } else { acc };
                 metrics.insert(m.clone(), (pred == *gold) as u8 as f64);
@@ -85,4 +86,42 @@ pub fn score_item(task: &Task, item: &Item, output: Output) -> Result<Scored> {
     };
     let correct = metrics.get(&task.metrics[0]).copied() == Some(1.0);
     Ok(Scored { choices, gold, prediction, generated, loglik, metrics, correct })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::Suite;
+
+    fn ll(lp: &[f64]) -> Output {
+        Output::LogLikelihood(
+            lp.iter().map(|&logprob| ChoiceLogLik { logprob, n_tokens: 1, is_greedy: false }).collect(),
+        )
+    }
+
+    /// A one-item multiple-choice task whose choices are "ab" and "abcd".
+    fn task(dir: &std::path::Path, extra: &str) -> Suite {
+        std::fs::write(dir.join("d.jsonl"), "{\"q\": \"x\"}\n").unwrap();
+        let p = dir.join("s.yaml");
+        std::fs::write(
+            &p,
+            format!("name: s\ntasks:\n  - task: t\n    data_files: d.jsonl\n    output_type: multiple_choice\n    doc_to_text: \"{{{{q}}}}\"\n    doc_to_choice: [\"ab\", \"abcd\"]\n    doc_to_target: 1\n    metric_list: [acc_norm, acc]\n{extra}"),
+        )
+        .unwrap();
+        Suite::load(p.to_str().unwrap(), None).unwrap()
+    }
+
+    #[test]
+    fn acc_norm_divides_by_the_choice_without_the_delimiter() {
+        let tmp = tempfile::tempdir().unwrap();
+        // With a long delimiter the two rules disagree. By len(choice):
+        // −3.0/2 = −1.5 < −5.5/4 = −1.375, so "abcd" (gold) wins. By
+        // len(delimiter + choice): −3.0/12 = −0.25 > −5.5/14 ≈ −0.39, "ab" would.
+        let suite = task(tmp.path(), "    target_delimiter: \"          \"\n");
+        let (t, item) = (&suite.tasks[0], &suite.tasks[0].items[0]);
+        let s = score_item(t, item, ll(&[-3.0, -5.5])).unwrap();
+        assert_eq!(s.metrics["acc_norm"], 1.0, "acc_norm must divide by len(choice)");
+        assert_eq!(s.metrics["acc"], 0.0);
+        assert_eq!(s.prediction, "1");
+    }
 }

@@ -1,8 +1,9 @@
 //! Intervals: the typed [`Estimate`] (a point with its 95% confidence
 //! interval, standard error and n, as criterion.rs's `Estimate`) that every
-//! score and difference is reported as; the normal-approximation interval of a
-//! mean; the percentile bootstrap over groups of paired items; and the
-//! chance normalisation the aggregate score uses.
+//! score and difference is reported as; the Wilson score interval of a
+//! proportion (every per-item metric is 0 or 1); the normal-approximation
+//! interval of a mean; the percentile bootstrap over groups of paired items;
+//! and the chance normalisation the aggregate score uses.
 
 use super::descriptive::{mean, percentile, stderr};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,23 @@ impl Estimate {
         Self { point: mean(xs), ci95: Interval::new(ci95(xs, lo, hi)), stderr: Some(stderr(xs)), n: xs.len() }
     }
 
+    /// The share of 1s among per-item 0/1 outcomes with its Wilson 95% CI
+    /// (which, unlike mean ± 1.96·SE, is never empty at 0/n or n/n and never
+    /// leaves [0, 1]); `stderr` is still sd/√n. Values other than 0 and 1
+    /// fall back to [`Estimate::mean_normal`].
+    pub fn proportion(xs: &[f64]) -> Self {
+        if !xs.iter().all(|x| *x == 0.0 || *x == 1.0) {
+            return Self::mean_normal(xs, 0.0, 1.0);
+        }
+        let successes = xs.iter().sum::<f64>();
+        Self {
+            point: mean(xs),
+            ci95: Interval::new(wilson(successes, xs.len(), Z95)),
+            stderr: Some(stderr(xs)),
+            n: xs.len(),
+        }
+    }
+
     /// A point with a bootstrap 95% CI.
     pub fn bootstrap(point: f64, ci95: (f64, f64), n: usize) -> Self {
         Self { point, ci95: Interval::new(ci95), stderr: None, n }
@@ -61,6 +79,22 @@ pub fn ci95(xs: &[f64], lo: f64, hi: f64) -> (f64, f64) {
     let m = mean(xs);
     let h = Z95 * stderr(xs);
     ((m - h).max(lo), (m + h).min(hi))
+}
+
+/// Wilson score interval of a proportion, `successes` of `n` at normal
+/// quantile `z` (1.96 for 95%): centre (p̂ + z²/2n)/(1 + z²/n), half-width
+/// z·√(p̂(1 − p̂)/n + z²/4n²)/(1 + z²/n). `[0, 1]` when n is 0.
+pub fn wilson(successes: f64, n: usize, z: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let n = n as f64;
+    let p = successes / n;
+    let z2 = z * z;
+    let denom = 1.0 + z2 / n;
+    let centre = (p + z2 / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
 /// Percentile bootstrap (1 − `alpha`) CI of a statistic over resampled groups of
@@ -136,7 +170,34 @@ mod tests {
         assert!((e.ci95.high - (0.6 + Z95 * 0.049236596391733)).abs() < 1e-12);
     }
 
+    #[test]
+    fn wilson_textbook_values() {
+        // 0 of 10: [0, z²/(n + z²)] = [0, 0.2775]; 10 of 10 mirrors it.
+        let (lo, hi) = wilson(0.0, 10, Z95);
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.277_533).abs() < 1e-6, "{hi}");
+        let (lo, hi) = wilson(10.0, 10, Z95);
+        assert!((lo - 0.722_467).abs() < 1e-6 && (hi - 1.0).abs() < 1e-12, "{lo} {hi}");
+        // 8 of 10 (Newcombe 1998, Table I): [0.4902, 0.9433].
+        let (lo, hi) = wilson(8.0, 10, Z95);
+        assert!((lo - 0.4902).abs() < 1e-4 && (hi - 0.9433).abs() < 1e-4, "{lo} {hi}");
+        // The normal interval of 0/10 is empty; Wilson's is not.
+        let zeros = [0.0; 10];
+        assert_eq!(ci95(&zeros, 0.0, 1.0), (0.0, 0.0));
+        assert!(Estimate::proportion(&zeros).ci95.high > 0.27);
+    }
+
     proptest! {
+        #[test]
+        fn wilson_contains_the_proportion_within_0_1(k in 0usize..200, extra in 0usize..200) {
+            let n = k + extra;
+            prop_assume!(n > 0);
+            let (lo, hi) = wilson(k as f64, n, Z95);
+            let p = k as f64 / n as f64;
+            prop_assert!(0.0 <= lo && lo <= p + 1e-12 && p <= hi + 1e-12 && hi <= 1.0);
+            prop_assert!(hi - lo > 0.0);
+        }
+
         #[test]
         fn ci_contains_mean_and_shrinks_with_n(xs in proptest::collection::vec(0f64..=1.0, 2..100)) {
             let (lo, hi) = ci95(&xs, 0.0, 1.0);

@@ -37,13 +37,18 @@ pub(super) fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
                 KNOWN_METRICS.join(", ")
             ));
         }
-        let ok = match spec.output_type {
-            OutputType::MultipleChoice => m.name() != "exact_match",
-            OutputType::GenerateUntil => m.name() == "exact_match" || m.name() == "pass@1",
+        let (ok, fix) = match spec.output_type {
+            OutputType::MultipleChoice => (matches!(m.name(), "acc" | "acc_norm"), "acc or acc_norm"),
+            OutputType::GenerateUntil => (matches!(m.name(), "exact_match" | "pass@1"), "exact_match or pass@1"),
         };
         if !ok {
-            return Err(format!("metric '{}' does not apply to this output_type", m.name()));
+            let kind =
+                if spec.output_type == OutputType::MultipleChoice { "multiple_choice" } else { "generate_until" };
+            return Err(format!("metric '{}' does not apply to output_type {kind}; use {fix}", m.name()));
         }
+    }
+    if spec.generation_kwargs.as_ref().is_some_and(|g| g.max_gen_toks == 0) {
+        return Err("generation_kwargs.max_gen_toks is 0, so nothing would be generated; use 1 or more".into());
     }
     if spec.sample == Some(0) {
         return Err("`sample: 0` selects no items; remove it to use every document".into());

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Model runs use every core; two at once would oversubscribe the CPU and
 /// crawl (candle's pool spin-waits), so tests that run the model hold this.
@@ -17,10 +17,24 @@ pub fn default_model() -> PathBuf {
     openweigh::assets::fetch(&entry.asset).expect("fetching the default model")
 }
 
+/// A temporary openweigh home for this test process: whatever a test's
+/// commands import, write or configure lands here, never in the user's home.
+pub fn test_home() -> &'static std::path::Path {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().expect("a temporary OPENWEIGH_HOME")).path()
+}
+
+/// The `openweigh` binary with a temporary home ([`test_home`]) and the
+/// shared download cache (models and data are fetched once, for every test).
 pub fn openweigh() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("openweigh").unwrap();
-    cmd.env("NO_COLOR", "1");
+    cmd.env("NO_COLOR", "1").env("OPENWEIGH_HOME", test_home()).env("OPENWEIGH_CACHE", shared_cache());
     cmd
+}
+
+/// The download cache the tests share: the user's (or CI's) own.
+pub fn shared_cache() -> PathBuf {
+    openweigh::assets::cache_dir()
 }
 
 pub fn repo_path(rel: &str) -> PathBuf {

@@ -37,8 +37,8 @@ pub fn to_html(c: &Comparison) -> String {
     h.push_str(&format!("<h1>{} vs {} on {}</h1>", e(&c.candidate_model), e(&c.base_model), e(&c.suite)));
     let (class, verdict) = if c.regressions.is_empty() { ("pass", "PASS") } else { ("fail", "FAIL") };
     h.push_str(&format!(
-        "<p>Gate: <span class=\"{class}\">{verdict}</span> (max drop {} points, α = {}, Holm-corrected across tasks)</p>",
-        c.gate.max_drop_points, c.gate.alpha
+        "<p>Gate: <span class=\"{class}\">{verdict}</span> (max drop {} points of a task's metric, {} chance-normalised points of the aggregate; α = {}, Holm-corrected across tasks)</p>",
+        c.gate.max_drop_points, c.gate.max_aggregate_drop_points, c.gate.alpha
     ));
     if !c.regressions.is_empty() {
         h.push_str("<ul>");

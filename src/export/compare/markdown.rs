@@ -30,8 +30,8 @@ pub fn to_markdown(c: &Comparison, max_flips: Option<usize>) -> String {
     let verdict = if c.regressions.is_empty() { "PASS" } else { "FAIL" };
     s.push_str(&format!("# openweigh compare: {} vs {} on {}\n\n", c.candidate_model, c.base_model, c.suite));
     s.push_str(&format!(
-        "Gate: **{verdict}** (max drop {} points, α = {}, Holm-corrected across tasks)\n\n",
-        c.gate.max_drop_points, c.gate.alpha
+        "Gate: **{verdict}** (max drop {} points of a task's metric, {} chance-normalised points of the aggregate; α = {}, Holm-corrected across tasks)\n\n",
+        c.gate.max_drop_points, c.gate.max_aggregate_drop_points, c.gate.alpha
     ));
     for r in &c.regressions {
         s.push_str(&format!("- {r}\n"));

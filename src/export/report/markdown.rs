@@ -116,7 +116,7 @@ pub fn summary(r: &Report) -> String {
         }];
         for m in &order {
             row.push(match m.row.score(t) {
-                Some(x) => format!("{:.3} ± {:.3}", x.score.point, x.score.ci95.width() / 2.0),
+                Some(x) => format!("{:.3} [{:.3}, {:.3}]", x.score.point, x.score.ci95.low, x.score.ci95.high),
                 None => "–".into(),
             });
         }

@@ -222,6 +222,97 @@ fn model_with_impossible_shape_is_refused_not_a_panic() {
     }
 }
 
+/// The default model rewritten with `llama.context_length` = `positions`.
+fn model_with_context(dir: &std::path::Path, positions: u32) -> std::path::PathBuf {
+    use candle_core::quantized::gguf_file::{write, Content, Value};
+    let model = {
+        let _g = model_lock();
+        default_model()
+    };
+    let mut file = std::fs::File::open(&model).unwrap();
+    let ct = Content::read(&mut file).unwrap();
+    let mut md: Vec<(String, Value)> = ct.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (k, v) in md.iter_mut() {
+        if k == "llama.context_length" {
+            *v = Value::U32(positions);
+        }
+    }
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> = ct
+        .tensor_infos
+        .keys()
+        .map(|name| (name.clone(), ct.tensor(&mut file, name, &candle_core::Device::Cpu).unwrap()))
+        .collect();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &candle_core::quantized::QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let p = dir.join(format!("ctx{positions}.gguf"));
+    write(&mut std::fs::File::create(&p).unwrap(), &md_refs, &t_refs).unwrap();
+    p
+}
+
+/// A run that stops on an error after it started says so in run.json
+/// (`status: "failed"`, the error) and exits 1: here a model whose context
+/// (64 positions) is shorter than the speed probe's 384.
+#[test]
+fn a_run_that_stops_on_an_error_is_marked_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let short = model_with_context(tmp.path(), 64);
+    write(tmp.path(), "d.jsonl", "{\"q\": \"x\"}\n");
+    let suite = write(tmp.path(), "s.yaml", GOOD_TASK);
+    let out = tmp.path().join("out");
+    let _g = model_lock();
+    openweigh()
+        .args(["run", "--probe-reps", "1", "--threads", "2", "--suite"])
+        .arg(&suite)
+        .arg("--model")
+        .arg(&short)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(no_panic());
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(only_run_dir(&out).join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["error"].as_str().is_some_and(|e| !e.is_empty()), "{run}");
+    assert!(run["finished_at"].is_string());
+}
+
+/// Several models: a model that is refused (exit 2) does not stop the
+/// others, a model named twice runs once, and the exit code is the refusal's.
+#[test]
+fn several_models_keep_going_and_keep_the_worst_exit_code() {
+    let model = {
+        let _g = model_lock();
+        default_model()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "d.jsonl", "{\"q\": \"x\"}\n");
+    let suite = write(tmp.path(), "s.yaml", GOOD_TASK);
+    let bogus = write_bytes(tmp.path(), "bogus.gguf", b"not a model");
+    let out = tmp.path().join("out");
+    let _g = model_lock();
+    let o = openweigh()
+        .args(["run", "--probe-reps", "0", "--threads", "2", "--no-report", "--suite"])
+        .arg(&suite)
+        .arg("--model")
+        .arg(&model)
+        .arg("--model")
+        .arg(&bogus)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("bogus.gguf: not a usable model"), "{stderr}");
+    assert!(stdout.contains("1 models on"), "{stdout}");
+    assert_eq!(stderr.matches("== model").count(), 2, "the repeated model runs once: {stderr}");
+    let runs = std::fs::read_dir(&out).unwrap().flatten().filter(|e| e.path().join("run.json").is_file()).count();
+    assert_eq!(runs, 1);
+}
+
 fn write_bytes(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();

@@ -504,3 +504,46 @@ fn concurrent_fetches_share_the_cache() {
         std::fs::read_dir(home.path().join("files")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(!files.iter().any(|f| f.to_string_lossy().ends_with(".partial")), "{files:?}");
 }
+
+/// Two runs of the same model from machines with different CPU features: the
+/// comparison says so prominently and the gate refuses to judge unless told to.
+#[test]
+fn compare_across_cpu_feature_sets_warns_and_refuses_to_gate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = repo_path("tests/fixtures/report/runs/smollm2");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&a, &b] {
+        std::fs::create_dir(dir).unwrap();
+        for f in ["run.json", "samples.jsonl"] {
+            std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+        }
+    }
+    let mut run: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("run.json")).unwrap()).unwrap();
+    run["host"]["target_features"] = serde_json::json!(["sse3", "ssse3", "avx", "avx2", "fma", "f16c"]);
+    std::fs::write(b.join("run.json"), serde_json::to_vec(&run).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    openweigh()
+        .args(["compare", "--fail-on-regression", "--out"])
+        .arg(&out)
+        .arg(&a)
+        .arg(&b)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("Warning: the runs were measured differently (CPU features compiled in:"))
+        .stderr(predicate::str::contains("--fail-on-regression: the runs were measured differently"))
+        .stderr(predicate::str::contains("--allow-host-mismatch"));
+    openweigh()
+        .args(["compare", "--fail-on-regression", "--allow-host-mismatch", "--out"])
+        .arg(&out)
+        .arg(&a)
+        .arg(&b)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Gate: **PASS**"));
+    // Without a gate the comparison is still made, with the warning in every file.
+    openweigh().args(["compare", "--out"]).arg(&out).arg(&a).arg(&b).assert().success();
+    for entry in std::fs::read_dir(&out).unwrap().flatten() {
+        let html = std::fs::read_to_string(entry.path().join("compare.html")).unwrap();
+        assert!(html.contains("class=\"warn\">Warning: the runs were measured differently"));
+    }
+}

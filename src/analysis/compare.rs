@@ -121,6 +121,57 @@ pub struct Comparison {
     pub unmatched_items: usize,
     /// Pairs left out because an item failed in either run.
     pub failed_pairs: usize,
+    /// How the two runs were measured differently (machine, engine, flags).
+    pub setup_differences: Vec<SetupDifference>,
+}
+
+/// One way two runs were measured differently.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SetupDifference {
+    pub what: String,
+    pub base: String,
+    pub candidate: String,
+    /// Whether it can change predictions, not only speed: candle's kernels
+    /// differ per instruction set, and engines, weight formats, devices and
+    /// thread counts round differently, so items can flip with the model
+    /// unchanged.
+    pub changes_predictions: bool,
+}
+
+impl Comparison {
+    /// The differences that can change predictions, as one line; `None` when
+    /// both runs were measured the same way.
+    pub fn prediction_mismatch(&self) -> Option<String> {
+        let d: Vec<String> = self
+            .setup_differences
+            .iter()
+            .filter(|d| d.changes_predictions)
+            .map(|d| format!("{}: {} vs {}", d.what, d.base, d.candidate))
+            .collect();
+        (!d.is_empty()).then(|| d.join("; "))
+    }
+}
+
+/// The ways `b` and `c` were measured differently, prediction-changing first.
+fn setup_differences(b: &RunMeta, c: &RunMeta) -> Vec<SetupDifference> {
+    let weights = |m: &RunMeta| m.model.load.get("weight_format").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let rows = [
+        ("CPU features compiled in", b.host.target_features.join(","), c.host.target_features.join(","), true),
+        ("engine", b.backend.clone(), c.backend.clone(), true),
+        ("device", b.device.clone(), c.device.clone(), true),
+        ("weight format (--weights)", weights(b), weights(c), true),
+        ("threads", b.threads.to_string(), c.threads.to_string(), true),
+        ("CPU", b.host.cpu.clone(), c.host.cpu.clone(), false),
+    ];
+    rows.into_iter()
+        .filter(|(_, x, y, _)| x != y)
+        .map(|(what, base, candidate, changes_predictions)| SetupDifference {
+            what: what.into(),
+            base,
+            candidate,
+            changes_predictions,
+        })
+        .collect()
 }
 
 fn mismatch(message: String) -> anyhow::Error {
@@ -289,6 +340,7 @@ pub fn compare(base: &RunData, cand: &RunData, gate: GateOptions) -> Result<Comp
         regressions,
         unmatched_items: unmatched,
         failed_pairs,
+        setup_differences: setup_differences(&base.meta, &cand.meta),
     })
 }
 
@@ -446,6 +498,21 @@ mod tests {
         let r = compare(&b, &c, GATE).unwrap();
         assert!(r.regressions.is_empty(), "{:?}", r.regressions);
         assert!(r.tasks[0].p_value > 0.05);
+    }
+
+    #[test]
+    fn runs_measured_differently_are_named() {
+        let (b, mut c) = runs(0, 0);
+        assert!(compare(&b, &c, GATE).unwrap().setup_differences.is_empty());
+        c.meta.host.target_features = vec!["avx2".into(), "fma".into()];
+        c.meta.host.cpu = "other".into();
+        let r = compare(&b, &c, GATE).unwrap();
+        assert_eq!(r.setup_differences.len(), 2);
+        let m = r.prediction_mismatch().unwrap();
+        assert!(m.contains("CPU features compiled in:  vs avx2,fma"), "{m}");
+        assert!(!m.contains("other"), "a CPU name alone changes speed, not predictions: {m}");
+        c.meta.host.target_features = b.meta.host.target_features.clone();
+        assert!(compare(&b, &c, GATE).unwrap().prediction_mismatch().is_none());
     }
 
     #[test]

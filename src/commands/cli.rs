@@ -207,6 +207,10 @@ pub struct CompareArgs {
     /// chance-normalised score (default: the --max-drop value).
     #[arg(long, value_name = "POINTS")]
     pub max_aggregate_drop: Option<f64>,
+    /// Gate even when the runs were measured differently (CPU features, engine,
+    /// weight format, device or threads), which alone can flip items.
+    #[arg(long)]
+    pub allow_host_mismatch: bool,
     /// Significance level of the gate (Holm-corrected across tasks).
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,

@@ -51,6 +51,15 @@ pub fn compare(args: CompareArgs) -> Result<i32> {
     let (_, dir) = create_output_dir(&args.common.out, "compare-{time}")?;
     export::write_all(&dir, &export::compare::exporters(), &c)?;
     println!("\ncompare: {} (and compare.html, compare.json)", dir.join("compare.md").display());
+    if let (true, false, Some(m)) = (args.fail_on_regression, args.allow_host_mismatch, c.prediction_mismatch()) {
+        return Err(UserError::BadFlag {
+            flag: "--fail-on-regression",
+            message: format!(
+                "the runs were measured differently ({m}), which alone can flip items; rerun both on one machine with the same flags, or pass --allow-host-mismatch to gate anyway"
+            ),
+        }
+        .into());
+    }
     if args.fail_on_regression && !c.regressions.is_empty() {
         eprintln!("regression: {}", c.regressions.join("; "));
         return Ok(EXIT_GATE);

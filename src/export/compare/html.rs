@@ -2,7 +2,7 @@
 //! scripts, no network), with the per-task table, speed deltas and every
 //! flipped item. Every string from suites, models or results is escaped.
 
-use super::{aggregate_cells, speed_cells, task_cells, SPEED_HEADER, TASK_HEADER};
+use super::{aggregate_cells, setup_warnings, speed_cells, task_cells, SPEED_HEADER, TASK_HEADER};
 use crate::analysis::compare::Comparison;
 use crate::export::markup::escape;
 use crate::export::Exporter;
@@ -24,7 +24,8 @@ impl Exporter<Comparison> for Html {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}\
 td:first-child,th:first-child{text-align:left}.fail{color:#b00020;font-weight:bold}.pass{color:#1b7f3b;font-weight:bold}\
-pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap}details{margin:.4em 0}.gold{font-weight:bold}";
+pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap}details{margin:.4em 0}.gold{font-weight:bold}\
+.warn{background:#fff4ce;border-left:4px solid #e0a800;padding:.4em .8em}";
 
 pub fn to_html(c: &Comparison) -> String {
     let e = escape;
@@ -46,6 +47,9 @@ pub fn to_html(c: &Comparison) -> String {
             h.push_str(&format!("<li>{}</li>", e(r)));
         }
         h.push_str("</ul>");
+    }
+    for w in setup_warnings(c) {
+        h.push_str(&format!("<p class=\"warn\">{}</p>", e(&w)));
     }
     let row = |cells: Vec<String>| cells.iter().map(|c| format!("<td>{}</td>", e(c))).collect::<String>();
     let header = |cols: &[&str]| cols.iter().map(|c| format!("<th>{}</th>", e(c))).collect::<String>();

@@ -2,7 +2,7 @@
 //! `$GITHUB_STEP_SUMMARY` or a pull-request comment: the gate's verdict and
 //! reasons, the per-task table, speed deltas and the flipped items.
 
-use super::{aggregate_cells, speed_cells, task_cells, SPEED_HEADER, TASK_HEADER};
+use super::{aggregate_cells, setup_warnings, speed_cells, task_cells, SPEED_HEADER, TASK_HEADER};
 use crate::analysis::compare::{Comparison, Flip};
 use crate::export::markup::{md_row, tail_chars};
 use crate::export::Exporter;
@@ -38,6 +38,9 @@ pub fn to_markdown(c: &Comparison, max_flips: Option<usize>) -> String {
     }
     if !c.regressions.is_empty() {
         s.push('\n');
+    }
+    for w in setup_warnings(c) {
+        s.push_str(&format!("> **{w}**\n\n"));
     }
     s.push_str(&md_row(&TASK_HEADER));
     s.push_str("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");

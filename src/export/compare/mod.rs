@@ -58,6 +58,31 @@ pub fn speed_cells(d: &SpeedDelta) -> Vec<String> {
     ]
 }
 
+/// Warnings about how the two runs were measured, as plain sentences: one
+/// for differences that can change predictions, one for those that change
+/// only speed.
+pub fn setup_warnings(c: &Comparison) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(m) = c.prediction_mismatch() {
+        out.push(format!(
+            "Warning: the runs were measured differently ({m}). candle's kernels differ per instruction set, and engines, weight formats, devices and thread counts round differently, so items can flip with the model unchanged: the differences below may not be the model's. Rerun both on one machine with the same flags; the gate is refused unless --allow-host-mismatch is given."
+        ));
+    }
+    let speed_only: Vec<String> = c
+        .setup_differences
+        .iter()
+        .filter(|d| !d.changes_predictions)
+        .map(|d| format!("{}: {} vs {}", d.what, d.base, d.candidate))
+        .collect();
+    if !speed_only.is_empty() {
+        out.push(format!(
+            "Note: measured on different machines ({}): the speed and memory deltas compare the machines as much as the models.",
+            speed_only.join("; ")
+        ));
+    }
+    out
+}
+
 /// Every file of a comparison: `compare.md` (all flipped items), `compare.json`, `compare.html`.
 pub fn exporters() -> Vec<Box<dyn Exporter<Comparison>>> {
     vec![Box::new(markdown::Markdown { max_flips: None }), Box::new(json::Json), Box::new(html::Html)]

@@ -254,3 +254,59 @@ fn packed_continuations_score_as_one_pass_each() {
         }
     }
 }
+
+/// Token counts are what the model computed: a generation that stops at the
+/// end-of-sequence token counts it; a log-likelihood request counts the
+/// context once plus each continuation's tokens but its last.
+#[test]
+fn token_counts_are_what_the_model_computed() {
+    let _g = model_lock();
+    let path = default_model();
+    let mut b = load(&path, WeightFormat::Q8_0);
+    let prompt = b.apply_chat_template("What is the capital of France? Answer with the city name only.").unwrap();
+    let req = Request::Generate { prompt, until: vec![], max_tokens: 64, shared_prefix: None };
+    let r = b.run(&req).unwrap();
+    let Output::Text(text) = &r.output else { unreachable!() };
+    let text_tokens = b.tokenizer.encode(text).unwrap().len();
+    assert!(r.tokens_out < 64, "the model should stop by itself: {text:?}");
+    assert_eq!(r.tokens_out, text_tokens + 1, "the end-of-sequence token counts: {text:?}");
+
+    let context = "The capital of France is";
+    let (one, long) = (" Paris", " a large city on the Seine");
+    let req = Request::LogLikelihood {
+        context: context.into(),
+        continuations: vec![one.into(), long.into()],
+        shared_prefix: None,
+    };
+    let r = b.run(&req).unwrap();
+    let ctx = b.tokenizer.encode(context).unwrap().len() + b.tokenizer.add_bos as usize;
+    let cont =
+        |c: &str| b.tokenizer.encode(&format!("{context}{c}")).unwrap().len() - (ctx - b.tokenizer.add_bos as usize);
+    assert_eq!(cont(one), 1);
+    assert_eq!(r.tokens_in, ctx + (cont(one) - 1) + (cont(long) - 1));
+}
+
+/// The shared few-shot prefix is evaluated once, on the first request that
+/// names it, and that time is reported apart from the request's latency.
+#[test]
+fn shared_prefix_time_is_kept_apart() {
+    let _g = model_lock();
+    let path = default_model();
+    let mut b = load(&path, WeightFormat::Q8_0);
+    let prefix =
+        "Question: What is 2 + 2?\nAnswer: 4\n\nQuestion: What is the capital of Italy?\nAnswer: Rome\n\n".repeat(4);
+    let ask = |b: &mut CandleBackend, q: &str| {
+        let context = format!("{prefix}Question: {q}\nAnswer:");
+        let req = Request::LogLikelihood {
+            context,
+            continuations: vec![" yes".into(), " no".into()],
+            shared_prefix: Some(prefix.clone()),
+        };
+        b.run(&req).unwrap()
+    };
+    let first = ask(&mut b, "Is water wet?");
+    let second = ask(&mut b, "Is fire cold?");
+    assert!(first.prefix_s > 0.0, "the first request evaluates the prefix");
+    assert_eq!(second.prefix_s, 0.0, "the second reuses it");
+    assert!(first.tokens_cached > 0 && first.tokens_cached == second.tokens_cached);
+}

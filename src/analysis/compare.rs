@@ -424,6 +424,7 @@ pub(crate) mod fixtures {
             tokens_cached: 0,
             tokens_out: 0,
             wall_s: 0.1,
+            prefix_s: None,
             ttft_s: None,
             decode_tok_per_s: None,
             error: None,

@@ -58,18 +58,29 @@ pub struct ChoiceLogLik {
 #[derive(Debug, Clone)]
 pub struct Response {
     pub output: Output,
-    /// Prompt tokens of the request (context once, plus every continuation),
-    /// cached ones included: what a provider would bill as input.
+    /// Prompt positions the model took in: for generation the prompt's
+    /// tokens; for log-likelihoods the context's tokens once plus each
+    /// continuation's tokens but its last (a continuation's last token is
+    /// scored, never fed back, so a one-token continuation adds none).
+    /// Tokens taken from the shared-prefix cache are included.
     pub tokens_in: usize,
     /// Of `tokens_in`, those taken from the shared-prefix cache, not evaluated again.
     pub tokens_cached: usize,
-    /// Tokens generated (0 for log-likelihood requests).
+    /// Tokens generated, the end-of-sequence token included when generation
+    /// stopped there (0 for log-likelihood requests).
     pub tokens_out: usize,
-    /// Wall time of the request, tokenization included (seconds).
+    /// Wall time of the request, tokenization included, the shared prefix's
+    /// first evaluation excluded (seconds).
     pub wall_s: f64,
-    /// Generation only: request start to first generated token (seconds).
+    /// Seconds spent evaluating a new shared prefix (few-shot examples) into
+    /// the engine's cache during this request; 0 when the cached one was
+    /// reused. Kept apart from `wall_s` as load time is, so the item that
+    /// happens to come first is not charged for every item's examples.
+    pub prefix_s: f64,
+    /// Generation only: request start to first generated token, `prefix_s`
+    /// excluded (seconds).
     pub ttft_s: Option<f64>,
-    /// Generation only: (tokens_out - 1) / (t_last - t_first), tokens per second.
+    /// Generation only: (tokens_out − 1) / (t_last − t_first), tokens per second.
     pub decode_tok_per_s: Option<f64>,
 }
 

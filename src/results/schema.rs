@@ -43,15 +43,23 @@ pub struct ItemResult {
     /// Log-likelihood of every choice (multiple choice only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loglik: Option<Vec<ChoiceLogLik>>,
-    /// Prompt tokens (shared context once plus each continuation), cached ones included.
+    /// Prompt positions the model took in: the prompt's tokens for generation;
+    /// for log-likelihoods the context once plus each continuation's tokens
+    /// but its last (scored, never fed back). Cached ones included.
     pub tokens_in: usize,
     /// Of `tokens_in`, those reused from the task's few-shot prefix cache.
     #[serde(default)]
     pub tokens_cached: usize,
-    /// Tokens generated.
+    /// Tokens generated, the end-of-sequence token included when generation stopped there.
     pub tokens_out: usize,
-    /// Wall time of the model request, tokenization included (seconds).
+    /// Wall time of the model request, tokenization included, the first
+    /// evaluation of the task's shared few-shot prefix excluded (seconds).
     pub wall_s: f64,
+    /// Seconds this item's request spent evaluating a new shared few-shot
+    /// prefix into the cache (the first item after the prefix changed); absent
+    /// when it reused the cached one. Not part of `wall_s` or any latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_s: Option<f64>,
     /// Generation only: request start to first token (seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_s: Option<f64>,
@@ -164,6 +172,10 @@ pub struct RunMeta {
     /// Wall time of the item loop (seconds, model load and probe excluded).
     #[serde(default)]
     pub eval_s: f64,
+    /// Seconds spent evaluating shared few-shot prefixes into the cache, once
+    /// per prefix (inside `eval_s`, outside every item's latency).
+    #[serde(default)]
+    pub prefix_s: f64,
     pub n_items: usize,
     pub n_failed: usize,
     /// Why the run stopped, when `status` is "failed".

@@ -81,13 +81,15 @@ pub fn merge(parts: Vec<Response>) -> Result<Response> {
         into.tokens_cached += r.tokens_cached;
         into.tokens_out += r.tokens_out;
         into.wall_s += r.wall_s;
+        into.prefix_s += r.prefix_s;
     }
     Ok(into)
 }
 
 /// Response → Score → ItemResult.
 pub fn result(task: &Task, item: &Item, prompt: String, response: Response) -> Result<ItemResult> {
-    let Response { output, tokens_in, tokens_cached, tokens_out, wall_s, ttft_s, decode_tok_per_s } = response;
+    let Response { output, tokens_in, tokens_cached, tokens_out, wall_s, prefix_s, ttft_s, decode_tok_per_s } =
+        response;
     let s = score::score_item(task, item, output)?;
     Ok(ItemResult {
         task: task.spec.task.clone(),
@@ -106,6 +108,7 @@ pub fn result(task: &Task, item: &Item, prompt: String, response: Response) -> R
         tokens_cached,
         tokens_out,
         wall_s,
+        prefix_s: (prefix_s > 0.0).then_some(prefix_s),
         ttft_s,
         decode_tok_per_s,
         error: None,
@@ -135,6 +138,7 @@ pub fn failed(task: &Task, item: &Item, error: String) -> ItemResult {
         tokens_cached: 0,
         tokens_out: 0,
         wall_s: 0.0,
+        prefix_s: None,
         ttft_s: None,
         decode_tok_per_s: None,
         error: Some(error),

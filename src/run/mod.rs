@@ -123,6 +123,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         peak_rss_byte: measure::peak_rss_byte(),
         peak_rss_scope: peak_rss_scope.into(),
         eval_s: 0.0,
+        prefix_s: 0.0,
         n_items: suite.tasks.iter().map(|t| t.items.len()).sum(),
         n_failed: 0,
         error: None,
@@ -190,6 +191,7 @@ fn measure_run(
     for (task, chat) in suite.tasks.iter().zip(chat) {
         let results = task::run_task(engine, task, chat, &mut samples)?;
         meta.n_failed += results.iter().filter(|r| r.error.is_some()).count();
+        meta.prefix_s += results.iter().filter_map(|r| r.prefix_s).sum::<f64>();
         summary.extend(summary::summarize(task, &results));
         meta.eval_s = eval_start.elapsed().as_secs_f64();
         meta.peak_rss_byte = measure::peak_rss_byte();

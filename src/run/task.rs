@@ -148,6 +148,7 @@ mod tests {
                         tokens_cached: 0,
                         tokens_out: 0,
                         wall_s: 0.5,
+                        prefix_s: 0.0,
                         ttft_s: None,
                         decode_tok_per_s: None,
                     })

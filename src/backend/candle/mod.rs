@@ -136,14 +136,18 @@ impl CandleBackend {
     }
 
     /// Evaluates prompt `ids` into a fresh KV cache and returns the log-probs
-    /// of its last position and the number of tokens taken from the prefix
-    /// cache. With a `shared_prefix` whose tokens (all but the last) start
+    /// of its last position, the number of tokens taken from the prefix
+    /// cache, and the seconds spent evaluating a new shared prefix into that
+    /// cache (0 when it was reused), which callers keep out of the request's
+    /// latency. With a `shared_prefix` whose tokens (all but the last) start
     /// `ids`, those come from the cache; the split point depends only on the
     /// prefix, so every item of a task is computed the same way whatever ran
     /// before it.
-    fn prefill(&mut self, ids: &[u32], shared_prefix: Option<&str>) -> Result<(Tensor, KvCache, usize)> {
+    fn prefill(&mut self, ids: &[u32], shared_prefix: Option<&str>) -> Result<(Tensor, KvCache, usize, f64)> {
+        let mut prefix_s = 0.0;
         if let Some(text) = shared_prefix.filter(|t| !t.is_empty()) {
             if self.prefix.as_ref().map(|p| p.text.as_str()) != Some(text) {
+                let start = Instant::now();
                 self.prefix = None;
                 let ids = self.prompt_ids(text)?;
                 if ids.len() > 1 {
@@ -151,19 +155,20 @@ impl CandleBackend {
                     self.model.forward(&ids[..ids.len() - 1], &mut cache, 0)?;
                     self.prefix = Some(PrefixCache { text: text.to_string(), ids, cache });
                 }
+                prefix_s = start.elapsed().as_secs_f64();
             }
             if let Some(p) = &self.prefix {
                 let k = p.ids.len() - 1;
                 if ids.len() > k && ids[..k] == p.ids[..k] {
                     let mut cache = p.cache.clone();
                     let lp = self.model.forward(&ids[k..], &mut cache, 1)?.context("no logits")?;
-                    return Ok((lp, cache, k));
+                    return Ok((lp, cache, k, prefix_s));
                 }
             }
         }
         let mut cache = self.model.empty_cache();
         let lp = self.model.forward(ids, &mut cache, 1)?.context("no logits")?;
-        Ok((lp, cache, 0))
+        Ok((lp, cache, 0, prefix_s))
     }
 
     /// Scores every continuation after one shared context.
@@ -190,7 +195,7 @@ impl CandleBackend {
         let trimmed = context.trim_end_matches(' ');
         let moved = &context[trimmed.len()..];
         let ctx_ids = self.prompt_ids(trimmed)?;
-        let (last, cache, tokens_cached) = self.prefill(&ctx_ids, shared_prefix)?;
+        let (last, cache, tokens_cached, prefix_s) = self.prefill(&ctx_ids, shared_prefix)?;
         let last: Vec<f32> = last.i(0)?.to_vec1()?;
         let mut tokens_in = ctx_ids.len();
         let mut conts: Vec<Vec<u32>> = Vec::with_capacity(continuations.len());
@@ -252,14 +257,17 @@ impl CandleBackend {
             tokens_in,
             tokens_cached,
             tokens_out: 0,
-            wall_s: start.elapsed().as_secs_f64(),
+            wall_s: start.elapsed().as_secs_f64() - prefix_s,
+            prefix_s,
             ttft_s: None,
             decode_tok_per_s: None,
         })
     }
 
     /// Greedy decoding until a stop string, end of sequence, or `max_tokens`.
-    /// The text returned ends before the earliest stop string.
+    /// The text returned ends before the earliest stop string. Every token
+    /// the model produced counts as output, the end-of-sequence token too
+    /// (the model computed it; providers bill it).
     fn generate(
         &mut self,
         prompt: &str,
@@ -274,7 +282,8 @@ impl CandleBackend {
             // Keep the end of the prompt, as lm-evaluation-harness does.
             ids.drain(..ids.len() - room);
         }
-        let (mut lp, mut cache, tokens_cached) = self.prefill(&ids, shared_prefix)?;
+        let (mut lp, mut cache, tokens_cached, prefix_s) = self.prefill(&ids, shared_prefix)?;
+        let mut eos = false;
         let mut out: Vec<u32> = Vec::new();
         let mut t_first = None;
         let mut t_last = start;
@@ -284,6 +293,7 @@ impl CandleBackend {
             t_last = Instant::now();
             t_first.get_or_insert(t_last);
             if Some(next) == self.tokenizer.eos_id {
+                eos = true;
                 break;
             }
             out.push(next);
@@ -299,10 +309,11 @@ impl CandleBackend {
         if let Some(cut) = until.iter().filter_map(|s| text.find(s.as_str())).min() {
             text.truncate(cut);
         }
-        let ttft = t_first.map(|t| (t - start).as_secs_f64());
+        let tokens_out = out.len() + eos as usize;
+        let ttft = t_first.map(|t| (t - start).as_secs_f64() - prefix_s);
         let decode = match t_first {
-            Some(first) if out.len() > 1 && t_last > first => {
-                Some((out.len() - 1) as f64 / (t_last - first).as_secs_f64())
+            Some(first) if tokens_out > 1 && t_last > first => {
+                Some((tokens_out - 1) as f64 / (t_last - first).as_secs_f64())
             }
             _ => None,
         };
@@ -310,8 +321,9 @@ impl CandleBackend {
             output: Output::Text(text),
             tokens_in: ids.len(),
             tokens_cached,
-            tokens_out: out.len(),
-            wall_s: start.elapsed().as_secs_f64(),
+            tokens_out,
+            wall_s: start.elapsed().as_secs_f64() - prefix_s,
+            prefix_s,
             ttft_s: ttft,
             decode_tok_per_s: decode,
         })

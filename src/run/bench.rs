@@ -1,11 +1,12 @@
 //! `openweigh bench`: the speed probe alone, for one model under several
-//! weight formats run side by side in one process, reported as ratios to the
-//! first (the baseline), so machine noise affects both sides alike.
+//! weight formats loaded side by side in one process, their repetitions
+//! interleaved (A, B, A, B, …) so machine noise falls on every format alike,
+//! reported as ratios to the first (the baseline).
 
 use super::measure;
 use crate::assets;
 use crate::backend::candle::{device, CandleBackend};
-use crate::backend::WeightFormat;
+use crate::backend::{Engine, WeightFormat};
 use crate::results::SpeedProbe;
 use anyhow::Result;
 use serde::Serialize;
@@ -25,14 +26,23 @@ pub struct BenchRow {
 pub fn bench(model: &str, formats: &[WeightFormat], reps: usize, threads: usize) -> Result<Vec<BenchRow>> {
     let model = assets::resolve_model(model)?;
     let dev = device(false)?;
-    let mut rows = Vec::new();
-    for &weights in formats {
-        let mut candle = CandleBackend::load(&model.path, &dev, weights)?;
-        let (load_s, runtime_weight_byte) = (candle.load_s, candle.load_report().runtime_weight_byte);
-        let probe = measure::speed_probe(&mut candle, reps)?;
-        rows.push(BenchRow { model: model.name.clone(), weights, threads, load_s, runtime_weight_byte, probe });
-    }
-    Ok(rows)
+    let mut loaded: Vec<CandleBackend> =
+        formats.iter().map(|&w| CandleBackend::load(&model.path, &dev, w)).collect::<Result<_>>()?;
+    let mut engines: Vec<&mut dyn Engine> = loaded.iter_mut().map(|c| c as &mut dyn Engine).collect();
+    let probes = measure::interleaved_probes(&mut engines, reps)?;
+    Ok(formats
+        .iter()
+        .zip(&loaded)
+        .zip(probes)
+        .map(|((&weights, c), probe)| BenchRow {
+            model: model.name.clone(),
+            weights,
+            threads,
+            load_s: c.load_s,
+            runtime_weight_byte: c.load_report().runtime_weight_byte,
+            probe,
+        })
+        .collect())
 }
 
 pub fn format_table(rows: &[BenchRow]) -> String {

@@ -21,30 +21,51 @@ fn spread(values: Vec<f64>) -> Spread {
 
 /// Measures prefill and decode throughput on a fixed workload.
 pub fn speed_probe(backend: &mut dyn Engine, repetitions: usize) -> Result<SpeedProbe> {
+    Ok(interleaved_probes(&mut [backend], repetitions)?.remove(0))
+}
+
+/// The probe's prompt in `engine`'s tokens.
+fn probe_ids(engine: &dyn Engine) -> Result<Vec<u32>> {
     let mut ids = Vec::new();
     while ids.len() < PROBE_PROMPT_TOKENS {
-        ids.extend(backend.encode(PROBE_TEXT)?);
+        ids.extend(engine.encode(PROBE_TEXT)?);
     }
     ids.truncate(PROBE_PROMPT_TOKENS);
+    Ok(ids)
+}
+
+/// The speed probe of several engines, repetitions interleaved (A, B, A,
+/// B, …) after one untimed warm-up each, so that drifts in machine load
+/// (another process, thermal state) fall on every engine alike; returns one
+/// probe per engine, in order.
+pub fn interleaved_probes(engines: &mut [&mut dyn Engine], repetitions: usize) -> Result<Vec<SpeedProbe>> {
     if repetitions == 0 {
         bail!("the speed probe needs at least one repetition");
     }
-    backend.timed_generate(&ids, PROBE_OUTPUT_TOKENS)?; // warm-up, not timed
-    let (mut prefill, mut decode, mut ttft) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..repetitions {
-        let (p, d) = backend.timed_generate(&ids, PROBE_OUTPUT_TOKENS)?;
-        prefill.push(PROBE_PROMPT_TOKENS as f64 / p);
-        decode.push((PROBE_OUTPUT_TOKENS - 1) as f64 / d);
-        ttft.push(p);
+    let prompts: Vec<Vec<u32>> = engines.iter().map(|e| probe_ids(&**e)).collect::<Result<_>>()?;
+    for (e, ids) in engines.iter_mut().zip(&prompts) {
+        e.timed_generate(ids, PROBE_OUTPUT_TOKENS)?; // warm-up, not timed
     }
-    Ok(SpeedProbe {
-        prompt_tokens: PROBE_PROMPT_TOKENS,
-        generated_tokens: PROBE_OUTPUT_TOKENS,
-        repetitions,
-        prefill_tok_per_s: spread(prefill),
-        decode_tok_per_s: spread(decode),
-        ttft_s: spread(ttft),
-    })
+    let mut times: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = engines.iter().map(|_| Default::default()).collect();
+    for _ in 0..repetitions {
+        for ((e, ids), (prefill, decode, ttft)) in engines.iter_mut().zip(&prompts).zip(&mut times) {
+            let (p, d) = e.timed_generate(ids, PROBE_OUTPUT_TOKENS)?;
+            prefill.push(PROBE_PROMPT_TOKENS as f64 / p);
+            decode.push((PROBE_OUTPUT_TOKENS - 1) as f64 / d);
+            ttft.push(p);
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|(prefill, decode, ttft)| SpeedProbe {
+            prompt_tokens: PROBE_PROMPT_TOKENS,
+            generated_tokens: PROBE_OUTPUT_TOKENS,
+            repetitions,
+            prefill_tok_per_s: spread(prefill),
+            decode_tok_per_s: spread(decode),
+            ttft_s: spread(ttft),
+        })
+        .collect())
 }
 
 /// Returns freed heap memory to the OS and restarts the kernel's peak-RSS
@@ -108,5 +129,58 @@ pub fn host_info() -> HostInfo {
         cpu,
         logical_cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         target_features,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{OnResponse, Tagged};
+    use std::sync::{Arc, Mutex};
+
+    /// Records the order of its timed calls; no model.
+    struct Named(&'static str, Arc<Mutex<Vec<&'static str>>>);
+
+    impl Engine for Named {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn device(&self) -> String {
+            "none".into()
+        }
+        fn load_s(&self) -> f64 {
+            0.0
+        }
+        fn load_report(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+        fn has_chat_template(&self) -> bool {
+            false
+        }
+        fn apply_chat_template(&self, _: &str) -> Result<String> {
+            bail!("none")
+        }
+        fn run_batch(&mut self, _: Vec<Tagged>, _: &mut OnResponse) -> Result<()> {
+            bail!("not used")
+        }
+        fn encode(&self, text: &str) -> Result<Vec<u32>> {
+            Ok(text.bytes().map(u32::from).collect())
+        }
+        fn timed_generate(&mut self, prompt: &[u32], n_out: usize) -> Result<(f64, f64)> {
+            assert_eq!((prompt.len(), n_out), (PROBE_PROMPT_TOKENS, PROBE_OUTPUT_TOKENS));
+            self.1.lock().unwrap().push(self.0);
+            Ok((0.5, 1.0))
+        }
+    }
+
+    #[test]
+    fn repetitions_are_interleaved_after_one_warm_up_each() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (mut a, mut b) = (Named("a", log.clone()), Named("b", log.clone()));
+        let probes = interleaved_probes(&mut [&mut a, &mut b], 3).unwrap();
+        assert_eq!(*log.lock().unwrap(), ["a", "b", "a", "b", "a", "b", "a", "b"]);
+        assert_eq!(probes.len(), 2);
+        assert_eq!(probes[1].prefill_tok_per_s.values, vec![512.0; 3]);
+        assert_eq!(probes[0].decode_tok_per_s.mean, 127.0);
     }
 }

@@ -38,8 +38,8 @@ fn lm_eval_yaml(dir: &str) -> PathBuf {
     openweigh::assets::fetch(&asset).expect("fetching an lm-eval task YAML")
 }
 
-fn import(yaml: &Path, out: &Path) -> std::process::Output {
-    openweigh().args(["suites", "import-lm-eval"]).arg(yaml).arg("--out").arg(out).output().unwrap()
+fn import(yaml: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    openweigh().args(["suites", "import-lm-eval"]).arg(yaml).arg("--out").arg(out).args(extra).output().unwrap()
 }
 
 /// Runs `suite` on the default model (2 threads, no report, no speed probe)
@@ -69,9 +69,11 @@ fn items(suite: &Suite, task: &str) -> BTreeMap<String, String> {
 fn imported_piqa_and_openbookqa_render_the_native_items() {
     let tmp = tempfile::tempdir().unwrap();
     let standard = Suite::load("standard", None).unwrap();
-    for task in ["piqa", "openbookqa"] {
+    // lm-eval evaluates OpenBookQA's test split; the catalog (and the native
+    // task) hold validation, so the import must be told (`--split`).
+    for (task, extra) in [("piqa", &[][..]), ("openbookqa", &["--split", "validation"][..])] {
         let out = tmp.path().join(format!("{task}.yaml"));
-        let o = import(&lm_eval_yaml(task), &out);
+        let o = import(&lm_eval_yaml(task), &out, extra);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let imported = Suite::load(out.to_str().unwrap(), None).unwrap();
         let got = items(&imported, task);
@@ -115,7 +117,7 @@ fn python_hooks_in_lm_eval_tasks_are_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let wino = lm_eval_yaml("winogrande");
     let out = tmp.path().join("w.yaml");
-    let o = import(&wino, &out);
+    let o = import(&wino, &out, &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("`doc_to_text`") && err.contains("!function"), "{err}");
@@ -123,7 +125,7 @@ fn python_hooks_in_lm_eval_tasks_are_refused_by_name() {
     // TriviaQA converts: aliases as targets, case/punctuation-insensitive match.
     let trivia = lm_eval_yaml("triviaqa");
     let out = tmp.path().join("t.yaml");
-    let o = import(&trivia, &out);
+    let o = import(&trivia, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s = Suite::load(out.to_str().unwrap(), Some(3)).unwrap();
     match &s.tasks[0].items[0].kind {
@@ -143,7 +145,11 @@ fn imported_arc_easy_scores_as_the_native_task() {
     default_model();
     let tmp = tempfile::tempdir().unwrap();
     let imported = tmp.path().join("arc_easy.yaml");
-    let o = import(&lm_eval_yaml("arc"), &imported);
+    // lm-eval evaluates ARC's test split; the catalog's HF-schema file is validation.
+    let refused = import(&lm_eval_yaml("arc"), &imported, &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`test_split`"));
+    let o = import(&lm_eval_yaml("arc"), &imported, &["--split", "validation"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let native = tmp.path().join("native.yaml");
     std::fs::write(

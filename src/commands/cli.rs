@@ -63,6 +63,10 @@ pub enum SuitesCommand {
         /// Catalog dataset to use when the task's dataset_path has no known mapping.
         #[arg(long)]
         dataset: Option<String>,
+        /// Evaluate this split instead of the task's test_split/validation_split
+        /// (when the catalog holds another split than the task evaluates).
+        #[arg(long)]
+        split: Option<String>,
     },
 }
 

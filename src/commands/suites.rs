@@ -8,8 +8,8 @@ use std::path::Path;
 
 pub fn suites(args: SuitesArgs) -> Result<i32> {
     match args.command {
-        Some(SuitesCommand::ImportLmEval { file, out, dataset }) => {
-            let (name, yaml) = lm_eval::import(&file, dataset.as_deref())?;
+        Some(SuitesCommand::ImportLmEval { file, out, dataset, split }) => {
+            let (name, yaml) = lm_eval::import(&file, dataset.as_deref(), split.as_deref())?;
             let out = out.unwrap_or_else(|| Path::new("suites").join(format!("{name}.yaml")));
             // Loading it proves the converted suite renders on the data before we keep it.
             let tmp = out.with_extension("yaml.partial");

@@ -24,7 +24,8 @@ const CONVERTED: &[&str] = &[
 ];
 
 /// Keys that describe the task for lm-eval's own bookkeeping and change
-/// nothing about the prompts or scores.
+/// nothing about the prompts or scores, or that other steps read (the
+/// splits: see `splits`).
 const IGNORED: &[&str] = &[
     "tag",
     "group",

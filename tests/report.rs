@@ -87,6 +87,10 @@ fn which(name: &str) -> Result<PathBuf, ()> {
 }
 
 fn run_chromium(args: &[&str], page: &Path, home: &Path) -> std::process::Output {
+    run_chromium_url(args, &format!("file://{}", page.display()), home)
+}
+
+fn run_chromium_url(args: &[&str], url: &str, home: &Path) -> std::process::Output {
     std::process::Command::new(chromium())
         .args([
             "--headless",
@@ -102,7 +106,7 @@ fn run_chromium(args: &[&str], page: &Path, home: &Path) -> std::process::Output
         ])
         .arg(format!("--user-data-dir={}", home.join("profile").display()))
         .args(args)
-        .arg(format!("file://{}", page.display()))
+        .arg(url)
         .env("HOME", home)
         .output()
         .unwrap()
@@ -180,7 +184,22 @@ fn chromium_opens_the_report_offline() {
     let dom = String::from_utf8_lossy(&o.stdout);
     assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "hostile item not shown as text");
     assert!(!dom.contains("<script>alert(1)"));
-    // The sort script ran: clicking is wired (data attribute set by a click is absent until then),
-    // and the models table is there with both models.
-    assert!(dom.contains("id=\"models\"") && dom.contains("gemma3-270m") && dom.contains("smollm2-135m-instruct"));
+    // The sort script ran: it marks every sortable table, and a link that
+    // names a column sorts by it, both ways.
+    assert!(dom.contains("id=\"models\"") && dom.contains("data-sorted=\"none\""), "sort script did not run");
+    let order = |dir: &str| -> Vec<&'static str> {
+        let url = format!("file://{}#sort-models-1-{dir}", index.display());
+        let o = run_chromium_url(&["--dump-dom"], &url, tmp.path());
+        let dom = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(dom.contains(&format!("data-sorted=\"1-{dir}\"")), "not sorted {dir}");
+        let table = &dom[dom.find("id=\"models\"").unwrap()..];
+        let (g, s) = (table.find("gemma3-270m").unwrap(), table.find("smollm2-135m-instruct").unwrap());
+        if g < s {
+            vec!["gemma3", "smollm2"]
+        } else {
+            vec!["smollm2", "gemma3"]
+        }
+    };
+    let (asc, desc) = (order("asc"), order("desc"));
+    assert_ne!(asc, desc, "sorting by quality both ways gave the same order");
 }

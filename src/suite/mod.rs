@@ -204,10 +204,13 @@ mod tests {
         assert_eq!(&t.items[1].prompt[t.items[1].prefix_len..], "Q: two\nA:");
     }
 
+    const PINNED_10_1234: [usize; 10] = [9, 2, 5, 4, 1, 8, 6, 0, 3, 7];
+
     #[test]
     fn seeded_order_is_stable() {
-        // Pinned: a change here changes which items every suite samples.
-        assert_eq!(seeded_order(10, 1234), seeded_order(10, 1234));
+        // Pinned to literal ids: a change in rand / rand_chacha (or in how the
+        // order is drawn) changes which items every suite samples, and fails here.
+        assert_eq!(seeded_order(10, 1234), PINNED_10_1234.to_vec(), "seeded order changed");
         assert_ne!(seeded_order(10, 1234), seeded_order(10, 1235));
         let mut sorted = seeded_order(100, 7);
         sorted.sort();

@@ -265,6 +265,30 @@ fn rope_tables(base: f32, dim: usize, positions: usize, device: &Device) -> Resu
 /// whole cache and its own earlier tokens, never another segment's: several
 /// continuations of one context are scored in one pass. With `window`, keys
 /// `window` or more positions back are masked too (sliding-window layers).
+/// Attention of `q` (1, heads, seq, head_dim) over `k`/`v` (1, kv heads,
+/// total, head_dim) with an additive `mask` (seq, total), without copying K/V
+/// per head: the `heads / kv heads` query heads sharing a KV head are
+/// consecutive, so q is viewed as (kv heads, rep × seq) rows against that
+/// head's keys. Returns (1, heads, seq, head_dim).
+fn grouped_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    let (_, n_head, seq_len, head_dim) = q.dims4()?;
+    let (_, n_kv_head, total, _) = k.dims4()?;
+    let rep = n_head / n_kv_head;
+    let qg = q.reshape((1, n_kv_head, rep * seq_len, head_dim))?;
+    let att = (qg.matmul(&k.t()?)? * scale)?;
+    let att = match mask {
+        None => att,
+        Some(m) => att.reshape((1, n_kv_head, rep, seq_len, total))?.broadcast_add(m)?.reshape((
+            1,
+            n_kv_head,
+            rep * seq_len,
+            total,
+        ))?,
+    };
+    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    Ok(att.matmul(v)?.reshape((1, n_head, seq_len, head_dim))?)
+}
+
 fn attention_mask(segments: &[usize], pos: usize, window: Option<usize>, device: &Device) -> Result<Option<Tensor>> {
     let seq_len: usize = segments.iter().sum();
     let total = pos + seq_len;
@@ -512,23 +536,8 @@ impl Transformer {
                 Some((kc, vc)) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
             };
             *kv = Some((k.clone(), v.clone()));
-            // Grouped-query attention without copying K/V per head: the `rep`
-            // query heads sharing a KV head are consecutive, so q is viewed as
-            // (kv heads, rep × seq) rows against that head's keys.
-            let rep = hp.n_head / hp.n_kv_head;
-            let qg = q.reshape((1, hp.n_kv_head, rep * seq_len, hp.head_dim))?;
-            let att = (qg.matmul(&k.t()?)? * hp.attn_scale)?;
             let mask = if layer.window.is_some() { &local_mask } else { &global_mask };
-            let att =
-                match mask {
-                    None => att,
-                    Some(m) => att
-                        .reshape((1, hp.n_kv_head, rep, seq_len, pos + seq_len))?
-                        .broadcast_add(m)?
-                        .reshape((1, hp.n_kv_head, rep * seq_len, pos + seq_len))?,
-                };
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&v)?.reshape((1, hp.n_head, seq_len, hp.head_dim))?;
+            let y = grouped_attention(&q, &k, &v, mask.as_ref(), hp.attn_scale)?;
             let y = y.transpose(1, 2)?.reshape((1, seq_len, hp.n_head * hp.head_dim))?;
             let mut y = a.wo.forward(&y)?;
             if let Some(n) = &layer.post_attn_norm {
@@ -625,18 +634,15 @@ mod gqa_tests {
         let m = super::attention_mask(&[seq], total - seq, None, &dev).unwrap().unwrap();
         let a = q.matmul(&kr.t().unwrap()).unwrap().broadcast_add(&m).unwrap();
         let a = candle_nn::ops::softmax_last_dim(&a).unwrap().matmul(&vr).unwrap();
-        let qg = q.reshape((1, n_kv, rep * seq, hd)).unwrap();
-        let att = qg.matmul(&k.t().unwrap()).unwrap();
-        let att = att
-            .reshape((1, n_kv, rep, seq, total))
-            .unwrap()
-            .broadcast_add(&m)
-            .unwrap()
-            .reshape((1, n_kv, rep * seq, total))
-            .unwrap();
-        let b =
-            candle_nn::ops::softmax_last_dim(&att).unwrap().matmul(&v).unwrap().reshape((1, n_head, seq, hd)).unwrap();
+        // The forward pass's own attention, on the un-repeated K/V.
+        let b = super::grouped_attention(&q, &k, &v, Some(&m), 1.0).unwrap();
         let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
         assert!(d < 1e-5, "{d}");
+        // And a query head paired with the wrong KV head is caught: swapping
+        // the two KV heads changes the answer.
+        let swapped = Tensor::cat(&[k.narrow(1, 1, 1).unwrap(), k.narrow(1, 0, 1).unwrap()], 1).unwrap();
+        let c = super::grouped_attention(&q, &swapped, &v, Some(&m), 1.0).unwrap();
+        let a2 = (c - super::grouped_attention(&q, &k, &v, Some(&m), 1.0).unwrap()).unwrap();
+        assert!(a2.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() > 1e-3);
     }
 }

@@ -37,23 +37,34 @@ pre { white-space: pre-wrap; word-break: break-word; margin: 0; font-size: 12px;
 .note { color: #555; font-size: 13px; max-width: 900px; }
 "#;
 
-/// Sorts a table by the clicked column (numbers numerically, text otherwise).
+/// Sorts a table by the clicked column (numbers numerically, text otherwise),
+/// and on load by the column a link names: `index.html#sort-models-1-desc`
+/// (table id, column, asc/desc). Each table says what it is sorted by in
+/// `data-sorted`.
 const SCRIPT: &str = r#"
+function sortTable(t, col, asc) {
+  var rows = Array.from(t.tBodies[0].rows);
+  rows.sort(function (a, b) {
+    var x = a.cells[col].dataset.v || a.cells[col].textContent, y = b.cells[col].dataset.v || b.cells[col].textContent;
+    var nx = parseFloat(x), ny = parseFloat(y);
+    var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+    return asc ? c : -c;
+  });
+  rows.forEach(function (r) { t.tBodies[0].appendChild(r); });
+  t.dataset.sorted = col + (asc ? '-asc' : '-desc');
+}
 document.querySelectorAll('table.sortable').forEach(function (t) {
   t.querySelectorAll('th').forEach(function (th, col) {
     th.addEventListener('click', function () {
-      var rows = Array.from(t.tBodies[0].rows), asc = th.dataset.asc !== '1';
+      var asc = th.dataset.asc !== '1';
       th.dataset.asc = asc ? '1' : '0';
-      rows.sort(function (a, b) {
-        var x = a.cells[col].dataset.v || a.cells[col].textContent, y = b.cells[col].dataset.v || b.cells[col].textContent;
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-        return asc ? c : -c;
-      });
-      rows.forEach(function (r) { t.tBodies[0].appendChild(r); });
+      sortTable(t, col, asc);
     });
   });
+  t.dataset.sorted = 'none';
 });
+var m = /^#sort-([a-z]+)-([0-9]+)-(asc|desc)$/.exec(location.hash);
+if (m && document.getElementById(m[1])) { sortTable(document.getElementById(m[1]), parseInt(m[2], 10), m[3] === 'asc'); }
 "#;
 
 fn num(v: Option<f64>, digits: usize) -> String {

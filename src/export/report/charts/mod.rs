@@ -218,6 +218,12 @@ mod tests {
         .unwrap();
         assert!(s.contains("héllo &lt;b&gt;"));
         let png = png(&s).unwrap();
-        assert_eq!(&png[1..4], b"PNG");
+        let img = image::load_from_memory(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (WIDTH, HEIGHT));
+        // The text was rendered with the embedded font: dark pixels where it was drawn.
+        let rgb = img.to_rgb8();
+        let dark =
+            (10..120).flat_map(|x| (8..32).map(move |y| (x, y))).filter(|&(x, y)| rgb.get_pixel(x, y).0[0] < 100);
+        assert!(dark.count() > 50, "no text drawn in the PNG");
     }
 }

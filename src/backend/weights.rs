@@ -119,7 +119,7 @@ impl Hparams {
         ] {
             positive(v, &format!("{origin}: {field}"))?;
         }
-        if self.n_head % self.n_kv_head != 0 {
+        if !self.n_head.is_multiple_of(self.n_kv_head) {
             bail!(
                 "{origin}: {} attention heads do not split into groups of {} key/value heads; the model's metadata is damaged",
                 self.n_head,

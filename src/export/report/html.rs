@@ -28,7 +28,8 @@ h1 { margin-bottom: 4px; } .sub { color: #555; margin-top: 0; }
 table { border-collapse: collapse; margin: 12px 0 24px; font-size: 14px; }
 th, td { border-bottom: 1px solid #ddd; padding: 5px 9px; text-align: right; vertical-align: top; }
 th { background: #f3f5f8; cursor: pointer; user-select: none; } th.nosort { cursor: default; }
-td.l, th.l { text-align: left; }
+td.l, th.l { text-align: left; } td.l { white-space: nowrap; }
+.scroll { overflow-x: auto; max-width: 100%; }
 .dot { display: inline-block; width: 11px; height: 11px; border-radius: 50%; margin-right: 6px; }
 figure { margin: 18px 0 30px; } figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 details { margin: 8px 0; } summary { cursor: pointer; font-weight: bold; }
@@ -240,9 +241,9 @@ pub fn page(r: &Report, charts: &[Chart]) -> String {
         (score − chance)/(1 − chance), with a 95% bootstrap CI. Blended price = (3·input + output)/4 USD per 1M tokens, input \
         priced at the measured prefill speed and output at the decode speed on the hardware price above. Run cost: this \
         run's tokens at that price.</p>\n");
-    s.push_str(&headline_table(r));
+    s.push_str(&format!("<div class=\"scroll\">{}</div>\n", headline_table(r)));
     s.push_str("<h2>Per task</h2>\n");
-    s.push_str(&task_table(r));
+    s.push_str(&format!("<div class=\"scroll\">{}</div>\n", task_table(r)));
     for c in charts {
         s.push_str(&format!("<h2>{}</h2>\n<figure id=\"{}\">{}</figure>\n", escape(&c.title), c.name, c.svg));
     }

@@ -61,6 +61,21 @@ pub fn text_width(text: &str, size: u32) -> i32 {
     (text.chars().count() as f64 * size as f64 * 0.6).round() as i32
 }
 
+/// A tick value with two significant digits and no trailing zeros
+/// (`0.0002`, `0.15`, `3`, `20`, `125`), so the ticks of any decade read apart.
+pub fn significant(v: f64) -> String {
+    if !(v.is_finite() && v > 0.0) {
+        return format!("{v}");
+    }
+    let decimals = (1 - v.log10().floor() as i32).clamp(0, 10) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// Draws a chart into an SVG string.
 pub fn svg<F>(draw: F) -> Result<String>
 where
@@ -207,6 +222,16 @@ mod tests {
         }
         // A label far away horizontally keeps its place.
         assert_eq!(ys[3], 200);
+    }
+
+    #[test]
+    fn ticks_keep_two_significant_digits() {
+        assert_eq!(significant(0.0002), "0.0002");
+        assert_eq!(significant(0.15), "0.15");
+        assert_eq!(significant(0.05), "0.05");
+        assert_eq!(significant(3.0), "3");
+        assert_eq!(significant(20.0), "20");
+        assert_eq!(significant(125.0), "125");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! quadrant (cheaper and better than the median model).
 
 use super::scatter::{self, Point, Spec, XBetter};
-use super::{svg, Chart};
+use super::{significant, svg, Chart};
 use anyhow::Result;
 
 pub fn chart(points: &[Point], price_basis: &str) -> Result<Chart> {
@@ -17,7 +17,7 @@ pub fn chart(points: &[Point], price_basis: &str) -> Result<Chart> {
         y_desc: "Aggregate score — higher is better",
         log_x: true,
         x_better: XBetter::Lower,
-        x_format: |v| if v >= 1.0 { format!("${v:.2}") } else { format!("${v:.3}") },
+        x_format: |v| format!("${}", significant(v)),
     };
     Ok(Chart {
         name: "quality_vs_price",

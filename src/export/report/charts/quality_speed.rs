@@ -3,7 +3,7 @@
 //! quadrant (faster and better than the median model).
 
 use super::scatter::{self, Point, Spec, XBetter};
-use super::{svg, Chart};
+use super::{significant, svg, Chart};
 use anyhow::Result;
 
 pub fn chart(points: &[Point]) -> Result<Chart> {
@@ -14,7 +14,7 @@ pub fn chart(points: &[Point]) -> Result<Chart> {
         y_desc: "Aggregate score — higher is better",
         log_x: false,
         x_better: XBetter::Higher,
-        x_format: |v| format!("{v:.0}"),
+        x_format: |v| significant(v),
     };
     Ok(Chart {
         name: "quality_vs_speed",

@@ -80,6 +80,33 @@ fn x_range(points: &[Point], log: bool) -> (f64, f64) {
     }
 }
 
+/// Tick values for a log axis over `[lo, hi]`: 1, 2 and 5 times powers of
+/// ten, or every integer multiple when that gives fewer than three, so an
+/// axis spanning less than a decade is labelled too.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi > lo) {
+        return Vec::new();
+    }
+    let within = |mults: &[f64]| -> Vec<f64> {
+        let mut v = Vec::new();
+        for k in lo.log10().floor() as i32..=hi.log10().ceil() as i32 {
+            for m in mults {
+                let x = m * 10f64.powi(k);
+                if x >= lo && x <= hi {
+                    v.push(x);
+                }
+            }
+        }
+        v
+    };
+    let coarse = within(&[1.0, 2.0, 5.0]);
+    if coarse.len() >= 3 {
+        coarse
+    } else {
+        within(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    }
+}
+
 pub fn draw<'a>(root: &DrawingArea<SVGBackend<'a>, Shift>, spec: &Spec, points: &[Point]) -> Result<()> {
     let area = titled(root, spec.title, spec.caption)?;
     if points.is_empty() {
@@ -91,7 +118,9 @@ pub fn draw<'a>(root: &DrawingArea<SVGBackend<'a>, Shift>, spec: &Spec, points: 
     let mut builder = ChartBuilder::on(&area);
     builder.margin(18).x_label_area_size(56).y_label_area_size(72);
     if spec.log_x {
-        let mut chart = builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?;
+        use plotters::coord::combinators::BindKeyPoints;
+        let log: LogCoord<f64> = (x0..x1).log_scale().into();
+        let mut chart = builder.build_cartesian_2d(log.with_key_points(log_ticks(x0, x1)), y0..y1)?;
         plot(&mut chart, spec, points, (x0, x1, y0, y1))
     } else {
         let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
@@ -116,7 +145,7 @@ where
         .axis_desc_style(font(16))
         .label_style(font(13))
         .x_label_formatter(&|v| (spec.x_format)(*v))
-        .y_label_formatter(&|v| format!("{v:.2}"))
+        .y_label_formatter(&|v| format!("{:.2}", if v.abs() < 0.005 { 0.0 } else { *v }))
         .light_line_style(RGBColor(246, 246, 246))
         .draw()?;
     // The most attractive quadrant: better than the median model on both axes.
@@ -169,6 +198,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_ticks_label_any_range() {
+        assert_eq!(log_ticks(0.04, 0.6), vec![0.05, 0.1, 0.2, 0.5]);
+        // Less than a decade: every integer multiple in range.
+        let t = log_ticks(0.23, 0.6);
+        assert!(t.len() >= 3 && t.iter().all(|x| (0.23..=0.6).contains(x)), "{t:?}");
+        assert!(log_ticks(0.0, 1.0).is_empty());
+    }
 
     #[test]
     fn frontier_keeps_the_undominated_points() {

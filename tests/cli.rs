@@ -17,6 +17,11 @@ fn run_with_suite(suite: &std::path::Path) -> assert_cmd::assert::Assert {
     openweigh().args(["run", "--probe-reps", "0", "--suite"]).arg(suite).assert()
 }
 
+/// `openweigh run` of `suite` on `model`, no speed probe.
+fn run_model(suite: &std::path::Path, model: &std::path::Path) -> assert_cmd::assert::Assert {
+    openweigh().args(["run", "--probe-reps", "0", "--suite"]).arg(suite).arg("--model").arg(model).assert()
+}
+
 fn no_panic() -> impl Predicate<str> {
     predicate::str::contains("panicked").not()
 }
@@ -160,26 +165,14 @@ fn truncated_or_bogus_model_is_rejected() {
     let suite = write(tmp.path(), "s.yaml", GOOD_TASK);
     for (name, len) in [("half.gguf", bytes.len() / 2), ("tiny.gguf", 1000)] {
         let p = write_bytes(tmp.path(), name, &bytes[..len]);
-        openweigh()
-            .args(["run", "--probe-reps", "0", "--suite"])
-            .arg(&suite)
-            .arg("--model")
-            .arg(&p)
-            .assert()
+        run_model(&suite, &p)
             .code(2)
             .stderr(predicate::str::contains(name))
             .stderr(predicate::str::contains("not a usable model"))
             .stderr(no_panic());
     }
     let p = write_bytes(tmp.path(), "text.gguf", b"this is not a model");
-    openweigh()
-        .args(["run", "--probe-reps", "0", "--suite"])
-        .arg(&suite)
-        .arg("--model")
-        .arg(&p)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("not a usable model"));
+    run_model(&suite, &p).code(2).stderr(predicate::str::contains("not a usable model"));
 }
 
 /// A GGUF with llama metadata and no tensors, `head_count` heads.
@@ -209,12 +202,7 @@ fn model_with_impossible_shape_is_refused_not_a_panic() {
         ("odd-groups.gguf", 4, 3, "do not split"),
     ] {
         let p = gguf_with_heads(tmp.path(), name, heads, kv);
-        openweigh()
-            .args(["run", "--probe-reps", "0", "--suite"])
-            .arg(&suite)
-            .arg("--model")
-            .arg(&p)
-            .assert()
+        run_model(&suite, &p)
             .code(2)
             .stderr(predicate::str::contains(name))
             .stderr(predicate::str::contains(says))

@@ -153,3 +153,28 @@ pub fn load(path: &Path, opts: &EngineOptions) -> Result<Box<dyn Engine>> {
     let device = candle::device(opts.cuda)?;
     Ok(Box::new(candle::CandleBackend::load(path, &device, opts.weights)?))
 }
+
+/// For tests of plumbing around engines: the methods a model-less stand-in
+/// engine answers the same way (no device, no load, no chat template).
+#[cfg(test)]
+macro_rules! stub_engine_basics {
+    () => {
+        fn device(&self) -> String {
+            "none".into()
+        }
+        fn load_s(&self) -> f64 {
+            0.0
+        }
+        fn load_report(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+        fn has_chat_template(&self) -> bool {
+            false
+        }
+        fn apply_chat_template(&self, _: &str) -> anyhow::Result<String> {
+            anyhow::bail!("no chat template")
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use stub_engine_basics;

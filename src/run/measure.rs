@@ -145,21 +145,7 @@ mod tests {
         fn name(&self) -> &'static str {
             self.0
         }
-        fn device(&self) -> String {
-            "none".into()
-        }
-        fn load_s(&self) -> f64 {
-            0.0
-        }
-        fn load_report(&self) -> serde_json::Value {
-            serde_json::Value::Null
-        }
-        fn has_chat_template(&self) -> bool {
-            false
-        }
-        fn apply_chat_template(&self, _: &str) -> Result<String> {
-            bail!("none")
-        }
+        crate::backend::stub_engine_basics!();
         fn run_batch(&mut self, _: Vec<Tagged>, _: &mut OnResponse) -> Result<()> {
             bail!("not used")
         }

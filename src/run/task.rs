@@ -113,21 +113,7 @@ mod tests {
         fn name(&self) -> &'static str {
             "reversed"
         }
-        fn device(&self) -> String {
-            "none".into()
-        }
-        fn load_s(&self) -> f64 {
-            0.0
-        }
-        fn load_report(&self) -> serde_json::Value {
-            serde_json::Value::Null
-        }
-        fn has_chat_template(&self) -> bool {
-            false
-        }
-        fn apply_chat_template(&self, _: &str) -> Result<String> {
-            anyhow::bail!("no template")
-        }
+        crate::backend::stub_engine_basics!();
         fn run_batch(&mut self, batch: Vec<Tagged>, on_response: &mut OnResponse) -> Result<()> {
             for Tagged { tag, request } in batch.into_iter().rev() {
                 let Request::LogLikelihood { context, continuations, .. } = request else { unreachable!() };

@@ -6,6 +6,8 @@
 
 pub mod compare;
 pub mod cost;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod leaderboard;
 pub mod prices;
 pub mod report;

@@ -92,7 +92,7 @@ pub fn exporters() -> Vec<Box<dyn Exporter<Comparison>>> {
 mod tests {
     use super::*;
     use crate::analysis::compare::compare;
-    use crate::analysis::compare::fixtures::*;
+    use crate::analysis::fixtures::*;
 
     #[test]
     fn html_escapes_items_and_lists_every_flip() {

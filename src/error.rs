@@ -14,6 +14,9 @@ pub enum UserError {
     #[error("{path}:{line}: {message}")]
     SuiteAt { path: PathBuf, line: usize, message: String },
 
+    #[error("{path}:{line}: {message}")]
+    BadFileAt { path: PathBuf, line: usize, message: String },
+
     #[error("{path}: file not found; {fix}")]
     MissingFile { path: PathBuf, fix: String },
 

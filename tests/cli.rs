@@ -535,3 +535,69 @@ fn compare_across_cpu_feature_sets_warns_and_refuses_to_gate() {
         assert!(html.contains("class=\"warn\">Warning: the runs were measured differently"));
     }
 }
+
+/// A price file with no usable row is refused and writes nothing (it used to
+/// write an empty table over the user's, exit 0).
+#[test]
+fn price_import_with_no_usable_row_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = write(
+        tmp.path(),
+        "closed.json",
+        r#"{"gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05, "mode": "chat"}}"#,
+    );
+    let out = tmp.path().join("table.csv");
+    openweigh()
+        .args(["prices", "import"])
+        .arg(&json)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("closed.json: no usable price"))
+        .stderr(no_panic());
+    assert!(!out.exists());
+}
+
+/// A run folder whose run.json or samples.jsonl is cut off is bad input
+/// (exit 2, file and line named), for report and compare alike.
+#[test]
+fn torn_run_files_are_named_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = repo_path("tests/fixtures/report/runs/smollm2");
+    let (good, torn_json, torn_samples) = (tmp.path().join("good"), tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&good, &torn_json, &torn_samples] {
+        std::fs::create_dir(dir).unwrap();
+        for f in ["run.json", "samples.jsonl"] {
+            std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+        }
+    }
+    let run_json = std::fs::read(torn_json.join("run.json")).unwrap();
+    std::fs::write(torn_json.join("run.json"), &run_json[..run_json.len() / 2]).unwrap();
+    let samples = std::fs::read_to_string(torn_samples.join("samples.jsonl")).unwrap();
+    std::fs::write(torn_samples.join("samples.jsonl"), &samples[..samples.len() - 40]).unwrap();
+    let n_lines = samples.lines().count();
+    for args in [vec!["report"], vec!["compare"]] {
+        openweigh()
+            .args(&args)
+            .arg(&torn_json)
+            .args(if args[0] == "compare" { vec![&good] } else { vec![] })
+            .arg("--out")
+            .arg(tmp.path().join("out"))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("run.json:"))
+            .stderr(predicate::str::contains("not an openweigh run.json"))
+            .stderr(no_panic());
+    }
+    openweigh()
+        .arg("compare")
+        .arg(&good)
+        .arg(&torn_samples)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!("samples.jsonl:{n_lines}: not an openweigh item result")))
+        .stderr(no_panic());
+}

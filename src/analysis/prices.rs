@@ -137,11 +137,16 @@ pub fn read_price_file(path: &Path) -> Result<Vec<PriceEntry>> {
         path: path.to_path_buf(),
         fix: "pass litellm's model_prices_and_context_window JSON or a CSV of provider,model,input_usd_per_mtok,output_usd_per_mtok".into(),
     })?;
-    if text.trim_start().starts_with('{') {
-        parse_litellm_json(&text, path)
-    } else {
-        parse_csv(&text, path)
+    let entries =
+        if text.trim_start().starts_with('{') { parse_litellm_json(&text, path)? } else { parse_csv(&text, path)? };
+    if entries.is_empty() {
+        return Err(UserError::Suite {
+            path: path.to_path_buf(),
+            message: "no usable price in the file (no chat model of an open-weight provider with input and output prices); nothing was written: pass litellm's model_prices_and_context_window JSON or a CSV of provider,model,input_usd_per_mtok,output_usd_per_mtok".into(),
+        }
+        .into());
     }
+    Ok(entries)
 }
 
 /// Writes a table as CSV with a provenance comment.

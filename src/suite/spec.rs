@@ -188,7 +188,7 @@ pub(super) struct SuiteFile {
 pub(super) fn parse_file(path: &Path, text: &str) -> Result<SuiteFile> {
     serde_yaml::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(1);
-        UserError::SuiteAt {
+        UserError::BadFileAt {
             path: path.to_path_buf(),
             line,
             message: format!("{e}; see suites/standard.yaml for the accepted fields"),

@@ -46,7 +46,7 @@ const IGNORED: &[&str] = &[
 ];
 
 pub fn bad(path: &Path, field: &str, message: String) -> anyhow::Error {
-    UserError::Suite { path: path.into(), message: format!("`{field}`: {message}") }.into()
+    UserError::BadFile { path: path.into(), message: format!("`{field}`: {message}") }.into()
 }
 
 /// Reads a task YAML with its `include:` chain merged (the including file wins).
@@ -55,13 +55,15 @@ pub fn read_merged(path: &Path, depth: usize) -> Result<Mapping> {
         path: path.into(),
         fix: "pass an lm-eval task .yaml (e.g. lm_eval/tasks/arc/arc_easy.yaml from the lm-eval wheel)".into(),
     })?;
-    let value: Value = serde_yaml::from_str(&text).map_err(|e| UserError::SuiteAt {
+    let value: Value = serde_yaml::from_str(&text).map_err(|e| UserError::BadFileAt {
         path: path.into(),
         line: e.location().map(|l| l.line()).unwrap_or(1),
         message: format!("not valid YAML: {e}"),
     })?;
     let Value::Mapping(mut map) = value else {
-        return Err(UserError::Suite { path: path.into(), message: "expected a mapping of task fields".into() }.into());
+        return Err(
+            UserError::BadFile { path: path.into(), message: "expected a mapping of task fields".into() }.into()
+        );
     };
     if let Some(inc) = map.get("include").and_then(Value::as_str) {
         if depth > 8 {

@@ -142,10 +142,21 @@ impl Comparison {
     /// The differences that can change predictions, as one line; `None` when
     /// both runs were measured the same way.
     pub fn prediction_mismatch(&self) -> Option<String> {
+        self.setup_differences_line(true)
+    }
+
+    /// The differences that change speed only (the CPU model), as one line.
+    pub fn speed_mismatch(&self) -> Option<String> {
+        self.setup_differences_line(false)
+    }
+
+    /// `what: base vs candidate; …` of the differences that do (or do not)
+    /// change predictions; `None` when there are none.
+    fn setup_differences_line(&self, changes_predictions: bool) -> Option<String> {
         let d: Vec<String> = self
             .setup_differences
             .iter()
-            .filter(|d| d.changes_predictions)
+            .filter(|d| d.changes_predictions == changes_predictions)
             .map(|d| format!("{}: {} vs {}", d.what, d.base, d.candidate))
             .collect();
         (!d.is_empty()).then(|| d.join("; "))

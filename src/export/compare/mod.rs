@@ -68,16 +68,9 @@ pub fn setup_warnings(c: &Comparison) -> Vec<String> {
             "Warning: the runs were measured differently ({m}). candle's kernels differ per instruction set, and engines, weight formats, devices and thread counts round differently, so items can flip with the model unchanged: the differences below may not be the model's. Rerun both on one machine with the same flags; the gate is refused unless --allow-host-mismatch is given."
         ));
     }
-    let speed_only: Vec<String> = c
-        .setup_differences
-        .iter()
-        .filter(|d| !d.changes_predictions)
-        .map(|d| format!("{}: {} vs {}", d.what, d.base, d.candidate))
-        .collect();
-    if !speed_only.is_empty() {
+    if let Some(m) = c.speed_mismatch() {
         out.push(format!(
-            "Note: measured on different machines ({}): the speed and memory deltas compare the machines as much as the models.",
-            speed_only.join("; ")
+            "Note: measured on different machines ({m}): the speed and memory deltas compare the machines as much as the models."
         ));
     }
     out

@@ -9,7 +9,7 @@ use openweigh::analysis::compare::{self, GateOptions};
 use openweigh::error::{UserError, EXIT_GATE};
 use openweigh::export::{self, compare::markdown::to_markdown};
 use openweigh::results::{create_output_dir, load_run};
-use openweigh::run::children::{run_in_child, ChildRun};
+use openweigh::run::children::run_in_child;
 
 pub fn compare(args: CompareArgs) -> Result<i32> {
     if !(args.alpha > 0.0 && args.alpha < 1.0) {
@@ -28,13 +28,7 @@ pub fn compare(args: CompareArgs) -> Result<i32> {
     }
     let (base_dir, cand_dir) = match (&args.base_model, &args.candidate_model) {
         (Some(b), Some(c)) => {
-            let child = ChildRun {
-                suite: args.common.suite.clone(),
-                limit: args.common.limit,
-                threads: args.common.threads,
-                out: args.common.out.clone(),
-                extra: Vec::new(),
-            };
+            let child = super::child_run(&args.common, Vec::new());
             (run_in_child(b, &child)?.0, run_in_child(c, &child)?.0)
         }
         _ => (args.base.clone().unwrap(), args.candidate.clone().unwrap()),

@@ -14,7 +14,8 @@ pub mod run;
 pub mod suites;
 
 use anyhow::Result;
-use cli::{Cli, Command};
+use cli::{Cli, Command, SuiteArgs};
+use openweigh::run::children::ChildRun;
 
 /// Runs the subcommand; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<i32> {
@@ -28,6 +29,17 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Report(args) => report::report(args),
         Command::Prices(cmd) => prices::prices(cmd),
         Command::Suites(args) => suites::suites(args),
+    }
+}
+
+/// What every child `openweigh run` gets from the suite flags, plus `extra` flags.
+pub fn child_run(common: &SuiteArgs, extra: Vec<String>) -> ChildRun {
+    ChildRun {
+        suite: common.suite.clone(),
+        limit: common.limit,
+        threads: common.threads,
+        out: common.out.clone(),
+        extra,
     }
 }
 

@@ -10,7 +10,7 @@ use openweigh::analysis::prices::{self, PriceTable};
 use openweigh::analysis::report::{self, HardwarePrice};
 use openweigh::error::{exit_code, worse_exit, UserError, EXIT_ITEM_FAILURES};
 use openweigh::results::{create_output_dir, load_run, load_runs};
-use openweigh::run::children::{run_in_child, ChildRun};
+use openweigh::run::children::run_in_child;
 use openweigh::run::{self as runner, summary};
 use openweigh::{assets, catalog, score, suite};
 
@@ -85,13 +85,7 @@ fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice, prices:
     if args.device == DeviceArg::Cuda {
         extra.extend(["--device".to_string(), "cuda".to_string()]);
     }
-    let child = ChildRun {
-        suite: args.common.suite.clone(),
-        limit: args.common.limit,
-        threads: args.common.threads,
-        out: args.common.out.clone(),
-        extra,
-    };
+    let child = super::child_run(&args.common, extra);
     let mut runs = Vec::new();
     let mut code = 0;
     for (i, model) in models.iter().enumerate() {

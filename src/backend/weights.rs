@@ -144,14 +144,24 @@ fn positive(v: usize, field: &str) -> Result<usize> {
 /// The hyper-parameters of the model at `path` (a GGUF file or a safetensors
 /// folder) from its header or `config.json`, without reading any tensor.
 pub fn peek_hparams(path: &Path) -> Result<Hparams> {
-    let bad = |reason: String| UserError::BadModel { path: path.to_path_buf(), reason };
     if path.is_dir() {
         let folder = HfFolder::open(path)?;
-        return Ok(Hparams::from_hf_config(&folder.config).map_err(|e| bad(format!("{e:#}")))?);
+        return Hparams::from_hf_config(&folder.config).map_err(|e| bad_model(path, e));
     }
-    let mut file = File::open(path).map_err(|e| bad(e.to_string()))?;
-    let ct = gguf_file::Content::read(&mut file).map_err(|e| bad(format!("header: {e}")))?;
-    Ok(Hparams::from_gguf(&ct).map_err(|e| bad(format!("{e:#}")))?)
+    let (_, ct) = open_gguf(path)?;
+    Hparams::from_gguf(&ct).map_err(|e| bad_model(path, e))
+}
+
+/// `e` as the user error that names the model file and the fix.
+pub fn bad_model(path: &Path, e: impl Into<anyhow::Error>) -> anyhow::Error {
+    UserError::BadModel { path: path.to_path_buf(), reason: format!("{:#}", e.into()) }.into()
+}
+
+/// Opens a GGUF file and reads its header (metadata and tensor table).
+pub fn open_gguf(path: &Path) -> Result<(File, gguf_file::Content)> {
+    let mut file = File::open(path).map_err(|e| bad_model(path, e))?;
+    let ct = gguf_file::Content::read(&mut file).map_err(|e| bad_model(path, anyhow::anyhow!("header: {e}")))?;
+    Ok((file, ct))
 }
 
 /// Tensors of an open GGUF file.

@@ -9,11 +9,10 @@
 pub mod transformer;
 
 use super::tokenizer::ModelTokenizer;
-use super::weights::{GgufSource, HfFolder, SafetensorsSource};
+use super::weights::{bad_model, open_gguf, GgufSource, HfFolder, SafetensorsSource};
 use super::{ChoiceLogLik, Engine, OnResponse, Output, Request, Response, Tagged};
 use crate::error::UserError;
 use anyhow::{bail, Context, Result};
-use candle_core::quantized::gguf_file;
 use candle_core::{Device, IndexOp, Tensor};
 use std::path::Path;
 use std::time::Instant;
@@ -72,17 +71,16 @@ impl CandleBackend {
     /// Loads a GGUF file or a safetensors model folder.
     pub fn load(path: &Path, device: &Device, format: WeightFormat) -> Result<Self> {
         let start = Instant::now();
-        let bad = |reason: String| UserError::BadModel { path: path.to_path_buf(), reason };
+        let bad = |e: anyhow::Error| bad_model(path, e);
         let (model, tokenizer) = if path.is_dir() {
             let folder = HfFolder::open(path)?;
-            let hp = Hparams::from_hf_config(&folder.config).map_err(|e| bad(format!("{e:#}")))?;
-            let tokenizer = ModelTokenizer::from_hf_dir(path).map_err(|e| bad(format!("{e:#}")))?;
-            let mut src = SafetensorsSource::open(&folder, hp.family).map_err(|e| bad(format!("{e:#}")))?;
-            let model = Transformer::load(hp, &mut src, device, format).map_err(|e| bad(format!("{e:#}")))?;
+            let hp = Hparams::from_hf_config(&folder.config).map_err(bad)?;
+            let tokenizer = ModelTokenizer::from_hf_dir(path).map_err(bad)?;
+            let mut src = SafetensorsSource::open(&folder, hp.family).map_err(bad)?;
+            let model = Transformer::load(hp, &mut src, device, format).map_err(bad)?;
             (model, tokenizer)
         } else {
-            let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-            let ct = gguf_file::Content::read(&mut file).map_err(|e| bad(format!("header: {e}")))?;
+            let (mut file, ct) = open_gguf(path)?;
             // A truncated file has a valid header but its tensors run past the end.
             let file_len = file.metadata()?.len();
             let data_end = ct
@@ -95,12 +93,12 @@ impl CandleBackend {
                 .max()
                 .unwrap_or(0);
             if data_end > file_len {
-                return Err(bad(format!("truncated: tensors need {data_end} bytes, file has {file_len}")).into());
+                return Err(bad(anyhow::anyhow!("truncated: tensors need {data_end} bytes, file has {file_len}")));
             }
-            let hp = Hparams::from_gguf(&ct).map_err(|e| bad(format!("{e:#}")))?;
-            let tokenizer = ModelTokenizer::from_gguf(&ct).map_err(|e| bad(format!("{e:#}")))?;
+            let hp = Hparams::from_gguf(&ct).map_err(bad)?;
+            let tokenizer = ModelTokenizer::from_gguf(&ct).map_err(bad)?;
             let mut src = GgufSource { content: &ct, file: &mut file };
-            let model = Transformer::load(hp, &mut src, device, format).map_err(|e| bad(format!("{e:#}")))?;
+            let model = Transformer::load(hp, &mut src, device, format).map_err(bad)?;
             (model, tokenizer)
         };
         let device = if device.is_cuda() { "cuda:0" } else { "cpu" }.to_string();

@@ -3,7 +3,7 @@
 //! chart always has room for at least [`MIN_SLOTS`] bars, so one or two
 //! models get bars of the usual thickness at the top, not one giant block.
 
-use super::{color, font};
+use super::{color, font, slot_label};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -48,14 +48,7 @@ pub fn draw(
         .axis_desc_style(font(15))
         .label_style(font(13))
         .y_labels(slots * 2 + 1)
-        .y_label_formatter(&|y| {
-            let i = y - 0.5 - first;
-            if (i - i.round()).abs() < 1e-6 && i >= 0.0 {
-                labels.get(i.round() as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .y_label_formatter(&|y| slot_label(*y, first, &labels))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, b)| {

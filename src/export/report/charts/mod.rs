@@ -76,6 +76,17 @@ pub fn significant(v: f64) -> String {
     }
 }
 
+/// The label of a category axis at tick `v`: `names[i]` at the middle of
+/// slot `i` (slots counted from `first`), nothing at the other ticks.
+pub fn slot_label(v: f64, first: f64, names: &[String]) -> String {
+    let i = v - 0.5 - first;
+    if (i - i.round()).abs() < 1e-6 && i >= 0.0 {
+        names.get(i.round() as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 /// Draws a chart into an SVG string.
 pub fn svg<F>(draw: F) -> Result<String>
 where

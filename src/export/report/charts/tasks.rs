@@ -4,7 +4,7 @@
 //! left out (they are in the HTML table) when the cells are too small, so the
 //! chart reads from one task to 60 and one model to 20.
 
-use super::{font, svg, text_width, titled, Chart};
+use super::{font, slot_label, svg, text_width, titled, Chart};
 use anyhow::Result;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -53,14 +53,7 @@ pub fn chart(tasks: &[String], rows: &[Row]) -> Result<Chart> {
             .disable_mesh()
             .x_labels(0)
             .y_labels(ny * 2 + 1)
-            .y_label_formatter(&|v| {
-                let i = v - 0.5;
-                if (i - i.round()).abs() < 1e-6 && i >= 0.0 {
-                    row_names.get(i.round() as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&|v| slot_label(*v, 0.0, &row_names))
             .label_style(font(LABEL_FONT))
             .draw()?;
         // Task names under their columns.

@@ -35,6 +35,13 @@ pub enum UserError {
     #[error("unknown suite '{0}': pass a name from suites/ (e.g. quick) or a path to a suite .yaml file")]
     UnknownSuite(String),
 
+    /// A served model's server that cannot be used as asked.
+    #[error("{url}: {message}")]
+    Server { url: String, message: String },
+
+    #[error("interrupted (Ctrl-C); every item finished before it is kept in samples.jsonl")]
+    Interrupted,
+
     #[error("{flag}: {message}")]
     BadFlag { flag: &'static str, message: String },
 

@@ -15,6 +15,7 @@
 
 pub mod candle;
 pub mod chat_template;
+pub mod openai;
 pub mod tokenizer;
 pub mod weights;
 
@@ -32,8 +33,10 @@ use std::path::Path;
 pub enum Request {
     /// Score each continuation given the shared context.
     LogLikelihood { context: String, continuations: Vec<String>, shared_prefix: Option<String> },
-    /// Greedy generation until a stop string or `max_tokens`.
-    Generate { prompt: String, until: Vec<String>, max_tokens: usize, shared_prefix: Option<String> },
+    /// Greedy generation until a stop string or `max_tokens`. `chat`: the
+    /// prompt is a user message in the model's chat template (already applied
+    /// by an in-process engine; a served model's server applies its own).
+    Generate { prompt: String, until: Vec<String>, max_tokens: usize, shared_prefix: Option<String>, chat: bool },
 }
 
 /// A request with the caller's tag, which comes back with its response.
@@ -82,6 +85,33 @@ pub struct Response {
     pub ttft_s: Option<f64>,
     /// Generation only: (tokens_out − 1) / (t_last − t_first), tokens per second.
     pub decode_tok_per_s: Option<f64>,
+    /// What a served model's request adds (streaming timings, retries, where
+    /// token counts came from); None in process.
+    pub served: Option<ServedStats>,
+}
+
+/// The measurements of one request to a served model (the `openai` engine).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServedStats {
+    /// Time per output token after the first: (E2E − TTFT)/(tokens_out − 1), seconds.
+    pub tpot_s: Option<f64>,
+    /// Gaps between consecutive chunks carrying text (inter-token latency when
+    /// a chunk is a token), seconds, in arrival order.
+    pub itl_s: Vec<f64>,
+    /// Chunks that carried text.
+    pub chunks: usize,
+    /// Where `tokens_in`/`tokens_out` came from: "usage" (the server's
+    /// count), "tokenizer" (the models file's local tokenizer), "estimate"
+    /// (one per chunk; prompt characters ÷ 4) or "echo" (echoed prompt tokens).
+    pub token_counts: String,
+    /// Attempts after the first that this request needed.
+    pub retries: u32,
+    /// The server's `finish_reason` (stop, length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    /// llama.cpp's own timings of the request, when it sends them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timings: Option<openai::stream::ServerTimings>,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +138,17 @@ pub trait Engine {
     fn has_chat_template(&self) -> bool;
     /// Wraps a user message in the model's chat template (generation prompt added).
     fn apply_chat_template(&self, user: &str) -> Result<String>;
+    /// Whether log-likelihoods can be asked through the chat template (a
+    /// served model's template is applied by the server on chat requests,
+    /// which return no prompt log-probs).
+    fn chat_loglikelihood(&self) -> bool {
+        true
+    }
+    /// Checks, before any item is scored, that this engine's log-likelihoods
+    /// can be trusted; an error says why not and what to do instead.
+    fn check_loglikelihood(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Answers every request of `batch`, calling `on_response` once per
     /// request as it finishes, in any order. A request that fails is passed
     /// to `on_response` as an error and the batch goes on; an error returned
@@ -128,12 +169,21 @@ pub struct EngineOptions {
     pub cuda: bool,
     /// How the weights are held in memory.
     pub weights: WeightFormat,
+    /// How a served model is called (concurrency, timeout, retries).
+    pub http: openai::http::HttpOptions,
 }
 
 impl EngineOptions {
     /// Checks the options without loading anything (e.g. `--device cuda` in a
     /// build without CUDA), so a bad flag is refused before any weights load.
     pub fn validate(&self) -> Result<()> {
+        let bad = |flag, message: &str| Err(crate::error::UserError::BadFlag { flag, message: message.into() }.into());
+        if self.http.concurrency == 0 {
+            return bad("--concurrency", "must be at least 1");
+        }
+        if !(self.http.timeout_s.is_finite() && self.http.timeout_s > 0.0) {
+            return bad("--request-timeout", "must be a positive number of seconds, e.g. 120");
+        }
         candle::device(self.cuda).map(|_| ())
     }
 }
@@ -152,6 +202,11 @@ pub fn max_positions(path: &Path) -> Result<usize> {
 pub fn load(path: &Path, opts: &EngineOptions) -> Result<Box<dyn Engine>> {
     let device = candle::device(opts.cuda)?;
     Ok(Box::new(candle::CandleBackend::load(path, &device, opts.weights)?))
+}
+
+/// Connects to a served model (the `openai` engine).
+pub fn load_endpoint(ep: &openai::Endpoint, opts: &EngineOptions) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(openai::OpenAiEngine::connect(ep, opts.http)?))
 }
 
 /// For tests of plumbing around engines: the methods a model-less stand-in

@@ -192,6 +192,15 @@ impl ModelTokenizer {
         })
     }
 
+    /// From a GGUF file's metadata, or a folder with `tokenizer.json`.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            return Self::from_hf_dir(path);
+        }
+        let (_, ct) = super::weights::open_gguf(path)?;
+        Self::from_gguf(&ct)
+    }
+
     /// Loads a Hugging Face model folder's `tokenizer.json`; BOS/EOS, whether
     /// to add BOS and the chat template come from `tokenizer_config.json`.
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {

@@ -162,6 +162,53 @@ pub struct RunArgs {
     pub no_report: bool,
     #[command(flatten)]
     pub price: PriceArgs,
+    #[command(flatten)]
+    pub served: ServedArgs,
+}
+
+/// How served models (`--model openai:URL#ID` or a models-file entry) are called.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServedArgs {
+    /// Models file (TOML) naming served models: base URLs, model id, API-key
+    /// variable, price, tokenizer (see README); `--model NAME` picks an entry.
+    #[arg(long, value_name = "FILE.toml")]
+    pub models: Option<PathBuf>,
+    /// Requests in flight at once to a served model.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub concurrency: usize,
+    /// Longest wait for a served model's response headers, and for each streamed chunk (seconds).
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    pub request_timeout: f64,
+    /// Retries of a request after a connection error, a timeout, HTTP 408/429/5xx or a broken stream.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub retries: u32,
+}
+
+impl ServedArgs {
+    pub fn http(&self) -> openweigh::backend::openai::http::HttpOptions {
+        openweigh::backend::openai::http::HttpOptions {
+            concurrency: self.concurrency,
+            timeout_s: self.request_timeout,
+            max_retries: self.retries,
+        }
+    }
+
+    /// The same flags for a child `openweigh run`.
+    pub fn child_flags(&self) -> Vec<String> {
+        let mut f = vec![
+            "--concurrency".to_string(),
+            self.concurrency.to_string(),
+            "--request-timeout".to_string(),
+            self.request_timeout.to_string(),
+            "--retries".to_string(),
+            self.retries.to_string(),
+        ];
+        if let Some(m) = &self.models {
+            f.push("--models".to_string());
+            f.push(m.display().to_string());
+        }
+        f
+    }
 }
 
 #[derive(clap::Args, Debug)]

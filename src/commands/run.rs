@@ -59,6 +59,8 @@ fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice, prices: &Price
         weights: args.weights,
         cuda: args.device == DeviceArg::Cuda,
         probe_repetitions: args.probe_reps,
+        models_file: args.served.models.clone(),
+        http: args.served.http(),
     };
     let outcome = runner::run(&opts)?;
     print_outcome(&outcome);
@@ -78,13 +80,16 @@ fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice, prices: &Price
 fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice, prices: &PriceTable) -> Result<i32> {
     score::check_requirements(&suite::Suite::load(&args.common.suite, args.common.limit)?)?;
     for m in models {
-        assets::check_model_spec(m)?;
+        if openweigh::backend::openai::endpoint::resolve(m, args.served.models.as_deref())?.is_none() {
+            assets::check_model_spec(m)?;
+        }
     }
     let mut extra = vec!["--weights".to_string(), format!("{:?}", args.weights).to_lowercase()];
     extra.extend(["--probe-reps".to_string(), args.probe_reps.to_string(), "--no-report".to_string()]);
     if args.device == DeviceArg::Cuda {
         extra.extend(["--device".to_string(), "cuda".to_string()]);
     }
+    extra.extend(args.served.child_flags());
     let child = super::child_run(&args.common, extra);
     let mut runs = Vec::new();
     let mut code = 0;

@@ -5,7 +5,8 @@
 //! not frozen in here: reports apply them later from the tokens and timings
 //! stored.
 
-use crate::backend::ChoiceLogLik;
+use crate::backend::openai::Endpoint;
+use crate::backend::{ChoiceLogLik, ServedStats};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -66,6 +67,10 @@ pub struct ItemResult {
     /// Generation only: tokens per second after the first token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decode_tok_per_s: Option<f64>,
+    /// A served model's request: TPOT, inter-chunk gaps, retries, where the
+    /// token counts came from, the server's own timings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<ServedStats>,
     /// Set when the item failed; the run goes on and the item counts as wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -106,8 +111,13 @@ pub struct ModelInfo {
     pub architecture: String,
     /// How weights were held in memory (repacks included).
     pub load: serde_json::Value,
-    /// Seconds to read and prepare the weights; never part of any latency.
+    /// Seconds to read and prepare the weights (for a served model: to list
+    /// its server's models); never part of any latency.
     pub load_s: f64,
+    /// A served model (the `openai` engine): its URLs, model id, price and
+    /// key variable's name (never a key). `path` then holds the first URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<Endpoint>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -61,6 +61,7 @@ pub fn plan(engine: &dyn Engine, chat: bool, item: &Item) -> Result<Plan> {
                 until: until.clone(),
                 max_tokens: *max_tokens,
                 shared_prefix,
+                chat,
             };
             Ok(Plan { prompt, requests: vec![request] })
         }
@@ -88,7 +89,7 @@ pub fn merge(parts: Vec<Response>) -> Result<Response> {
 
 /// Response → Score → ItemResult.
 pub fn result(task: &Task, item: &Item, prompt: String, response: Response) -> Result<ItemResult> {
-    let Response { output, tokens_in, tokens_cached, tokens_out, wall_s, prefix_s, ttft_s, decode_tok_per_s } =
+    let Response { output, tokens_in, tokens_cached, tokens_out, wall_s, prefix_s, ttft_s, decode_tok_per_s, served } =
         response;
     let s = score::score_item(task, item, output)?;
     Ok(ItemResult {
@@ -111,6 +112,7 @@ pub fn result(task: &Task, item: &Item, prompt: String, response: Response) -> R
         prefix_s: (prefix_s > 0.0).then_some(prefix_s),
         ttft_s,
         decode_tok_per_s,
+        served,
         error: None,
     })
 }
@@ -141,6 +143,7 @@ pub fn failed(task: &Task, item: &Item, error: String) -> ItemResult {
         prefix_s: None,
         ttft_s: None,
         decode_tok_per_s: None,
+        served: None,
         error: Some(error),
     }
 }

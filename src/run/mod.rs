@@ -16,11 +16,12 @@ pub mod summary;
 pub mod task;
 
 use crate::assets;
+use crate::backend::openai::{endpoint, http::HttpOptions};
 use crate::backend::{self, EngineOptions, WeightFormat};
 use crate::error::UserError;
 use crate::results::*;
 use crate::score;
-use crate::suite::{Suite, Task};
+use crate::suite::{OutputType, Suite, Task};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -35,6 +36,10 @@ pub struct RunOptions {
     pub weights: WeightFormat,
     pub cuda: bool,
     pub probe_repetitions: usize,
+    /// `--models FILE.toml`: served models by name.
+    pub models_file: Option<PathBuf>,
+    /// How a served model is called.
+    pub http: HttpOptions,
 }
 
 /// What a finished run left behind.
@@ -58,15 +63,35 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     // 1. Everything the user wrote is checked, and every prompt rendered, before any weights load.
     let suite = Suite::load(&opts.suite, opts.limit)?;
     score::check_requirements(&suite)?;
-    let model = assets::resolve_model(&opts.model)?;
-    let engine_opts = EngineOptions { cuda: opts.cuda, weights: opts.weights };
+    let engine_opts = EngineOptions { cuda: opts.cuda, weights: opts.weights, http: opts.http };
     engine_opts.validate()?;
-    check_generation_fits(&suite, backend::max_positions(&model.path)?)?;
-    let peak_rss_scope = if measure::reset_peak_rss() { "model load onward" } else { "whole process" };
+    let served = endpoint::resolve(&opts.model, opts.models_file.as_deref())?;
+    let model = match &served {
+        Some(ep) => assets::ResolvedModel {
+            name: ep.name.clone(),
+            path: PathBuf::from(&ep.base_urls[0]),
+            sha256: String::new(),
+            size_byte: 0,
+        },
+        None => {
+            let model = assets::resolve_model(&opts.model)?;
+            check_generation_fits(&suite, backend::max_positions(&model.path)?)?;
+            model
+        }
+    };
+    let peak_rss_scope = match (&served, measure::reset_peak_rss()) {
+        (Some(_), _) => "openweigh's client process only (the server's memory is not measured)",
+        (None, true) => "model load onward",
+        (None, false) => "whole process",
+    };
 
-    // 2. Load, timed apart from every latency.
+    // 2. Load (for a served model: connect), timed apart from every latency.
     eprintln!("loading {} ({})", model.name, model.path.display());
-    let mut engine = backend::load(&model.path, &engine_opts)?;
+    let mut engine = match &served {
+        Some(ep) => backend::load_endpoint(ep, &engine_opts)?,
+        None => backend::load(&model.path, &engine_opts)?,
+    };
+    check_loglikelihood(engine.as_mut(), &suite)?;
     let load_s = engine.load_s();
     let load_report = engine.load_report();
     // Per task: whether prompts go through the model's chat template. A base
@@ -107,6 +132,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             architecture: load_report.get("family").and_then(|f| f.as_str()).unwrap_or_default().into(),
             load: load_report,
             load_s,
+            served: served.clone(),
         },
         suite: SuiteInfo {
             name: suite.name.clone(),
@@ -199,6 +225,29 @@ fn measure_run(
         write_json_atomic(&run_json, meta)?;
     }
     Ok(summary)
+}
+
+/// Refuses log-likelihood tasks an engine cannot score truthfully (a served
+/// model whose server gets echoed log-probs wrong, or one asked for them
+/// through a chat template), before any item is scored.
+fn check_loglikelihood(engine: &mut dyn backend::Engine, suite: &Suite) -> Result<()> {
+    let loglik: Vec<&Task> = suite.tasks.iter().filter(|t| t.spec.output_type == OutputType::MultipleChoice).collect();
+    if loglik.is_empty() {
+        return Ok(());
+    }
+    if !engine.chat_loglikelihood() {
+        if let Some(t) = loglik.iter().find(|t| t.spec.chat_template) {
+            return Err(UserError::BadFile {
+                path: suite.path.clone(),
+                message: format!(
+                    "task '{}' asks for log-likelihoods through the chat template, which a served model cannot give (chat requests return no prompt log-probs); set chat_template: false, or use the lettered form (suites/chat.yaml)",
+                    t.spec.task
+                ),
+            }
+            .into());
+        }
+    }
+    engine.check_loglikelihood()
 }
 
 /// Refuses a generation task whose `max_gen_toks` leaves the model no room

@@ -44,14 +44,16 @@ fn summary_rows(task: &Task, group: &str, results: &[&ItemResult]) -> Vec<TaskSu
 
 /// The terminal summary table.
 pub fn format_table(rows: &[TaskSummary]) -> String {
+    let name = |r: &TaskSummary| if r.group.is_empty() { r.task.clone() } else { format!("  {}", r.group) };
+    let w = rows.iter().map(|r| name(r).chars().count()).max().unwrap_or(0).max(16);
     let mut s = format!(
-        "{:<16} {:>5} {:<12} {:>19} {:>9} {:>9}\n",
+        "{:<w$} {:>5} {:<12} {:>19} {:>9} {:>9}\n",
         "task", "n", "metric", "score [95% CI]", "p50 (s)", "p90 (s)"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<16} {:>5} {:<12} {:>19} {:>9.3} {:>9.3}\n",
-            if r.group.is_empty() { r.task.clone() } else { format!("  {}", r.group) },
+            "{:<w$} {:>5} {:<12} {:>19} {:>9.3} {:>9.3}\n",
+            name(r),
             r.n,
             r.metric,
             format!("{:.3} [{:.2},{:.2}]", r.score, r.ci95_low, r.ci95_high),

@@ -42,7 +42,28 @@ pub fn apply_filter(filter: Filter, text: &str) -> String {
             .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_string())
             .unwrap_or_default(),
         Filter::Normalized => normalize_answer(text),
+        Filter::Letter => answer_letter(text).map(String::from).unwrap_or_default(),
     }
+}
+
+fn answer_is_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"(?i:answer)(?:\s+is)?\s*[:\-]?\s*\(?\**([A-J])\b").unwrap())
+}
+
+fn letter_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"\b([A-J])\b").unwrap())
+}
+
+/// The option letter a reply picks: after "answer (is)" when present, else
+/// the first standalone capital A–J ("B", "(C)", "D. Paris").
+pub fn answer_letter(text: &str) -> Option<&str> {
+    answer_is_re()
+        .captures(text)
+        .or_else(|| letter_re().captures(text))
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str())
 }
 
 /// TriviaQA's official `normalize_answer` (also SQuAD's): lower case, `_` as a
@@ -64,7 +85,7 @@ pub fn exact_match<'a>(filter: Filter, prediction: &str, targets: impl IntoItera
     !prediction.is_empty()
         && targets.into_iter().any(|target| {
             let target = match filter {
-                Filter::None | Filter::LastWord => target.trim().to_string(),
+                Filter::None | Filter::LastWord | Filter::Letter => target.trim().to_string(),
                 Filter::Number => normalize_number(target),
                 Filter::Normalized => normalize_answer(target),
             };
@@ -84,6 +105,24 @@ mod tests {
         assert!(exact_match(Filter::Number, "1234", ["1,234"]));
         assert!(!exact_match(Filter::Number, "", [""]));
         assert_eq!(apply_filter(Filter::LastWord, " The capital is Paris.\n"), "Paris");
+    }
+
+    #[test]
+    fn letter_filter_finds_the_chosen_option() {
+        for (reply, letter) in [
+            ("B", "B"),
+            (" (C) Paris", "C"),
+            ("D. Because it rains.", "D"),
+            ("The answer is A.", "A"),
+            ("I think the correct answer is **C**", "C"),
+            ("Answer: B", "B"),
+            ("It must be option J", "J"),
+            ("no idea", ""),
+        ] {
+            assert_eq!(apply_filter(Filter::Letter, reply), letter, "{reply:?}");
+        }
+        assert!(exact_match(Filter::Letter, "B", ["B"]));
+        assert!(!exact_match(Filter::Letter, "", [""]));
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub enum Filter {
     /// TriviaQA/SQuAD answer normalisation, applied to answer and targets alike:
     /// lower case, punctuation and the articles a/an/the removed, spaces collapsed.
     Normalized,
+    /// The option letter (A–J) of a lettered multiple-choice answer: after
+    /// "answer is"/"Answer:" when the reply says so, else the first standalone capital A–J.
+    Letter,
 }
 
 /// One task as written in a suite file.

@@ -3,7 +3,7 @@
 //! pools, limits, and that every template compiles. Each message names the
 //! field and the fix.
 
-use super::spec::{ChoiceSpec, FewshotSampler, OutputType, TargetSpec, TaskSpec};
+use super::spec::{ChoiceSpec, FewshotSampler, Filter, OutputType, TargetSpec, TaskSpec};
 use super::template;
 use crate::catalog;
 
@@ -39,7 +39,11 @@ pub(super) fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
         }
         let (ok, fix) = match spec.output_type {
             OutputType::MultipleChoice => (matches!(m.name(), "acc" | "acc_norm"), "acc or acc_norm"),
-            OutputType::GenerateUntil => (matches!(m.name(), "exact_match" | "pass@1"), "exact_match or pass@1"),
+            // `acc` of a generated answer: the option letter extracted from the reply.
+            OutputType::GenerateUntil => (
+                matches!(m.name(), "exact_match" | "pass@1") || (m.name() == "acc" && spec.filter == Filter::Letter),
+                "exact_match or pass@1 (acc with filter: letter)",
+            ),
         };
         if !ok {
             let kind =

@@ -114,7 +114,7 @@ impl CandleBackend {
             Request::LogLikelihood { context, continuations, shared_prefix } => {
                 self.loglikelihood(context, continuations, shared_prefix.as_deref())
             }
-            Request::Generate { prompt, until, max_tokens, shared_prefix } => {
+            Request::Generate { prompt, until, max_tokens, shared_prefix, .. } => {
                 self.generate(prompt, until, *max_tokens, shared_prefix.as_deref())
             }
         }
@@ -251,6 +251,7 @@ impl CandleBackend {
             scores.push(ChoiceLogLik { logprob, n_tokens: cont_ids.len(), is_greedy });
         }
         Ok(Response {
+            served: None,
             output: Output::LogLikelihood(scores),
             tokens_in,
             tokens_cached,
@@ -316,6 +317,7 @@ impl CandleBackend {
             _ => None,
         };
         Ok(Response {
+            served: None,
             output: Output::Text(text),
             tokens_in: ids.len(),
             tokens_cached,

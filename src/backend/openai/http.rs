@@ -1,0 +1,257 @@
+//! Sending one request to a served model, with the faults of real servers
+//! handled in one place: the base URL with the fewest requests in flight is
+//! chosen; a connection error, a timeout, HTTP 408/429/5xx or a broken stream
+//! is retried a bounded number of times after a backoff (the server's
+//! `Retry-After` when it sends one, else 0.5 s doubling, at most 30 s); any
+//! other HTTP error is final and reported with the start of the server's
+//! answer. The API key goes into the `Authorization` header only, and no
+//! error message carries it.
+
+use anyhow::{anyhow, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How requests are sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HttpOptions {
+    /// Requests in flight at once (`--concurrency`).
+    pub concurrency: usize,
+    /// Longest wait for the response headers, and for each streamed chunk after them (seconds).
+    pub timeout_s: f64,
+    /// Further attempts after a failed one (`--retries`).
+    pub max_retries: u32,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self { concurrency: 1, timeout_s: 120.0, max_retries: 3 }
+    }
+}
+
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+pub const MAX_RETRY_AFTER_S: f64 = 30.0;
+
+/// A failed attempt: whether another may succeed, and why it failed.
+#[derive(Debug)]
+pub struct Failure {
+    pub retryable: bool,
+    /// Seconds the server asked us to wait (`Retry-After`), if it did.
+    pub retry_after_s: Option<f64>,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn fatal(error: anyhow::Error) -> Self {
+        Self { retryable: false, retry_after_s: None, error }
+    }
+    pub fn transient(error: anyhow::Error) -> Self {
+        Self { retryable: true, retry_after_s: None, error }
+    }
+}
+
+/// A client for one endpoint's base URLs.
+pub struct Client {
+    pub http: reqwest::Client,
+    base_urls: Vec<String>,
+    in_flight: Vec<AtomicUsize>,
+    api_key: Option<String>,
+    pub opts: HttpOptions,
+}
+
+/// Holds a base URL's in-flight count up while a request is out.
+pub struct Lease<'a> {
+    client: &'a Client,
+    index: usize,
+}
+
+impl Lease<'_> {
+    pub fn base_url(&self) -> &str {
+        &self.client.base_urls[self.index]
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.client.in_flight[self.index].fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Client {
+    pub fn new(base_urls: Vec<String>, api_key: Option<String>, opts: HttpOptions) -> Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs_f64(opts.timeout_s.min(30.0)))
+            .pool_max_idle_per_host(opts.concurrency.max(1))
+            .build()?;
+        let in_flight = base_urls.iter().map(|_| AtomicUsize::new(0)).collect();
+        Ok(Arc::new(Self { http, base_urls, in_flight, api_key, opts }))
+    }
+
+    /// The base URL with the fewest requests in flight (the first on ties).
+    pub fn lease(&self) -> Lease<'_> {
+        let index = (0..self.base_urls.len()).min_by_key(|&i| self.in_flight[i].load(Ordering::SeqCst)).unwrap_or(0);
+        self.in_flight[index].fetch_add(1, Ordering::SeqCst);
+        Lease { client: self, index }
+    }
+
+    /// A POST of `body` as JSON to `base_url` + `path`, the key attached.
+    pub fn post(&self, base_url: &str, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        let mut rb = self.http.post(format!("{base_url}{path}")).json(body);
+        if let Some(k) = &self.api_key {
+            rb = rb.bearer_auth(k);
+        }
+        rb
+    }
+
+    /// A GET of `base_url` + `path`, the key attached.
+    pub fn get(&self, base_url: &str, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.http.get(format!("{base_url}{path}"));
+        if let Some(k) = &self.api_key {
+            rb = rb.bearer_auth(k);
+        }
+        rb
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.opts.timeout_s)
+    }
+
+    /// Sends the request `attempt` makes, retrying transient failures up to
+    /// `max_retries` times; returns what the successful attempt gave and how
+    /// many retries it took.
+    pub async fn with_retries<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<(T, u32)>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, Failure>>,
+    {
+        let mut retries = 0u32;
+        loop {
+            let lease = self.lease();
+            let url = lease.base_url().to_string();
+            let outcome = attempt(url.clone()).await;
+            drop(lease);
+            match outcome {
+                Ok(v) => return Ok((v, retries)),
+                Err(f) if f.retryable && retries < self.opts.max_retries => {
+                    let wait = backoff_s(retries, f.retry_after_s);
+                    tracing_note(&format!("{what} at {url}: {:#}; retry {} in {wait:.1} s", f.error, retries + 1));
+                    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+                    retries += 1;
+                }
+                Err(f) => {
+                    let tries = if f.retryable { format!(" (after {} attempts)", retries + 1) } else { String::new() };
+                    return Err(f.error.context(format!("{what} at {url} failed{tries}")));
+                }
+            }
+        }
+    }
+}
+
+/// A retry notice on stderr (progress bars are suspended by the caller's terminal handling).
+fn tracing_note(msg: &str) {
+    eprintln!("note: {msg}");
+}
+
+/// Seconds to wait before retry number `retry` (0-based): the server's
+/// `Retry-After` when given (at most [`MAX_RETRY_AFTER_S`]), else 0.5 s × 2^retry, at most 8 s.
+pub fn backoff_s(retry: u32, retry_after_s: Option<f64>) -> f64 {
+    match retry_after_s {
+        Some(s) if s.is_finite() && s >= 0.0 => s.min(MAX_RETRY_AFTER_S),
+        _ => (0.5 * 2f64.powi(retry.min(10) as i32)).min(8.0),
+    }
+}
+
+/// `Retry-After` in seconds: delta-seconds, or an HTTP date from now.
+pub fn parse_retry_after(value: &str) -> Option<f64> {
+    let v = value.trim();
+    if let Ok(s) = v.parse::<f64>() {
+        return Some(s);
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(((when.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds() as f64 / 1000.0).max(0.0))
+}
+
+/// Sends `rb` and waits for the headers (at most the client's timeout);
+/// a status that is not success becomes a [`Failure`], retryable for 408, 429 and 5xx.
+pub async fn send(client: &Client, rb: reqwest::RequestBuilder) -> std::result::Result<reqwest::Response, Failure> {
+    let timeout = client.timeout();
+    let resp = match tokio::time::timeout(timeout, rb.send()).await {
+        Err(_) => {
+            return Err(Failure::transient(anyhow!(
+                "no response within {:.1} s (--request-timeout)",
+                timeout.as_secs_f64()
+            )))
+        }
+        Ok(Err(e)) => {
+            // A kept-alive connection the server closed as we reused it
+            // (llama.cpp closes one after 5 requests): the request never
+            // reached it, so it goes again at once.
+            let reused_closed = describe_reqwest(&e).contains("connection closed before message completed");
+            let retry_after_s = reused_closed.then_some(0.0);
+            return Err(Failure { retryable: true, retry_after_s, error: anyhow!("{}", describe_reqwest(&e)) });
+        }
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let retry_after_s = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    let body = tokio::time::timeout(timeout, resp.text()).await.ok().and_then(|r| r.ok()).unwrap_or_default();
+    let excerpt: String = body.chars().take(300).collect();
+    let error = anyhow!("HTTP {status}: {}", excerpt.trim());
+    let retryable = status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error();
+    Err(Failure { retryable, retry_after_s, error })
+}
+
+/// A transport error in words, without the URL's query (reqwest's Display
+/// includes the URL, which carries no key here, but keep it short).
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_honours_retry_after_within_a_cap() {
+        assert_eq!(backoff_s(0, None), 0.5);
+        assert_eq!(backoff_s(3, None), 4.0);
+        assert_eq!(backoff_s(9, None), 8.0);
+        assert_eq!(backoff_s(0, Some(2.0)), 2.0);
+        assert_eq!(backoff_s(0, Some(3600.0)), MAX_RETRY_AFTER_S);
+        assert_eq!(parse_retry_after(" 1.5 "), Some(1.5));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0.0));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn least_in_flight_base_url_is_leased() {
+        let c = Client::new(vec!["http://a".into(), "http://b".into()], None, HttpOptions::default()).unwrap();
+        let l1 = c.lease();
+        let l2 = c.lease();
+        assert_eq!((l1.base_url(), l2.base_url()), ("http://a", "http://b"));
+        drop(l1);
+        assert_eq!(c.lease().base_url(), "http://a");
+    }
+}

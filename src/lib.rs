@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod error;
 pub mod export;
 pub mod hub;
+pub mod load;
 pub mod quantize;
 pub mod results;
 pub mod run;

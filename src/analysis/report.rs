@@ -10,6 +10,7 @@
 use super::cost::{self, SelfHostedPrice};
 use super::leaderboard::{model_row, ModelRow};
 use super::prices::{self, PriceEntry, PriceTable};
+use crate::backend::openai::endpoint::PriceRef;
 use crate::results::{ItemResult, RunData, RunMeta};
 use anyhow::Result;
 use serde::Serialize;
@@ -56,7 +57,11 @@ pub struct ModelReport {
     pub self_hosted: Option<SelfHostedPrice>,
     /// Provider offerings of the same weights (cheapest first).
     pub offerings: Vec<PriceEntry>,
-    /// Cost of this run's tokens at the self-hosted price (USD).
+    /// A served model's own price (its models-file entry: explicit, or an id
+    /// in the price table); on the quality-vs-price chart it takes the place
+    /// of the self-hosted price, with its own marker.
+    pub served_price: Option<PriceEntry>,
+    /// Cost of this run's tokens (USD) at the served price, else the self-hosted one.
     pub run_tokens_cost_usd: Option<f64>,
     /// Cost of the machine time the items took (eval seconds × hourly price, USD).
     pub run_machine_cost_usd: f64,
@@ -81,6 +86,27 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// Where a model's price on the quality-vs-price chart comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceBasis {
+    /// Measured throughput × the hardware's hourly price.
+    SelfHosted,
+    /// What the provider (or the models file) charges per token.
+    Provider,
+}
+
+impl ModelReport {
+    /// The blended price (USD per 1M tokens) the chart plots and its basis:
+    /// the served price when the model is served at one, else the self-hosted one.
+    pub fn chart_price(&self) -> Option<(f64, PriceBasis)> {
+        if let Some(p) = &self.served_price {
+            return Some((p.blended_usd_per_mtok(), PriceBasis::Provider));
+        }
+        self.self_hosted.map(|s| (s.blended_usd_per_mtok, PriceBasis::SelfHosted))
+    }
+}
+
 /// Prices finished runs and gathers what the report shows.
 pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) -> Result<Report> {
     let mut models = Vec::new();
@@ -88,6 +114,7 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
     let mut groups: Vec<String> = Vec::new();
     let mut suites: Vec<String> = Vec::new();
     let mut item_sets: Vec<(String, Option<usize>)> = Vec::new();
+    let mut unpriced: Vec<String> = Vec::new();
     for (i, run) in runs.into_iter().enumerate() {
         let set = (run.meta.suite.sha256.clone(), run.meta.limit);
         if !item_sets.contains(&set) {
@@ -116,8 +143,31 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
             (Some(p), Some(d)) => cost::self_hosted(hardware.usd_per_hour, p, d),
             _ => None,
         };
-        let run_tokens_cost_usd = self_hosted
-            .map(|s| cost::tokens_cost_usd(row.tokens_in, row.tokens_out, s.input_usd_per_mtok, s.output_usd_per_mtok));
+        let served_price = match run.meta.model.served.as_ref().and_then(|ep| ep.price.as_ref()) {
+            Some(PriceRef::Explicit { input_usd_per_mtok, output_usd_per_mtok }) => Some(PriceEntry {
+                provider: "models file".into(),
+                model: row.model.clone(),
+                input_usd_per_mtok: *input_usd_per_mtok,
+                output_usd_per_mtok: *output_usd_per_mtok,
+            }),
+            Some(PriceRef::Table(id)) => {
+                let found = table.entries.iter().find(|e| format!("{}/{}", e.provider, e.model) == *id).cloned();
+                if found.is_none() {
+                    unpriced.push(format!(
+                        "{}: price id '{id}' is not in the price table ({}); see `openweigh prices list`",
+                        row.model, table.source
+                    ));
+                }
+                found
+            }
+            None => None,
+        };
+        let run_tokens_cost_usd = match &served_price {
+            Some(p) => Some(cost::tokens_cost_usd(row.tokens_in, row.tokens_out, p.input_usd_per_mtok, p.output_usd_per_mtok)),
+            None => self_hosted.map(|s| {
+                cost::tokens_cost_usd(row.tokens_in, row.tokens_out, s.input_usd_per_mtok, s.output_usd_per_mtok)
+            }),
+        };
         let e2e_500_s = match (row.ttft_s, row.decode_tok_per_s) {
             (Some(t), Some(d)) if d > 0.0 => Some(t + (E2E_OUTPUT_TOKENS - 1) as f64 / d),
             _ => None,
@@ -130,12 +180,13 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
             meta: run.meta,
             self_hosted,
             offerings,
+            served_price,
             run_tokens_cost_usd,
             e2e_500_s,
             wrong,
         });
     }
-    let mut warnings = Vec::new();
+    let mut warnings = unpriced;
     if item_sets.len() > 1 {
         warnings.push(
             "these runs used different suites or --limit values, so their quality scores come from different items \
@@ -147,7 +198,14 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
         if m.row.n_failed > 0 {
             warnings.push(format!("{}: {} item(s) failed and count as wrong", m.row.model, m.row.n_failed));
         }
-        if m.self_hosted.is_none() {
+        if m.meta.model.served.is_some() {
+            if m.served_price.is_none() {
+                warnings.push(format!(
+                    "{}: a served model with no price (give one in its models-file entry), so it is not on the quality-vs-price chart",
+                    m.row.model
+                ));
+            }
+        } else if m.self_hosted.is_none() {
             warnings.push(format!("{}: no speed probe in this run, so no self-hosted price", m.row.model));
         }
     }

@@ -36,6 +36,51 @@ pub enum Command {
     Prices(PricesCommand),
     /// List suites and their tasks (items, licences, data provenance), or import an lm-eval task.
     Suites(SuitesArgs),
+    /// Load-test a served model: N concurrent streams per level, throughput and TTFT/TPOT/ITL/E2E percentiles, charts.
+    Load(LoadArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// The served model: openai:BASE_URL#MODEL_ID, or an entry name of --models.
+    #[arg(long)]
+    pub model: String,
+    /// Models file (TOML) naming served models (see README).
+    #[arg(long, value_name = "FILE.toml")]
+    pub models: Option<PathBuf>,
+    /// Concurrency levels of the sweep.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub concurrency: Vec<usize>,
+    /// Requests per level.
+    #[arg(long, value_name = "N", conflicts_with = "duration", required_unless_present = "duration")]
+    pub requests: Option<usize>,
+    /// Seconds per level (no request is sent after; those in flight finish).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Prompt tokens per request.
+    #[arg(long, default_value_t = 256)]
+    pub input_len: usize,
+    /// Output tokens per request (max_tokens with ignore_eos).
+    #[arg(long, default_value_t = 128)]
+    pub output_len: usize,
+    /// Seed of the prompt set.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// SLO for goodput: time to first token at most this (seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub slo_ttft: Option<f64>,
+    /// SLO for goodput: time per output token at most this (seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub slo_tpot: Option<f64>,
+    /// SLO for goodput: end-to-end latency at most this (seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub slo_e2e: Option<f64>,
+    /// Longest wait for response headers, and for each streamed chunk (seconds).
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    pub request_timeout: f64,
+    /// Folder for load-<time>-<model>/.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod fetch;
+pub mod load;
 pub mod models;
 pub mod prices;
 pub mod quantize;
@@ -29,6 +30,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Report(args) => report::report(args),
         Command::Prices(cmd) => prices::prices(cmd),
         Command::Suites(args) => suites::suites(args),
+        Command::Load(args) => load::load(args),
     }
 }
 

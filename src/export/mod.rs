@@ -6,6 +6,7 @@
 //! Exporters read only analysis types; nothing here measures or prices.
 
 pub mod compare;
+pub mod load;
 pub mod markup;
 pub mod report;
 

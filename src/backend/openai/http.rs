@@ -39,14 +39,17 @@ pub struct Failure {
     /// Seconds the server asked us to wait (`Retry-After`), if it did.
     pub retry_after_s: Option<f64>,
     pub error: anyhow::Error,
+    /// The request never reached the server (a kept-alive connection it had
+    /// closed): sending it again measures nothing twice.
+    pub not_sent: bool,
 }
 
 impl Failure {
     pub fn fatal(error: anyhow::Error) -> Self {
-        Self { retryable: false, retry_after_s: None, error }
+        Self { retryable: false, retry_after_s: None, error, not_sent: false }
     }
     pub fn transient(error: anyhow::Error) -> Self {
-        Self { retryable: true, retry_after_s: None, error }
+        Self { retryable: true, retry_after_s: None, error, not_sent: false }
     }
 }
 
@@ -186,9 +189,9 @@ pub async fn send(client: &Client, rb: reqwest::RequestBuilder) -> std::result::
             // A kept-alive connection the server closed as we reused it
             // (llama.cpp closes one after 5 requests): the request never
             // reached it, so it goes again at once.
-            let reused_closed = describe_reqwest(&e).contains("connection closed before message completed");
-            let retry_after_s = reused_closed.then_some(0.0);
-            return Err(Failure { retryable: true, retry_after_s, error: anyhow!("{}", describe_reqwest(&e)) });
+            let not_sent = describe_reqwest(&e).contains("connection closed before message completed");
+            let retry_after_s = not_sent.then_some(0.0);
+            return Err(Failure { retryable: true, retry_after_s, error: anyhow!("{}", describe_reqwest(&e)), not_sent });
         }
         Ok(Ok(r)) => r,
     };
@@ -201,7 +204,7 @@ pub async fn send(client: &Client, rb: reqwest::RequestBuilder) -> std::result::
     let excerpt: String = body.chars().take(300).collect();
     let error = anyhow!("HTTP {status}: {}", excerpt.trim());
     let retryable = status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error();
-    Err(Failure { retryable, retry_after_s, error })
+    Err(Failure { retryable, retry_after_s, error, not_sent: false })
 }
 
 /// A transport error in words, without the URL's query (reqwest's Display

@@ -113,6 +113,16 @@ impl OpenAiEngine {
         })
     }
 
+    /// The HTTP client (for `load`, which drives requests itself).
+    pub fn client(&self) -> Arc<Client> {
+        self.client.clone()
+    }
+
+    /// The async runtime requests run on.
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
     fn shared(&self) -> Arc<Shared> {
         Arc::new(Shared {
             client: self.client.clone(),

@@ -43,6 +43,9 @@ pub struct CsvRow {
     pub run_tokens_cost_usd: Option<f64>,
     pub run_machine_cost_usd: f64,
     pub n_failed: usize,
+    /// A served model's price: where it came from (provider/model id, or "models file").
+    pub served_price: Option<String>,
+    pub served_blended_usd_per_mtok: Option<f64>,
 }
 
 pub fn csv_rows(r: &Report) -> Vec<CsvRow> {
@@ -68,6 +71,8 @@ pub fn csv_rows(r: &Report) -> Vec<CsvRow> {
             tokens_in: m.row.tokens_in,
             tokens_out: m.row.tokens_out,
             run_tokens_cost_usd: m.run_tokens_cost_usd.map(|v| round(v, 6)),
+            served_price: m.served_price.as_ref().map(|p| format!("{}/{}", p.provider, p.model)),
+            served_blended_usd_per_mtok: m.served_price.as_ref().map(|p| round(p.blended_usd_per_mtok(), 4)),
             run_machine_cost_usd: round(m.run_machine_cost_usd, 6),
             n_failed: m.row.n_failed,
         })

@@ -4,7 +4,7 @@
 
 use super::charts::{color_hex, Chart};
 use super::Drawn;
-use crate::analysis::report::{ModelReport, Report};
+use crate::analysis::report::{ModelReport, PriceBasis, Report};
 use crate::export::markup::{escape, tail_chars};
 use crate::export::Exporter;
 use anyhow::Result;
@@ -95,7 +95,10 @@ fn headline_table(r: &Report) -> String {
         let a = &m.row.aggregate;
         s.push_str(&num(Some(a.point), 3));
         s.push_str(&format!("<td data-v=\"{}\">[{:.3}, {:.3}]</td>", a.ci95.low, a.ci95.low, a.ci95.high));
-        s.push_str(&num(m.self_hosted.map(|p| p.blended_usd_per_mtok), 4));
+        match m.chart_price() {
+            Some((v, PriceBasis::Provider)) => s.push_str(&format!("<td data-v=\"{v}\">{v:.4} ▲ served</td>")),
+            other => s.push_str(&num(other.map(|(v, _)| v), 4)),
+        }
         match m.offerings.first() {
             Some(o) => s.push_str(&format!(
                 "<td data-v=\"{}\">{:.4} ({})</td>",

@@ -3,7 +3,7 @@
 //! timestamps), so it can be snapshot-tested.
 
 use super::Drawn;
-use crate::analysis::report::{ModelReport, Report};
+use crate::analysis::report::{ModelReport, PriceBasis, Report};
 use crate::export::markup::{md_cell as cell, md_row};
 use crate::export::Exporter;
 use anyhow::Result;
@@ -69,7 +69,10 @@ pub fn summary(r: &Report) -> String {
         s.push_str(&md_row(&[
             cell(&m.row.model),
             format!("{:.3} [{:.3}, {:.3}]", m.row.aggregate.point, m.row.aggregate.ci95.low, m.row.aggregate.ci95.high),
-            m.self_hosted.map_or("–".into(), |p| usd(p.blended_usd_per_mtok)),
+            match m.chart_price() {
+                Some((v, PriceBasis::Provider)) => format!("{} (served)", usd(v)),
+                other => other.map_or("–".into(), |(v, _)| usd(v)),
+            },
             opt(m.row.decode_tok_per_s, 1),
             opt(m.row.prefill_tok_per_s, 1),
             opt(m.row.ttft_s, 3),
@@ -82,7 +85,7 @@ pub fn summary(r: &Report) -> String {
         "\nQuality: the mean over tasks of chance-normalised scores, (score − chance)/(1 − chance), \
          with a 95% bootstrap CI (items resampled within tasks). Blended price: (3·input + output)/4 USD per \
          1M tokens, input at the measured prefill speed and output at the decode speed on the hardware price \
-         above. Run cost: this run's tokens at that price.\n",
+         above, or for a served model (marked) the price it is served at. Run cost: this run's tokens at that price.\n",
     );
     let offered: Vec<_> = r.models.iter().filter(|m| !m.offerings.is_empty()).collect();
     if !offered.is_empty() {

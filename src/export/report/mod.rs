@@ -34,7 +34,18 @@ pub struct ChartFile {
     pub format: ChartFormat,
 }
 
-impl Exporter<Drawn<'_>> for ChartFile {
+/// Anything that carries drawn charts (a report, a load test).
+pub trait Charted {
+    fn charts(&self) -> &[Chart];
+}
+
+impl Charted for Drawn<'_> {
+    fn charts(&self) -> &[Chart] {
+        &self.charts
+    }
+}
+
+impl<T: Charted> Exporter<T> for ChartFile {
     fn file_name(&self) -> String {
         match self.format {
             ChartFormat::Svg => format!("{}.svg", self.name),
@@ -42,8 +53,8 @@ impl Exporter<Drawn<'_>> for ChartFile {
         }
     }
 
-    fn serialize(&self, d: &Drawn) -> Result<Vec<u8>> {
-        let chart = d.charts.iter().find(|c| c.name == self.name).expect("exporters come from these charts");
+    fn serialize(&self, d: &T) -> Result<Vec<u8>> {
+        let chart = d.charts().iter().find(|c| c.name == self.name).expect("exporters come from these charts");
         match self.format {
             ChartFormat::Svg => Ok(chart.svg.clone().into_bytes()),
             ChartFormat::Png => charts::png(&chart.svg),

@@ -14,7 +14,7 @@ pub mod quality_speed;
 pub mod scatter;
 pub mod tasks;
 
-use crate::analysis::report::{ModelReport, Report};
+use crate::analysis::report::{ModelReport, PriceBasis, Report};
 use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -131,11 +131,24 @@ pub fn draw(r: &Report) -> Result<Vec<Chart>> {
         y: m.row.aggregate.point,
         y_low: m.row.aggregate.ci95.low,
         y_high: m.row.aggregate.ci95.high,
+        marker: scatter::Marker::Circle,
     };
-    let price_pts: Vec<_> =
-        r.models.iter().filter_map(|m| m.self_hosted.map(|s| point(m, s.blended_usd_per_mtok))).collect();
+    let price_pts: Vec<_> = r
+        .models
+        .iter()
+        .filter_map(|m| {
+            let (x, basis) = m.chart_price()?;
+            let marker = if basis == PriceBasis::Provider { scatter::Marker::Triangle } else { scatter::Marker::Circle };
+            Some(scatter::Point { marker, ..point(m, x) })
+        })
+        .collect();
     let speed_pts: Vec<_> = r.models.iter().filter_map(|m| m.row.decode_tok_per_s.map(|d| point(m, d))).collect();
-    let basis = format!("self-hosted at ${}/h ({})", r.hardware.usd_per_hour, r.hardware.name);
+    let self_hosted = format!("self-hosted at ${}/h ({})", r.hardware.usd_per_hour, r.hardware.name);
+    let basis = if price_pts.iter().any(|p| p.marker == scatter::Marker::Triangle) {
+        format!("● {self_hosted}, ▲ the provider's price (price table or models file)")
+    } else {
+        self_hosted
+    };
     let bar = |m: &ModelReport, v: Option<f64>| {
         v.map(|value| bars::Bar { label: m.row.model.clone(), color: m.color, value })
     };

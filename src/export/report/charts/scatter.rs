@@ -17,6 +17,16 @@ pub struct Point {
     pub y: f64,
     pub y_low: f64,
     pub y_high: f64,
+    /// Circle, or triangle for a price a provider charges (vs one computed for self-hosting).
+    pub marker: Marker,
+}
+
+/// A point's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Marker {
+    #[default]
+    Circle,
+    Triangle,
 }
 
 /// Which way the x axis is better.
@@ -179,7 +189,15 @@ where
         chart
             .draw_series(std::iter::once(PathElement::new(vec![(p.x, p.y_low), (p.x, p.y_high)], c.stroke_width(2))))?;
     }
-    chart.draw_series(points.iter().map(|p| Circle::new((p.x, p.y), 7, color(p.color).filled())))?;
+    chart.draw_series(
+        points.iter().filter(|p| p.marker == Marker::Circle).map(|p| Circle::new((p.x, p.y), 7, color(p.color).filled())),
+    )?;
+    chart.draw_series(
+        points
+            .iter()
+            .filter(|p| p.marker == Marker::Triangle)
+            .map(|p| TriangleMarker::new((p.x, p.y), 9, color(p.color).filled())),
+    )?;
     let pix: Vec<(i32, i32, i32)> = points
         .iter()
         .map(|p| {

@@ -57,3 +57,82 @@ pub fn catalog_model(name: &str) -> PathBuf {
     let entry = openweigh::catalog::model(name).unwrap();
     openweigh::assets::fetch_model(entry).expect("fetching a catalog model")
 }
+
+/// llama.cpp 0.3.36 (from the pinned llama-cpp-python sdist), built once into
+/// the shared cache by `.ci/llama_cpp.sh --python` (which `.ci/run` calls).
+pub fn llama_cpp_dir() -> PathBuf {
+    let dir = shared_cache().join("llama.cpp-0.3.36");
+    assert!(
+        dir.join(".built").exists() && dir.join("venv/.built").exists(),
+        "llama.cpp is not built in {}: run `bash .ci/llama_cpp.sh --python` once (about 15 min; `bash .ci/run` does it)",
+        dir.display()
+    );
+    dir
+}
+
+/// A server on 127.0.0.1 at a free port, killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// OpenAI base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// Starts `cmd` (which must listen on `port`) and waits until `/v1/models` answers.
+    pub fn start(mut cmd: std::process::Command, port: u16, log: PathBuf) -> Server {
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.stdout(f.try_clone().unwrap()).stderr(f);
+        let child = cmd.spawn().expect("starting the server");
+        let server = Server { child, port, log };
+        for _ in 0..600 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /v1/models HTTP/1.0\r\nHost: x\r\n\r\n");
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                if buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200") {
+                    return server;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the server did not come up: {}", std::fs::read_to_string(&server.log).unwrap_or_default());
+    }
+
+    /// llama.cpp's llama-server on the default model (`slots` parallel slots), `extra` flags added.
+    pub fn llama_server(slots: usize, extra: &[&str]) -> Server {
+        let dir = llama_cpp_dir();
+        let port = free_port();
+        let mut cmd = std::process::Command::new(dir.join("bin/llama-server"));
+        cmd.arg("-m").arg(default_model()).args(["--host", "127.0.0.1", "--port", &port.to_string(), "-t", "2"]);
+        cmd.args(["-c", &(2048 * slots).to_string(), "-np", &slots.to_string()]).args(extra);
+        Server::start(cmd, port, test_home().join(format!("llama-server-{port}.log")))
+    }
+
+    /// llama-cpp-python's server (its OpenAI-compatible FastAPI app) on the default model.
+    pub fn llama_cpp_python() -> Server {
+        let dir = llama_cpp_dir();
+        let port = free_port();
+        let mut cmd = std::process::Command::new(dir.join("venv/bin/python"));
+        cmd.env("LLAMA_CPP_LIB_PATH", dir.join("lib"));
+        cmd.args(["-m", "llama_cpp.server", "--model"]).arg(default_model());
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "2048", "--n_threads", "2"]);
+        Server::start(cmd, port, test_home().join(format!("llama-cpp-python-{port}.log")))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

@@ -42,15 +42,28 @@ pub struct Failure {
     /// The request never reached the server (a kept-alive connection it had
     /// closed): sending it again measures nothing twice.
     pub not_sent: bool,
+    /// No connection could be made (refused, unknown host): the server is down.
+    pub unreachable: bool,
 }
 
 impl Failure {
     pub fn fatal(error: anyhow::Error) -> Self {
-        Self { retryable: false, retry_after_s: None, error, not_sent: false }
+        Self { retryable: false, retry_after_s: None, error, not_sent: false, unreachable: false }
     }
     pub fn transient(error: anyhow::Error) -> Self {
-        Self { retryable: true, retry_after_s: None, error, not_sent: false }
+        Self { retryable: true, retry_after_s: None, error, not_sent: false, unreachable: false }
     }
+}
+
+/// A server no connection could be made to, after every retry. The engine
+/// stops the run on it (every later request would fail the same way) rather
+/// than failing each remaining item; what finished before is kept.
+#[derive(Debug, thiserror::Error)]
+#[error("{url} cannot be reached after {attempts} attempt(s) ({error}): the server stopped or the URL is wrong; the items finished before are kept — restart the server and run again")]
+pub struct Unreachable {
+    pub url: String,
+    pub attempts: u32,
+    pub error: String,
 }
 
 /// A client for one endpoint's base URLs.
@@ -141,6 +154,10 @@ impl Client {
                     tokio::time::sleep(Duration::from_secs_f64(wait)).await;
                     retries += 1;
                 }
+                // A server that cannot be reached at all ends the batch (see `Unreachable`).
+                Err(f) if f.unreachable => {
+                    return Err(anyhow::Error::new(Unreachable { url, attempts: retries + 1, error: format!("{:#}", f.error) }))
+                }
                 Err(f) => {
                     let tries = if f.retryable { format!(" (after {} attempts)", retries + 1) } else { String::new() };
                     return Err(f.error.context(format!("{what} at {url} failed{tries}")));
@@ -191,7 +208,8 @@ pub async fn send(client: &Client, rb: reqwest::RequestBuilder) -> std::result::
             // reached it, so it goes again at once.
             let not_sent = describe_reqwest(&e).contains("connection closed before message completed");
             let retry_after_s = not_sent.then_some(0.0);
-            return Err(Failure { retryable: true, retry_after_s, error: anyhow!("{}", describe_reqwest(&e)), not_sent });
+            let error = anyhow!("{}", describe_reqwest(&e));
+            return Err(Failure { retryable: true, retry_after_s, error, not_sent, unreachable: e.is_connect() });
         }
         Ok(Ok(r)) => r,
     };
@@ -204,7 +222,7 @@ pub async fn send(client: &Client, rb: reqwest::RequestBuilder) -> std::result::
     let excerpt: String = body.chars().take(300).collect();
     let error = anyhow!("HTTP {status}: {}", excerpt.trim());
     let retryable = status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error();
-    Err(Failure { retryable, retry_after_s, error, not_sent: false })
+    Err(Failure { retryable, retry_after_s, error, not_sent: false, unreachable: false })
 }
 
 /// A transport error in words, without the URL's query (reqwest's Display

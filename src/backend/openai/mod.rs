@@ -342,6 +342,10 @@ impl Engine for OpenAiEngine {
                 tokio::select! {
                     next = set.join_next() => match next {
                         None => return Ok(()),
+                        Some(Ok((_, Err(e)))) if e.downcast_ref::<http::Unreachable>().is_some() => {
+                            set.abort_all();
+                            return Err(e);
+                        }
                         Some(Ok((tag, r))) => on_response(tag, r)?,
                         Some(Err(e)) => bail!("a request task failed: {e}"),
                     },

@@ -1,0 +1,242 @@
+//! The `openai` engine against a server that misbehaves on purpose (axum on
+//! 127.0.0.1, inside the test): each item's prompt names the fault its
+//! request meets. Each gives its documented behaviour, and no finished item
+//! is lost: 429 with Retry-After and 500-then-success are retried and
+//! succeed; a first byte slower than --request-timeout, garbage in the SSE
+//! stream and a stream cut mid-answer fail their item after the retries
+//! (the run goes on, exit code 3); no usage falls back to estimated token
+//! counts; a role-only first chunk does not count as the first token;
+//! chunks of several tokens are counted by usage. A key set in the
+//! environment appears in no file the run wrote, nor in its output.
+
+mod common;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Requests seen per fault case, and the Authorization headers received.
+#[derive(Default)]
+struct Seen {
+    attempts: HashMap<String, usize>,
+    auth: Vec<String>,
+}
+type Shared = Arc<Mutex<Seen>>;
+
+const SECRET: &str = "sk-openweigh-test-7f3a9c1e5d";
+
+fn sse(events: Vec<String>) -> Response {
+    let body: String = events.into_iter().map(|e| format!("data: {e}\n\n")).collect();
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
+fn text_chunk(t: &str) -> String {
+    serde_json::json!({"choices": [{"index": 0, "text": t, "finish_reason": null}]}).to_string()
+}
+
+fn finish(reason: &str) -> String {
+    serde_json::json!({"choices": [{"index": 0, "text": "", "finish_reason": reason}]}).to_string()
+}
+
+fn usage(prompt: usize, completion: usize) -> String {
+    serde_json::json!({"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}).to_string()
+}
+
+async fn completions(State(seen): State<Shared>, headers: HeaderMap, Json(body): Json<serde_json::Value>) -> Response {
+    let prompt = body["prompt"].as_str().unwrap_or_default().to_string();
+    let case = prompt.split("case:").nth(1).unwrap_or("plain").split_whitespace().next().unwrap_or("plain").to_string();
+    let attempt = {
+        let mut s = seen.lock().unwrap();
+        if let Some(a) = headers.get("authorization") {
+            s.auth.push(a.to_str().unwrap_or_default().to_string());
+        }
+        let n = s.attempts.entry(case.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let ok = |text: &str| {
+        sse(vec![text_chunk(text), finish("stop"), usage(12, 2), "[DONE]".into()])
+    };
+    match case.as_str() {
+        "ratelimit" if attempt == 1 => {
+            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response()
+        }
+        "flaky" if attempt == 1 => (StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            ok("late")
+        }
+        "garbage" => sse(vec![text_chunk("ok"), "this is not json".into(), "[DONE]".into()]),
+        "cut" => sse(vec![text_chunk("o")]), // no finish_reason, no [DONE]
+        "nousage" => sse(vec![text_chunk("ok"), finish("stop"), "[DONE]".into()]),
+        "roleonly" => {
+            // A role-only chunk at once, the text 300 ms later: TTFT is the latter.
+            let first = serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]});
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(4);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(format!("data: {first}\n\n"))).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                for e in [text_chunk("ok"), finish("stop"), usage(12, 2), "[DONE]".into()] {
+                    let _ = tx.send(Ok(format!("data: {e}\n\n"))).await;
+                }
+            });
+            let stream = tokio_stream_from(rx);
+            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+        }
+        // Three tokens per chunk, six in all, an SSE comment ping between.
+        "multitoken" => {
+            let body = format!(
+                ": ping\n\ndata: {}\n\ndata: {}\n\ndata: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+                text_chunk("o"),
+                text_chunk("k"),
+                finish("stop"),
+                usage(12, 6)
+            );
+            ([("content-type", "text/event-stream")], body).into_response()
+        }
+        _ => ok("ok"),
+    }
+}
+
+/// An mpsc receiver as a body stream (no extra crate).
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn models() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"object": "list", "data": [{"id": "fault", "object": "model"}]}))
+}
+
+/// Starts the fault server on a free port; returns its base URL and what it saw.
+fn start_server() -> (String, Shared, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let seen: Shared = Arc::default();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(completions))
+        .with_state(seen.clone());
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), seen, rt)
+}
+
+const CASES: &[&str] = &["plain", "ratelimit", "flaky", "slow", "garbage", "cut", "nousage", "roleonly", "multitoken"];
+
+#[test]
+fn every_fault_gives_its_documented_behaviour() {
+    let (url, seen, _rt) = start_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let data: String = CASES.iter().map(|c| format!("{{\"case\": \"{c}\"}}\n")).collect();
+    std::fs::write(tmp.path().join("d.jsonl"), data).unwrap();
+    std::fs::write(
+        tmp.path().join("faults.yaml"),
+        "name: faults\ntasks:\n  - task: f\n    data_files: d.jsonl\n    output_type: generate_until\n    doc_to_text: \"case:{{case}} say ok\"\n    doc_to_target: \"ok\"\n    generation_kwargs: { until: [\"\\n\"], max_gen_toks: 8 }\n    metric_list: [exact_match]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("models.toml"),
+        format!("[[model]]\nname = \"fault\"\nbase_url = \"{url}\"\nmodel_id = \"fault\"\napi_key_env = \"OPENWEIGH_TEST_KEY\"\ninput_usd_per_mtok = 0.5\noutput_usd_per_mtok = 1.5\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("results");
+    let assert = openweigh()
+        .env("OPENWEIGH_TEST_KEY", SECRET)
+        .args(["run", "--model", "fault", "--probe-reps", "0", "--request-timeout", "1", "--retries", "2", "--concurrency", "4"])
+        .arg("--models")
+        .arg(tmp.path().join("models.toml"))
+        .arg("--suite")
+        .arg(tmp.path().join("faults.yaml"))
+        .arg("--out")
+        .arg(&out)
+        .timeout(Duration::from_secs(120))
+        .assert();
+    let output = assert.get_output().clone();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(3), "failed items give exit 3\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let dir = only_run_dir(&out);
+    let samples = read_jsonl(&dir.join("samples.jsonl"));
+    assert_eq!(samples.len(), CASES.len(), "every item recorded, none lost");
+    let by_case = |c: &str| samples.iter().find(|s| s["prompt"].as_str().unwrap().contains(&format!("case:{c} "))).unwrap().clone();
+    for c in ["plain", "ratelimit", "flaky", "nousage", "roleonly", "multitoken"] {
+        let s = by_case(c);
+        assert!(s["error"].is_null(), "{c}: {s}");
+        assert_eq!(s["correct"], true, "{c}: {s}");
+    }
+    assert_eq!(by_case("ratelimit")["served"]["retries"], 1);
+    assert_eq!(by_case("flaky")["served"]["retries"], 1);
+    assert_eq!(by_case("plain")["served"]["retries"], 0);
+    assert_eq!(by_case("plain")["served"]["token_counts"], "usage");
+    assert_eq!(by_case("plain")["tokens_out"], 2);
+    assert_eq!(by_case("nousage")["served"]["token_counts"], "estimate", "no usage, no tokenizer: estimated");
+    let role = by_case("roleonly");
+    assert!(role["ttft_s"].as_f64().unwrap() >= 0.3, "a role-only chunk is not the first token: {role}");
+    let multi = by_case("multitoken");
+    assert_eq!(multi["tokens_out"], 6);
+    assert_eq!(multi["served"]["chunks"], 2);
+    let tpot = multi["served"]["tpot_s"].as_f64().unwrap();
+    let expect = (multi["wall_s"].as_f64().unwrap() - multi["ttft_s"].as_f64().unwrap()) / 5.0;
+    assert!((tpot - expect).abs() < 1e-9, "TPOT = (E2E − TTFT)/(tokens − 1)");
+    for (c, words) in [("slow", "no response within 1.0 s"), ("garbage", "not JSON"), ("cut", "ended before the answer finished")] {
+        let s = by_case(c);
+        let err = s["error"].as_str().unwrap_or_default();
+        assert!(err.contains(words) && err.contains("after 3 attempts"), "{c}: {err}");
+        assert_eq!(s["correct"], false);
+    }
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.attempts["slow"], 3, "1 attempt + 2 retries");
+        assert!(s.auth.iter().all(|a| a == &format!("Bearer {SECRET}")), "the key is sent as a bearer token");
+    }
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["backend"], "openai");
+    assert_eq!(meta["model"]["served"]["api_key_env"], "OPENWEIGH_TEST_KEY");
+    assert_eq!(meta["n_failed"], 3);
+
+    // The key is in no file the run wrote (report included), nor in its output.
+    for entry in walk(&out) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(SECRET), "{} holds the key", entry.display());
+    }
+    assert!(!stderr.contains(SECRET) && !stdout.contains(SECRET));
+    assert!(dir.join("report/index.html").exists(), "the report was written");
+}
+
+#[test]
+fn a_server_that_is_gone_stops_the_run_with_one_clear_error() {
+    // A port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    openweigh()
+        .args(["run", "--probe-reps", "0", "--suite", "chat", "--limit", "1", "--model"])
+        .arg(format!("openai:http://127.0.0.1:{port}/v1#m"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(format!("http://127.0.0.1:{port}/v1: ")))
+        .stderr(predicates::str::contains("start the server"))
+        .stderr(predicates::str::contains("panicked").not());
+}
+
+use predicates::prelude::PredicateBooleanExt;
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

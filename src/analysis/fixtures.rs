@@ -51,6 +51,7 @@ pub fn item(task: &str, i: usize, right: bool) -> ItemResult {
         prefix_s: None,
         ttft_s: None,
         decode_tok_per_s: None,
+        served: None,
         error: None,
     }
 }

@@ -137,6 +137,7 @@ mod tests {
                         prefix_s: 0.0,
                         ttft_s: None,
                         decode_tok_per_s: None,
+                        served: None,
                     })
                 };
                 on_response(tag, response)?;

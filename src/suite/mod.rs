@@ -24,8 +24,11 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 /// Suites compiled into the binary, so `openweigh run` works from any folder.
-pub const EMBEDDED: &[(&str, &str)] =
-    &[("quick", include_str!("../../suites/quick.yaml")), ("standard", include_str!("../../suites/standard.yaml"))];
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("quick", include_str!("../../suites/quick.yaml")),
+    ("standard", include_str!("../../suites/standard.yaml")),
+    ("chat", include_str!("../../suites/chat.yaml")),
+];
 
 pub const DEFAULT_SUITE: &str = "quick";
 

@@ -128,7 +128,7 @@ pub fn read_models_file(path: &Path) -> Result<Vec<Endpoint>> {
         fix: format!("could not read the models file ({e}); pass an existing TOML file to --models"),
     })?;
     let file: ModelsFile = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].lines().count().max(1)).unwrap_or(1);
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
         UserError::BadFileAt {
             path: path.to_path_buf(),
             line,

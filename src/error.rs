@@ -54,6 +54,8 @@ pub enum UserError {
 
 /// Exit code for user mistakes (bad input, bad flag).
 pub const EXIT_USER: i32 = 2;
+/// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
 /// Exit code for a run that finished but had failed items.
 pub const EXIT_ITEM_FAILURES: i32 = 3;
 /// Exit code of `compare --fail-on-regression` when the gate fails: a
@@ -63,7 +65,9 @@ pub const EXIT_GATE: i32 = 4;
 /// The exit code an error stands for: 2 for a user mistake anywhere in its
 /// chain, 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
-    if e.downcast_ref::<UserError>().is_some() {
+    if matches!(e.downcast_ref::<UserError>(), Some(UserError::Interrupted)) {
+        EXIT_INTERRUPTED
+    } else if e.downcast_ref::<UserError>().is_some() {
         EXIT_USER
     } else {
         1

@@ -49,6 +49,9 @@ fn usage(prompt: usize, completion: usize) -> String {
 
 async fn completions(State(seen): State<Shared>, headers: HeaderMap, Json(body): Json<serde_json::Value>) -> Response {
     let prompt = body["prompt"].as_str().unwrap_or_default().to_string();
+    if body.get("logprobs").is_some() {
+        return Json(echo_answer(&prompt, body["echo"] == true)).into_response();
+    }
     let case = prompt.split("case:").nth(1).unwrap_or("plain").split_whitespace().next().unwrap_or("plain").to_string();
     let attempt = {
         let mut s = seen.lock().unwrap();
@@ -67,6 +70,10 @@ async fn completions(State(seen): State<Shared>, headers: HeaderMap, Json(body):
             (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response()
         }
         "flaky" if attempt == 1 => (StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            ok("late")
+        }
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             ok("late")
@@ -101,6 +108,63 @@ async fn completions(State(seen): State<Shared>, headers: HeaderMap, Json(body):
         }
         _ => ok("ok"),
     }
+}
+
+/// A server that gets echo right, for the plumbing of log-likelihood scoring:
+/// words are tokens (a leading space kept), each with log-prob −(its length in
+/// characters), and the top token at each position is the token itself. The
+/// next token after any prompt is " Paris".
+fn echo_answer(prompt: &str, echo: bool) -> serde_json::Value {
+    let mut tokens: Vec<String> = Vec::new();
+    for (i, w) in prompt.split(' ').enumerate() {
+        tokens.push(if i == 0 { w.to_string() } else { format!(" {w}") });
+    }
+    let gen = " Paris".to_string();
+    let (tokens, text) = if echo { ([tokens, vec![gen.clone()]].concat(), format!("{prompt}{gen}")) } else { (vec![gen.clone()], gen) };
+    let lps: Vec<serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| if echo && i == 0 { serde_json::Value::Null } else { (-(t.chars().count() as f64)).into() })
+        .collect();
+    let tops: Vec<serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| if echo && i == 0 { serde_json::Value::Null } else { serde_json::json!({ t.clone(): -(t.chars().count() as f64) }) })
+        .collect();
+    serde_json::json!({"choices": [{"index": 0, "text": text, "finish_reason": "length",
+        "logprobs": {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops}}],
+        "usage": {"prompt_tokens": if echo { tokens.len() - 1 } else { prompt.split(' ').count() }, "completion_tokens": 1}})
+}
+
+#[test]
+fn a_server_with_a_correct_echo_is_scored_from_its_log_probs() {
+    let (url, _seen, _rt) = start_server();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("d.jsonl"), "{\"q\": \"sky\"}\n").unwrap();
+    std::fs::write(
+        tmp.path().join("s.yaml"),
+        "name: s\ntasks:\n  - task: mc\n    data_files: d.jsonl\n    output_type: multiple_choice\n    doc_to_text: \"Q: {{q}} color?\"\n    doc_to_choice: [\"blue sky\", \"green\"]\n    doc_to_target: 1\n    metric_list: [acc, acc_norm]\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("results");
+    openweigh()
+        .args(["run", "--probe-reps", "0", "--no-report", "--model"])
+        .arg(format!("openai:{url}#fault"))
+        .arg("--suite")
+        .arg(tmp.path().join("s.yaml"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let dir = only_run_dir(&out);
+    let s = &read_jsonl(&dir.join("samples.jsonl"))[0];
+    // " blue" + " sky" = −5 − 4 = −9 over 2 tokens; " green" = −6 over 1; all greedy.
+    assert_eq!(s["loglik"][0], serde_json::json!({"logprob": -9.0, "n_tokens": 2, "is_greedy": true}));
+    assert_eq!(s["loglik"][1], serde_json::json!({"logprob": -6.0, "n_tokens": 1, "is_greedy": true}));
+    assert_eq!(s["metrics"]["acc"], 1.0, "green (−6) beats blue sky (−9)");
+    assert_eq!(s["metrics"]["acc_norm"], 0.0, "per character: −9/8 beats −6/5");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["model"]["load"]["echo_self_check"]["echoed_logprob"], -6.0);
 }
 
 /// An mpsc receiver as a body stream (no extra crate).
@@ -224,6 +288,58 @@ fn a_server_that_is_gone_stops_the_run_with_one_clear_error() {
         .stderr(predicates::str::contains(format!("http://127.0.0.1:{port}/v1: ")))
         .stderr(predicates::str::contains("start the server"))
         .stderr(predicates::str::contains("panicked").not());
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
+    let (url, _seen, _rt) = start_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let data: String = ["plain", "plain", "plain", "hang", "plain"].iter().map(|c| format!("{{\"case\": \"{c}\"}}\n")).collect();
+    std::fs::write(tmp.path().join("d.jsonl"), data).unwrap();
+    std::fs::write(
+        tmp.path().join("s.yaml"),
+        "name: s\ntasks:\n  - task: f\n    data_files: d.jsonl\n    output_type: generate_until\n    doc_to_text: \"case:{{case}} say ok\"\n    doc_to_target: \"ok\"\n    generation_kwargs: { until: [\"\\n\"], max_gen_toks: 8 }\n    metric_list: [exact_match]\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("results");
+    std::fs::create_dir_all(&out).unwrap();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("openweigh"))
+        .env("OPENWEIGH_HOME", test_home())
+        .env("OPENWEIGH_CACHE", shared_cache())
+        .args(["run", "--probe-reps", "0", "--no-report", "--request-timeout", "60", "--model"])
+        .arg(format!("openai:{url}#fault"))
+        .arg("--suite")
+        .arg(tmp.path().join("s.yaml"))
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let n = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("samples.jsonl")).ok())
+            .map_or(0, |s| s.lines().count());
+        if n >= 3 {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 30, "no items after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200)); // the hanging request is out
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted (Ctrl-C)") && !stderr.contains("panicked"), "{stderr}");
+    assert!(start.elapsed().as_secs() < 25, "Ctrl-C did not wait for the hanging request");
+    let dir = only_run_dir(&out);
+    assert_eq!(read_jsonl(&dir.join("samples.jsonl")).len(), 3, "the three finished items are kept");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "failed");
+    assert!(meta["error"].as_str().unwrap().contains("interrupted"));
 }
 
 use predicates::prelude::PredicateBooleanExt;

@@ -25,7 +25,8 @@ pub struct ItemResult {
     /// included); for partial scoring each choice's context, joined by
     /// `\n--- or ---\n`.
     pub prompt: String,
-    /// Choice texts (multiple choice only; for partial scoring, the contexts).
+    /// Choice texts (multiple choice only; for partial scoring, the contexts;
+    /// for a lettered question, its option letters, which set its chance level).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choices: Option<Vec<String>>,
     /// Gold answer: the choice index as text, or the target string.

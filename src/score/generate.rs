@@ -56,6 +56,16 @@ fn letter_re() -> &'static Regex {
     RE.get_or_init(|| Regex::new(r"\b([A-J])\b").unwrap())
 }
 
+fn option_line_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"(?m)^([A-J])\. ").unwrap())
+}
+
+/// The option letters a lettered prompt offers (its lines starting "A. ", "B. ", …).
+pub fn option_letters(prompt: &str) -> Vec<String> {
+    option_line_re().captures_iter(prompt).map(|c| c[1].to_string()).collect()
+}
+
 /// The option letter a reply picks: after "answer (is)" when present, else
 /// the first standalone capital A–J ("B", "(C)", "D. Paris").
 pub fn answer_letter(text: &str) -> Option<&str> {
@@ -122,6 +132,7 @@ mod tests {
             assert_eq!(apply_filter(Filter::Letter, reply), letter, "{reply:?}");
         }
         assert!(exact_match(Filter::Letter, "B", ["B"]));
+        assert_eq!(option_letters("Q?\nA. x\nB. y\nC. z\nAnswer:"), ["A", "B", "C"]);
         assert!(!exact_match(Filter::Letter, "", [""]));
     }
 

@@ -80,7 +80,11 @@ pub fn score_item(task: &Task, item: &Item, output: Output) -> Result<Scored> {
                 };
                 metrics.insert(m.clone(), ok as u8 as f64);
             }
-            (None, target.clone(), prediction, Some(text), None)
+            // A lettered question's options (its prompt's "A. …" lines) set its chance level.
+            let options = (task.spec.filter == crate::suite::Filter::Letter)
+                .then(|| generate::option_letters(&item.prompt[item.prefix_len..]))
+                .filter(|o| !o.is_empty());
+            (options, target.clone(), prediction, Some(text), None)
         }
         _ => anyhow::bail!("backend answered with the wrong kind of output"),
     };

@@ -29,6 +29,10 @@ impl Default for HttpOptions {
     }
 }
 
+/// Times a request that never reached the server (a kept-alive connection it
+/// had closed) is sent again, on top of the retries.
+pub const MAX_RESENDS: u32 = 3;
+
 /// The longest `Retry-After` honoured; a longer one is cut to this.
 pub const MAX_RETRY_AFTER_S: f64 = 30.0;
 
@@ -141,6 +145,7 @@ impl Client {
         Fut: std::future::Future<Output = std::result::Result<T, Failure>>,
     {
         let mut retries = 0u32;
+        let mut resent = 0u32;
         loop {
             let lease = self.lease();
             let url = lease.base_url().to_string();
@@ -148,6 +153,8 @@ impl Client {
             drop(lease);
             match outcome {
                 Ok(v) => return Ok((v, retries)),
+                // Never reached the server: sent again at once, silently, and not counted as a retry.
+                Err(f) if f.not_sent && resent < MAX_RESENDS => resent += 1,
                 Err(f) if f.retryable && retries < self.opts.max_retries => {
                     let wait = backoff_s(retries, f.retry_after_s);
                     tracing_note(&format!("{what} at {url}: {:#}; retry {} in {wait:.1} s", f.error, retries + 1));

@@ -34,7 +34,13 @@ fn load(path: &Path, format: WeightFormat) -> CandleBackend {
 }
 
 fn generate(b: &mut CandleBackend, prompt: &str, max_tokens: usize) -> String {
-    let req = Request::Generate { prompt: prompt.into(), until: vec!["\n".into()], max_tokens, shared_prefix: None };
+    let req = Request::Generate {
+        prompt: prompt.into(),
+        until: vec!["\n".into()],
+        max_tokens,
+        shared_prefix: None,
+        chat: false,
+    };
     match b.run(&req).unwrap().output {
         Output::Text(t) => t,
         _ => unreachable!(),
@@ -264,7 +270,7 @@ fn token_counts_are_what_the_model_computed() {
     let path = default_model();
     let mut b = load(&path, WeightFormat::Q8_0);
     let prompt = b.apply_chat_template("What is the capital of France? Answer with the city name only.").unwrap();
-    let req = Request::Generate { prompt, until: vec![], max_tokens: 64, shared_prefix: None };
+    let req = Request::Generate { prompt, until: vec![], max_tokens: 64, shared_prefix: None, chat: false };
     let r = b.run(&req).unwrap();
     let Output::Text(text) = &r.output else { unreachable!() };
     let text_tokens = b.tokenizer.encode(text).unwrap().len();

@@ -62,9 +62,7 @@ async fn completions(State(seen): State<Shared>, headers: HeaderMap, Json(body):
         *n += 1;
         *n
     };
-    let ok = |text: &str| {
-        sse(vec![text_chunk(text), finish("stop"), usage(12, 2), "[DONE]".into()])
-    };
+    let ok = |text: &str| sse(vec![text_chunk(text), finish("stop"), usage(12, 2), "[DONE]".into()]);
     match case.as_str() {
         "ratelimit" if attempt == 1 => {
             (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response()
@@ -120,7 +118,8 @@ fn echo_answer(prompt: &str, echo: bool) -> serde_json::Value {
         tokens.push(if i == 0 { w.to_string() } else { format!(" {w}") });
     }
     let gen = " Paris".to_string();
-    let (tokens, text) = if echo { ([tokens, vec![gen.clone()]].concat(), format!("{prompt}{gen}")) } else { (vec![gen.clone()], gen) };
+    let (tokens, text) =
+        if echo { ([tokens, vec![gen.clone()]].concat(), format!("{prompt}{gen}")) } else { (vec![gen.clone()], gen) };
     let lps: Vec<serde_json::Value> = tokens
         .iter()
         .enumerate()
@@ -129,7 +128,13 @@ fn echo_answer(prompt: &str, echo: bool) -> serde_json::Value {
     let tops: Vec<serde_json::Value> = tokens
         .iter()
         .enumerate()
-        .map(|(i, t)| if echo && i == 0 { serde_json::Value::Null } else { serde_json::json!({ t.clone(): -(t.chars().count() as f64) }) })
+        .map(|(i, t)| {
+            if echo && i == 0 {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!({ t.clone(): -(t.chars().count() as f64) })
+            }
+        })
         .collect();
     serde_json::json!({"choices": [{"index": 0, "text": text, "finish_reason": "length",
         "logprobs": {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops}}],
@@ -163,7 +168,8 @@ fn a_server_with_a_correct_echo_is_scored_from_its_log_probs() {
     assert_eq!(s["loglik"][1], serde_json::json!({"logprob": -6.0, "n_tokens": 1, "is_greedy": true}));
     assert_eq!(s["metrics"]["acc"], 1.0, "green (−6) beats blue sky (−9)");
     assert_eq!(s["metrics"]["acc_norm"], 0.0, "per character: −9/8 beats −6/5");
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["model"]["load"]["echo_self_check"]["echoed_logprob"], -6.0);
 }
 
@@ -213,7 +219,19 @@ fn every_fault_gives_its_documented_behaviour() {
     let out = tmp.path().join("results");
     let assert = openweigh()
         .env("OPENWEIGH_TEST_KEY", SECRET)
-        .args(["run", "--model", "fault", "--probe-reps", "0", "--request-timeout", "1", "--retries", "2", "--concurrency", "4"])
+        .args([
+            "run",
+            "--model",
+            "fault",
+            "--probe-reps",
+            "0",
+            "--request-timeout",
+            "1",
+            "--retries",
+            "2",
+            "--concurrency",
+            "4",
+        ])
         .arg("--models")
         .arg(tmp.path().join("models.toml"))
         .arg("--suite")
@@ -231,7 +249,9 @@ fn every_fault_gives_its_documented_behaviour() {
     let dir = only_run_dir(&out);
     let samples = read_jsonl(&dir.join("samples.jsonl"));
     assert_eq!(samples.len(), CASES.len(), "every item recorded, none lost");
-    let by_case = |c: &str| samples.iter().find(|s| s["prompt"].as_str().unwrap().contains(&format!("case:{c} "))).unwrap().clone();
+    let by_case = |c: &str| {
+        samples.iter().find(|s| s["prompt"].as_str().unwrap().contains(&format!("case:{c} "))).unwrap().clone()
+    };
     for c in ["plain", "ratelimit", "flaky", "nousage", "roleonly", "multitoken"] {
         let s = by_case(c);
         assert!(s["error"].is_null(), "{c}: {s}");
@@ -251,7 +271,9 @@ fn every_fault_gives_its_documented_behaviour() {
     let tpot = multi["served"]["tpot_s"].as_f64().unwrap();
     let expect = (multi["wall_s"].as_f64().unwrap() - multi["ttft_s"].as_f64().unwrap()) / 5.0;
     assert!((tpot - expect).abs() < 1e-9, "TPOT = (E2E − TTFT)/(tokens − 1)");
-    for (c, words) in [("slow", "no response within 1.0 s"), ("garbage", "not JSON"), ("cut", "ended before the answer finished")] {
+    for (c, words) in
+        [("slow", "no response within 1.0 s"), ("garbage", "not JSON"), ("cut", "ended before the answer finished")]
+    {
         let s = by_case(c);
         let err = s["error"].as_str().unwrap_or_default();
         assert!(err.contains(words) && err.contains("after 3 attempts"), "{c}: {err}");
@@ -262,7 +284,8 @@ fn every_fault_gives_its_documented_behaviour() {
         assert_eq!(s.attempts["slow"], 3, "1 attempt + 2 retries");
         assert!(s.auth.iter().all(|a| a == &format!("Bearer {SECRET}")), "the key is sent as a bearer token");
     }
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["backend"], "openai");
     assert_eq!(meta["model"]["served"]["api_key_env"], "OPENWEIGH_TEST_KEY");
     assert_eq!(meta["n_failed"], 3);
@@ -294,7 +317,8 @@ fn a_server_that_is_gone_stops_the_run_with_one_clear_error() {
 fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
     let (url, _seen, _rt) = start_server();
     let tmp = tempfile::tempdir().unwrap();
-    let data: String = ["plain", "plain", "plain", "hang", "plain"].iter().map(|c| format!("{{\"case\": \"{c}\"}}\n")).collect();
+    let data: String =
+        ["plain", "plain", "plain", "hang", "plain"].iter().map(|c| format!("{{\"case\": \"{c}\"}}\n")).collect();
     std::fs::write(tmp.path().join("d.jsonl"), data).unwrap();
     std::fs::write(
         tmp.path().join("s.yaml"),
@@ -337,7 +361,8 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
     assert!(start.elapsed().as_secs() < 25, "Ctrl-C did not wait for the hanging request");
     let dir = only_run_dir(&out);
     assert_eq!(read_jsonl(&dir.join("samples.jsonl")).len(), 3, "the three finished items are kept");
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["status"], "failed");
     assert!(meta["error"].as_str().unwrap().contains("interrupted"));
 }

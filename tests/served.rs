@@ -51,9 +51,13 @@ fn in_process_and_served_land_on_one_chart() {
     let models_flag = ["--models", models.to_str().unwrap()];
 
     let local = run_chat(&tmp.path().join("local"), "smollm2-135m-instruct", &["--probe-reps", "1"]);
-    let served = run_chat(&tmp.path().join("served"), "smollm2-served", &[&models_flag[..], &["--probe-reps", "1"]].concat());
-    let served4 =
-        run_chat(&tmp.path().join("served4"), "smollm2-served", &[&models_flag[..], &["--probe-reps", "0", "--concurrency", "4"]].concat());
+    let served =
+        run_chat(&tmp.path().join("served"), "smollm2-served", &[&models_flag[..], &["--probe-reps", "1"]].concat());
+    let served4 = run_chat(
+        &tmp.path().join("served4"),
+        "smollm2-served",
+        &[&models_flag[..], &["--probe-reps", "0", "--concurrency", "4"]].concat(),
+    );
 
     // Same items, same prompts (the served run records the user message; the
     // local one the message in the model's template, which contains it).
@@ -76,7 +80,11 @@ fn in_process_and_served_land_on_one_chart() {
         assert_eq!(s["generated"], c4[id]["generated"], "{id}: same answer at concurrency 1 and 4");
     }
     let strip = |p: &Path| -> Vec<String> {
-        std::fs::read_to_string(p.join("summary.csv")).unwrap().lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect()
+        std::fs::read_to_string(p.join("summary.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(8).collect::<Vec<_>>().join(","))
+            .collect()
     };
     assert_eq!(strip(&served), strip(&served4), "same summary scores at concurrency 1 and 4");
 
@@ -85,18 +93,28 @@ fn in_process_and_served_land_on_one_chart() {
     for s in b.values() {
         let (Some(ttft), Some(t)) = (s["ttft_s"].as_f64(), s["served"]["server_timings"].as_object()) else { continue };
         let prompt_s = t["prompt_ms"].as_f64().unwrap() / 1000.0;
-        assert!(ttft >= prompt_s - 0.002 && ttft <= prompt_s + 0.25, "TTFT {ttft} vs server prompt time {prompt_s}: {s}");
+        assert!(
+            ttft >= prompt_s - 0.002 && ttft <= prompt_s + 0.25,
+            "TTFT {ttft} vs server prompt time {prompt_s}: {s}"
+        );
         let n = t["predicted_n"].as_f64().unwrap();
         if let (Some(tpot), true) = (s["served"]["tpot_s"].as_f64(), n >= 8.0) {
             let server_tpot = t["predicted_ms"].as_f64().unwrap() / 1000.0 / n;
-            assert!((tpot - server_tpot).abs() <= 0.5 * server_tpot + 0.003, "TPOT {tpot} vs server {server_tpot}: {s}");
+            assert!(
+                (tpot - server_tpot).abs() <= 0.5 * server_tpot + 0.003,
+                "TPOT {tpot} vs server {server_tpot}: {s}"
+            );
         }
         checked += 1;
     }
     assert!(checked >= 10, "timings checked on {checked} items");
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(served.join("run.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(served.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["backend"], "openai");
-    assert!(meta["speed_probe"]["decode_tok_per_s"]["mean"].as_f64().unwrap() > 0.0, "the probe ran through the server");
+    assert!(
+        meta["speed_probe"]["decode_tok_per_s"]["mean"].as_f64().unwrap() > 0.0,
+        "the probe ran through the server"
+    );
 
     // One report, one chart: a circle (self-hosted) and a triangle (served price).
     let report = tmp.path().join("report");
@@ -133,7 +151,13 @@ fn llama_server_echo_is_refused_and_a_killed_server_keeps_finished_items() {
         .spawn()
         .unwrap();
     // Kill the server once some items are in.
-    let samples = || std::fs::read_dir(&out).ok().and_then(|mut d| d.next()).and_then(|e| e.ok()).map(|e| e.path().join("samples.jsonl"));
+    let samples = || {
+        std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("samples.jsonl"))
+    };
     let start = std::time::Instant::now();
     loop {
         let n = samples().and_then(|p| std::fs::read_to_string(p).ok()).map_or(0, |s| s.lines().count());
@@ -152,7 +176,8 @@ fn llama_server_echo_is_refused_and_a_killed_server_keeps_finished_items() {
     let dir = only_run_dir(&out);
     let kept = read_jsonl(&dir.join("samples.jsonl"));
     assert!(kept.len() >= 5, "finished items kept: {}", kept.len());
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["status"], "failed");
     assert!(meta["error"].as_str().unwrap().contains("cannot be reached"));
     eprintln!("server killed after {} items; run stopped with: {}", kept.len(), meta["error"]);
@@ -177,7 +202,18 @@ fn load_sweep_against_llama_server() {
     let server = Server::llama_server(4, &[]);
     let tmp = tempfile::tempdir().unwrap();
     openweigh()
-        .args(["load", "--concurrency", "1,2,4", "--requests", "8", "--input-len", "128", "--output-len", "32", "--model"])
+        .args([
+            "load",
+            "--concurrency",
+            "1,2,4",
+            "--requests",
+            "8",
+            "--input-len",
+            "128",
+            "--output-len",
+            "32",
+            "--model",
+        ])
         .arg(format!("openai:{}#smollm2", server.base_url()))
         .arg("--out")
         .arg(tmp.path())
@@ -197,12 +233,23 @@ fn load_sweep_against_llama_server() {
         assert!(l["ttft"]["p50_s"].as_f64().unwrap() > 0.0);
         eprintln!(
             "concurrency {}: {:.2} req/s, {:.1} output tok/s, TTFT p50 {:.3} s p99 {:.3} s",
-            l["concurrency"], l["request_per_s"].as_f64().unwrap(), l["output_tok_per_s"].as_f64().unwrap(),
-            l["ttft"]["p50_s"].as_f64().unwrap(), l["ttft"]["p99_s"].as_f64().unwrap()
+            l["concurrency"],
+            l["request_per_s"].as_f64().unwrap(),
+            l["output_tok_per_s"].as_f64().unwrap(),
+            l["ttft"]["p50_s"].as_f64().unwrap(),
+            l["ttft"]["p99_s"].as_f64().unwrap()
         );
     }
     assert_eq!(read_jsonl(&dir.join("requests.jsonl")).len(), 24);
-    for f in ["index.html", "load.md", "load.csv", "load_throughput.svg", "load_throughput.png", "load_latency.svg", "load_latency.png"] {
+    for f in [
+        "index.html",
+        "load.md",
+        "load.csv",
+        "load_throughput.svg",
+        "load_throughput.png",
+        "load_latency.svg",
+        "load_latency.png",
+    ] {
         assert!(dir.join(f).exists(), "{f}");
     }
 }

@@ -163,7 +163,9 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
             None => None,
         };
         let run_tokens_cost_usd = match &served_price {
-            Some(p) => Some(cost::tokens_cost_usd(row.tokens_in, row.tokens_out, p.input_usd_per_mtok, p.output_usd_per_mtok)),
+            Some(p) => {
+                Some(cost::tokens_cost_usd(row.tokens_in, row.tokens_out, p.input_usd_per_mtok, p.output_usd_per_mtok))
+            }
             None => self_hosted.map(|s| {
                 cost::tokens_cost_usd(row.tokens_in, row.tokens_out, s.input_usd_per_mtok, s.output_usd_per_mtok)
             }),

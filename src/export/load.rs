@@ -31,7 +31,13 @@ impl Charted for LoadDrawn<'_> {
 type Series<'a> = (&'a str, Vec<f64>);
 
 /// A panel of lines against concurrency.
-fn panel(area: &DrawingArea<SVGBackend, Shift>, title: &str, y_desc: &str, xs: &[f64], series: &[Series]) -> Result<()> {
+fn panel(
+    area: &DrawingArea<SVGBackend, Shift>,
+    title: &str,
+    y_desc: &str,
+    xs: &[f64],
+    series: &[Series],
+) -> Result<()> {
     let x_max = xs.iter().copied().fold(1.0, f64::max);
     let y_max = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max).max(1e-9) * 1.15;
     let mut chart = ChartBuilder::on(area)
@@ -58,7 +64,13 @@ fn panel(area: &DrawingArea<SVGBackend, Shift>, title: &str, y_desc: &str, xs: &
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
     }
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).label_font(font(13)).border_style(BLACK).background_style(WHITE).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(font(13))
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
     Ok(())
 }
 
@@ -73,15 +85,34 @@ pub fn draw(r: &LoadResult) -> Result<LoadDrawn<'_>> {
     let throughput = svg(|root| {
         let area = titled(root, "Throughput against concurrency", &format!("{what} Higher is better."))?;
         let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
-        panel(&left, "Requests per second", "request/s", &xs, &[("completed", v(&|l| l.request_per_s)), ("goodput (met SLOs)", v(&|l| l.goodput_request_per_s))])?;
+        panel(
+            &left,
+            "Requests per second",
+            "request/s",
+            &xs,
+            &[("completed", v(&|l| l.request_per_s)), ("goodput (met SLOs)", v(&|l| l.goodput_request_per_s))],
+        )?;
         panel(&right, "Output tokens per second", "tok/s", &xs, &[("output", v(&|l| l.output_tok_per_s))])?;
         Ok(())
     })?;
     let latency = svg(|root| {
-        let area = titled(root, "Latency against concurrency", &format!("{what} Client-side, streamed. Lower is better."))?;
+        let area =
+            titled(root, "Latency against concurrency", &format!("{what} Client-side, streamed. Lower is better."))?;
         let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
-        panel(&left, "Time to first token", "seconds", &xs, &[("p50", v(&|l| l.ttft.p50_s)), ("p99", v(&|l| l.ttft.p99_s))])?;
-        panel(&right, "Time per output token", "seconds", &xs, &[("p50", v(&|l| l.tpot.p50_s)), ("p99", v(&|l| l.tpot.p99_s))])?;
+        panel(
+            &left,
+            "Time to first token",
+            "seconds",
+            &xs,
+            &[("p50", v(&|l| l.ttft.p50_s)), ("p99", v(&|l| l.ttft.p99_s))],
+        )?;
+        panel(
+            &right,
+            "Time per output token",
+            "seconds",
+            &xs,
+            &[("p50", v(&|l| l.tpot.p50_s)), ("p99", v(&|l| l.tpot.p99_s))],
+        )?;
         Ok(())
     })?;
     Ok(LoadDrawn {
@@ -159,7 +190,19 @@ impl Exporter<LoadDrawn<'_>> for Csv {
 
 /// The table of levels, as Markdown.
 pub fn markdown_table(r: &LoadResult) -> String {
-    let mut s = md_row(&["concurrency", "req/s", "output tok/s", "goodput req/s", "TTFT p50 s", "TTFT p99 s", "TPOT p50 s", "TPOT p99 s", "ITL p50 s", "E2E p50 s", "errors"]);
+    let mut s = md_row(&[
+        "concurrency",
+        "req/s",
+        "output tok/s",
+        "goodput req/s",
+        "TTFT p50 s",
+        "TTFT p99 s",
+        "TPOT p50 s",
+        "TPOT p99 s",
+        "ITL p50 s",
+        "E2E p50 s",
+        "errors",
+    ]);
     s.push_str(&md_row(&["---:"; 11]));
     for l in &r.levels {
         s.push_str(&md_row(&[
@@ -237,7 +280,8 @@ impl Exporter<LoadDrawn<'_>> for Html {
             ));
         }
         let charts: String = d.charts.iter().map(|c| format!("<figure>{}</figure>\n", c.svg)).collect();
-        let stopped = r.error.as_ref().map(|e| format!("<p><b>Stopped early:</b> {}</p>", escape(e))).unwrap_or_default();
+        let stopped =
+            r.error.as_ref().map(|e| format!("<p><b>Stopped early:</b> {}</p>", escape(e))).unwrap_or_default();
         let html = format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\
              <title>openweigh load: {name}</title><style>body{{font-family:sans-serif;max-width:1040px;margin:2em auto}}\
@@ -261,6 +305,11 @@ pub fn write(r: &LoadResult, dir: &Path) -> Result<Vec<PathBuf>> {
         exporters.push(Box::new(ChartFile { name: c.name, format: ChartFormat::Svg }));
         exporters.push(Box::new(ChartFile { name: c.name, format: ChartFormat::Png }));
     }
-    exporters.extend([Box::new(Json) as Box<dyn Exporter<LoadDrawn>>, Box::new(Csv), Box::new(Markdown), Box::new(Html)]);
+    exporters.extend([
+        Box::new(Json) as Box<dyn Exporter<LoadDrawn>>,
+        Box::new(Csv),
+        Box::new(Markdown),
+        Box::new(Html),
+    ]);
     write_all(dir, &exporters, &drawn)
 }

@@ -30,7 +30,9 @@ impl RequestRecord {
     /// (E2E − TTFT)/(tokens_out − 1), seconds; None for one output token or none.
     pub fn tpot_s(&self) -> Option<f64> {
         match self.ttft_s {
-            Some(t) if self.tokens_out > 1 && self.error.is_none() => Some((self.e2e_s - t) / (self.tokens_out - 1) as f64),
+            Some(t) if self.tokens_out > 1 && self.error.is_none() => {
+                Some((self.e2e_s - t) / (self.tokens_out - 1) as f64)
+            }
             _ => None,
         }
     }
@@ -67,7 +69,10 @@ impl Slo {
     /// Whether a successful request meets every goal set.
     pub fn met_by(&self, r: &RequestRecord) -> bool {
         let within = |goal: Option<f64>, v: Option<f64>| goal.is_none_or(|g| v.is_some_and(|v| v <= g));
-        r.error.is_none() && within(self.ttft_s, r.ttft_s) && within(self.tpot_s, r.tpot_s()) && within(self.e2e_s, Some(r.e2e_s))
+        r.error.is_none()
+            && within(self.ttft_s, r.ttft_s)
+            && within(self.tpot_s, r.tpot_s())
+            && within(self.e2e_s, Some(r.e2e_s))
     }
 }
 
@@ -127,7 +132,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn rec(ttft: f64, e2e: f64, out: usize) -> RequestRecord {
-        RequestRecord { start_s: 0.0, ttft_s: Some(ttft), e2e_s: e2e, itl_s: vec![0.01; out.saturating_sub(1)], tokens_in: 10, tokens_out: out, error: None }
+        RequestRecord {
+            start_s: 0.0,
+            ttft_s: Some(ttft),
+            e2e_s: e2e,
+            itl_s: vec![0.01; out.saturating_sub(1)],
+            tokens_in: 10,
+            tokens_out: out,
+            error: None,
+        }
     }
 
     #[test]

@@ -53,7 +53,9 @@ impl LoadOptions {
         }
         match (self.requests, self.duration_s) {
             (Some(0), _) => return bad("--requests", "must be at least 1"),
-            (_, Some(d)) if !(d.is_finite() && d > 0.0) => return bad("--duration", "must be a positive number of seconds"),
+            (_, Some(d)) if !(d.is_finite() && d > 0.0) => {
+                return bad("--duration", "must be a positive number of seconds")
+            }
             (None, None) => return bad("--requests", "give --requests N or --duration SECONDS"),
             _ => {}
         }
@@ -101,10 +103,12 @@ fn prompt_set(engine: &OpenAiEngine, n: usize, input_len: usize, seed: u64) -> (
         .collect();
     let ids: Option<Vec<Vec<u32>>> = texts
         .iter()
-        .map(|t| engine.encode(t).ok().filter(|ids| ids.len() >= input_len).map(|mut ids| {
-            ids.truncate(input_len);
-            ids
-        }))
+        .map(|t| {
+            engine.encode(t).ok().filter(|ids| ids.len() >= input_len).map(|mut ids| {
+                ids.truncate(input_len);
+                ids
+            })
+        })
         .collect();
     match ids {
         Some(ids) => (ids.into_iter().map(Prompt::Ids).collect(), "exact token ids".into()),
@@ -125,7 +129,11 @@ pub fn run_load(
     mut on_level: impl FnMut(&LoadResult, &[RequestRecord]) -> Result<()>,
 ) -> Result<LoadResult> {
     opts.validate()?;
-    let http = HttpOptions { concurrency: *opts.concurrency.iter().max().unwrap_or(&1), timeout_s: opts.timeout_s, max_retries: 0 };
+    let http = HttpOptions {
+        concurrency: *opts.concurrency.iter().max().unwrap_or(&1),
+        timeout_s: opts.timeout_s,
+        max_retries: 0,
+    };
     let engine = OpenAiEngine::connect(ep, http)?;
     // Every request of the sweep gets its own prompt (servers cache prefixes).
     let n_prompts = (opts.requests.unwrap_or(0) * opts.concurrency.len()).max(256);
@@ -147,18 +155,26 @@ pub fn run_load(
     engine.runtime().block_on(send_one(&client, &model_id, &prompts[0], opts.output_len, Instant::now()));
     let mut first_prompt = 0;
     for &c in &opts.concurrency {
-        eprintln!("concurrency {c}: {}", match (opts.requests, opts.duration_s) {
-            (_, Some(d)) => format!("{d} s"),
-            (Some(n), None) => format!("{n} requests"),
-            _ => String::new(),
-        });
+        eprintln!(
+            "concurrency {c}: {}",
+            match (opts.requests, opts.duration_s) {
+                (_, Some(d)) => format!("{d} s"),
+                (Some(n), None) => format!("{n} requests"),
+                _ => String::new(),
+            }
+        );
         let (records, duration_s, interrupted, sent) =
             engine.runtime().block_on(run_level(&client, &model_id, &prompts, first_prompt, c, opts));
         first_prompt += sent;
         let summary = metrics::summarize(c, &records, duration_s, &opts.slo);
         eprintln!(
             "  {:.2} req/s, {:.1} output tok/s, TTFT p50 {:.3} s p99 {:.3} s, TPOT p50 {:.4} s, {} error(s)",
-            summary.request_per_s, summary.output_tok_per_s, summary.ttft.p50_s, summary.ttft.p99_s, summary.tpot.p50_s, summary.errors
+            summary.request_per_s,
+            summary.output_tok_per_s,
+            summary.ttft.p50_s,
+            summary.ttft.p99_s,
+            summary.tpot.p50_s,
+            summary.errors
         );
         result.levels.push(summary);
         if interrupted {
@@ -173,7 +189,13 @@ pub fn run_load(
 }
 
 /// One request, timed; a failure becomes a record with its error.
-async fn send_one(client: &Client, model_id: &str, prompt: &Prompt, output_len: usize, level_start: Instant) -> RequestRecord {
+async fn send_one(
+    client: &Client,
+    model_id: &str,
+    prompt: &Prompt,
+    output_len: usize,
+    level_start: Instant,
+) -> RequestRecord {
     let start_s = level_start.elapsed().as_secs_f64();
     let prompt_v = match prompt {
         Prompt::Ids(ids) => serde_json::json!(ids),

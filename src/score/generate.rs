@@ -69,11 +69,7 @@ pub fn option_letters(prompt: &str) -> Vec<String> {
 /// The option letter a reply picks: after "answer (is)" when present, else
 /// the first standalone capital A–J ("B", "(C)", "D. Paris").
 pub fn answer_letter(text: &str) -> Option<&str> {
-    answer_is_re()
-        .captures(text)
-        .or_else(|| letter_re().captures(text))
-        .and_then(|c| c.get(1))
-        .map(|m| m.as_str())
+    answer_is_re().captures(text).or_else(|| letter_re().captures(text)).and_then(|c| c.get(1)).map(|m| m.as_str())
 }
 
 /// TriviaQA's official `normalize_answer` (also SQuAD's): lower case, `_` as a

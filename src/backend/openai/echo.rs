@@ -134,7 +134,12 @@ pub async fn echo(client: &Client, base_url: &str, model_id: &str, prompt: &str)
 }
 
 /// The next token after `prompt` and its log-prob (greedy, no echo).
-pub async fn next_token(client: &Client, base_url: &str, model_id: &str, prompt: &str) -> Result<(String, f64), Failure> {
+pub async fn next_token(
+    client: &Client,
+    base_url: &str,
+    model_id: &str,
+    prompt: &str,
+) -> Result<(String, f64), Failure> {
     let body = serde_json::json!({
         "model": model_id, "prompt": prompt, "max_tokens": 1, "logprobs": 1, "temperature": 0,
     });
@@ -187,8 +192,12 @@ pub fn verdict(generated: (&str, f64), echoed: &Echoed, prompt: &str) -> Result<
         let close = |x: f64| (x - lp).abs() <= CHECK_TOLERANCE_NATS;
         // Shifted: the generated token's log-prob sits one position early
         // (the previous position's top token) or in a neighbour's slot.
-        let shifted = at.checked_sub(1).and_then(|i| echoed.top[i].as_ref()).is_some_and(|(t, x)| t == token && close(*x))
-            || [at.wrapping_sub(1), at + 1].iter().filter_map(|&i| echoed.logprobs.get(i).copied().flatten()).any(close);
+        let shifted =
+            at.checked_sub(1).and_then(|i| echoed.top[i].as_ref()).is_some_and(|(t, x)| t == token && close(*x))
+                || [at.wrapping_sub(1), at + 1]
+                    .iter()
+                    .filter_map(|&i| echoed.logprobs.get(i).copied().flatten())
+                    .any(close);
         let why = if shifted {
             "the echoed log-probs are shifted by one position (each token gets its neighbour's log-prob; llama-cpp-python's server does this)"
         } else {
@@ -228,13 +237,16 @@ mod tests {
     #[test]
     fn self_check_accepts_a_consistent_echo_and_names_a_shift() {
         let prompt = "The capital of France is";
-        let ok = echoed(&["The", " capital", " of", " France", " is", " Paris", ","], &[-5.0, -1.0, -3.0, -0.5, -1.2, -0.9]);
+        let ok =
+            echoed(&["The", " capital", " of", " France", " is", " Paris", ","], &[-5.0, -1.0, -3.0, -0.5, -1.2, -0.9]);
         assert!(verdict((" Paris", -1.25), &ok, prompt).is_ok());
         // Shifted: " Paris" carries " is"'s log-prob; its own sits one position on.
-        let shifted = echoed(&["The", " capital", " of", " France", " is", " Paris", ","], &[-1.0, -3.0, -0.5, -4.0, -0.3, -1.2]);
+        let shifted =
+            echoed(&["The", " capital", " of", " France", " is", " Paris", ","], &[-1.0, -3.0, -0.5, -4.0, -0.3, -1.2]);
         let err = verdict((" Paris", -1.2), &shifted, prompt).unwrap_err();
         assert!(err.contains("shifted by one position"), "{err}");
-        let wrong = echoed(&["The", " capital", " of", " France", " is", " Paris", ","], &[-5.0, -1.0, -3.0, -0.5, -3.0, -7.0]);
+        let wrong =
+            echoed(&["The", " capital", " of", " France", " is", " Paris", ","], &[-5.0, -1.0, -3.0, -0.5, -3.0, -7.0]);
         let err = verdict((" Paris", -1.2), &wrong, prompt).unwrap_err();
         assert!(err.contains("do not match"), "{err}");
     }

@@ -83,10 +83,14 @@ pub fn is_endpoint_spec(spec: &str) -> bool {
 /// Checks a base URL: http(s), a host, no credentials in it (keys come from
 /// the environment), no trailing slash kept.
 fn check_base_url(url: &str, flag_or_file: impl Fn(String) -> UserError) -> Result<String> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| flag_or_file(format!("base URL '{url}' is not a URL ({e}); write e.g. http://127.0.0.1:8080/v1")))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        flag_or_file(format!("base URL '{url}' is not a URL ({e}); write e.g. http://127.0.0.1:8080/v1"))
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(flag_or_file(format!("base URL '{url}' must be http:// or https:// with a host, e.g. http://127.0.0.1:8080/v1")).into());
+        return Err(flag_or_file(format!(
+            "base URL '{url}' must be http:// or https:// with a host, e.g. http://127.0.0.1:8080/v1"
+        ))
+        .into());
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(flag_or_file(
@@ -173,7 +177,8 @@ pub fn read_models_file(path: &Path) -> Result<Vec<Endpoint>> {
                 .into());
             }
         }
-        let tokenizer = e.tokenizer.map(|t| if t.is_relative() { path.parent().unwrap_or(Path::new(".")).join(t) } else { t });
+        let tokenizer =
+            e.tokenizer.map(|t| if t.is_relative() { path.parent().unwrap_or(Path::new(".")).join(t) } else { t });
         if out.iter().any(|o| o.name == e.name) {
             return Err(bad("this name is used twice; give each entry its own name".into()).into());
         }
@@ -250,14 +255,23 @@ mod tests {
         assert_eq!(resolve("b", Some(&p)).unwrap().unwrap().model_id, "y");
         assert!(resolve("smollm2-135m-instruct", Some(&p)).unwrap().is_none());
 
-        std::fs::write(&p, "[[model]]\nname = \"a\"\nmodel_id = \"x\"\nbase_url = \"http://h/v1\"\nkey = \"sk-123\"\n").unwrap();
+        std::fs::write(&p, "[[model]]\nname = \"a\"\nmodel_id = \"x\"\nbase_url = \"http://h/v1\"\nkey = \"sk-123\"\n")
+            .unwrap();
         let err = format!("{:#}", read_models_file(&p).unwrap_err());
         assert!(err.contains("m.toml:5:") && err.contains("unknown field"), "{err}");
         assert!(!err.contains("sk-123"), "{err}");
-        std::fs::write(&p, "[[model]]\nname = \"a\"\nmodel_id = \"x\"\nbase_url = \"http://h/v1\"\ninput_usd_per_mtok = 1.0\n").unwrap();
+        std::fs::write(
+            &p,
+            "[[model]]\nname = \"a\"\nmodel_id = \"x\"\nbase_url = \"http://h/v1\"\ninput_usd_per_mtok = 1.0\n",
+        )
+        .unwrap();
         let err = format!("{:#}", read_models_file(&p).unwrap_err());
         assert!(err.contains("model 'a'") && err.contains("both input_usd_per_mtok and output_usd_per_mtok"), "{err}");
-        std::fs::write(&p, "[[model]]\nname = \"a\"\nmodel_id = \"x\"\nbase_url = \"http://h/v1\"\napi_key_env = \"sk-live-abc\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "[[model]]\nname = \"a\"\nmodel_id = \"x\"\nbase_url = \"http://h/v1\"\napi_key_env = \"sk-live-abc\"\n",
+        )
+        .unwrap();
         let err = format!("{:#}", read_models_file(&p).unwrap_err());
         assert!(err.contains("must be the NAME of an environment variable") && !err.contains("sk-live"), "{err}");
     }

@@ -163,7 +163,11 @@ impl Client {
                 }
                 // A server that cannot be reached at all ends the batch (see `Unreachable`).
                 Err(f) if f.unreachable => {
-                    return Err(anyhow::Error::new(Unreachable { url, attempts: retries + 1, error: format!("{:#}", f.error) }))
+                    return Err(anyhow::Error::new(Unreachable {
+                        url,
+                        attempts: retries + 1,
+                        error: format!("{:#}", f.error),
+                    }))
                 }
                 Err(f) => {
                     let tries = if f.retryable { format!(" (after {} attempts)", retries + 1) } else { String::new() };
@@ -224,7 +228,8 @@ pub async fn send(client: &Client, rb: reqwest::RequestBuilder) -> std::result::
     if status.is_success() {
         return Ok(resp);
     }
-    let retry_after_s = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    let retry_after_s =
+        resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
     let body = tokio::time::timeout(timeout, resp.text()).await.ok().and_then(|r| r.ok()).unwrap_or_default();
     let excerpt: String = body.chars().take(300).collect();
     let error = anyhow!("HTTP {status}: {}", excerpt.trim());

@@ -140,7 +140,13 @@ fn cut_at_stop(text: &str, until: &[String]) -> String {
 }
 
 /// One generation request: streamed, retried, timed, counted.
-async fn generate(shared: Arc<Shared>, prompt: String, until: Vec<String>, max_tokens: usize, chat: bool) -> Result<Response> {
+async fn generate(
+    shared: Arc<Shared>,
+    prompt: String,
+    until: Vec<String>,
+    max_tokens: usize,
+    chat: bool,
+) -> Result<Response> {
     let c = &shared.client;
     let mut body = if chat {
         serde_json::json!({ "model": shared.model_id, "messages": [{"role": "user", "content": prompt}] })
@@ -222,7 +228,8 @@ async fn loglikelihood(shared: Arc<Shared>, context: String, continuations: Vec<
             .ok_or_else(|| anyhow!("the echoed tokens do not cover the continuation {cont:?}"))?;
         let mut logprob = 0.0;
         for &i in &span {
-            logprob += e.logprobs[i].ok_or_else(|| anyhow!("the server returned a null log-prob inside the continuation"))?;
+            logprob +=
+                e.logprobs[i].ok_or_else(|| anyhow!("the server returned a null log-prob inside the continuation"))?;
         }
         let is_greedy = span.iter().all(|&i| e.top[i].as_ref().is_some_and(|(t, _)| *t == e.tokens[i]));
         tokens_in += e.prompt_tokens.unwrap_or(e.tokens.len().saturating_sub(1));
@@ -362,8 +369,9 @@ impl Engine for OpenAiEngine {
         if let Some(t) = &self.tokenizer {
             return t.encode(text);
         }
-        let url = format!("{}", server_root(&self.ep.base_urls[0]));
-        let body = serde_json::json!({ "content": text, "prompt": text, "model": self.ep.model_id, "add_special": false });
+        let url = server_root(&self.ep.base_urls[0]).to_string();
+        let body =
+            serde_json::json!({ "content": text, "prompt": text, "model": self.ep.model_id, "add_special": false });
         let c = self.client.clone();
         let v: serde_json::Value = self
             .rt

@@ -101,10 +101,14 @@ pub async fn stream(
             done = true;
             break;
         }
-        let v: serde_json::Value = serde_json::from_str(data)
-            .map_err(|_| Failure::transient(anyhow!("the stream sent something that is not JSON: {}", excerpt(data))))?;
+        let v: serde_json::Value = serde_json::from_str(data).map_err(|_| {
+            Failure::transient(anyhow!("the stream sent something that is not JSON: {}", excerpt(data)))
+        })?;
         if let Some(err) = v.get("error") {
-            return Err(Failure::transient(anyhow!("the server reported an error mid-stream: {}", excerpt(&err.to_string()))));
+            return Err(Failure::transient(anyhow!(
+                "the server reported an error mid-stream: {}",
+                excerpt(&err.to_string())
+            )));
         }
         let t = start.elapsed().as_secs_f64();
         if let Some(text) = chunk_text(&v).filter(|s| !s.is_empty()) {

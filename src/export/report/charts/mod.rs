@@ -138,7 +138,8 @@ pub fn draw(r: &Report) -> Result<Vec<Chart>> {
         .iter()
         .filter_map(|m| {
             let (x, basis) = m.chart_price()?;
-            let marker = if basis == PriceBasis::Provider { scatter::Marker::Triangle } else { scatter::Marker::Circle };
+            let marker =
+                if basis == PriceBasis::Provider { scatter::Marker::Triangle } else { scatter::Marker::Circle };
             Some(scatter::Point { marker, ..point(m, x) })
         })
         .collect();

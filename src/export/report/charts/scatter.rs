@@ -190,7 +190,10 @@ where
             .draw_series(std::iter::once(PathElement::new(vec![(p.x, p.y_low), (p.x, p.y_high)], c.stroke_width(2))))?;
     }
     chart.draw_series(
-        points.iter().filter(|p| p.marker == Marker::Circle).map(|p| Circle::new((p.x, p.y), 7, color(p.color).filled())),
+        points
+            .iter()
+            .filter(|p| p.marker == Marker::Circle)
+            .map(|p| Circle::new((p.x, p.y), 7, color(p.color).filled())),
     )?;
     chart.draw_series(
         points

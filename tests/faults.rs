@@ -327,31 +327,16 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
     .unwrap();
     let out = tmp.path().join("results");
     std::fs::create_dir_all(&out).unwrap();
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("openweigh"))
-        .env("OPENWEIGH_HOME", test_home())
-        .env("OPENWEIGH_CACHE", shared_cache())
-        .args(["run", "--probe-reps", "0", "--no-report", "--request-timeout", "60", "--model"])
-        .arg(format!("openai:{url}#fault"))
-        .arg("--suite")
-        .arg(tmp.path().join("s.yaml"))
-        .arg("--out")
-        .arg(&out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut args: Vec<std::ffi::OsString> =
+        ["run", "--probe-reps", "0", "--no-report", "--request-timeout", "60", "--model"]
+            .iter()
+            .map(Into::into)
+            .collect();
+    args.extend([format!("openai:{url}#fault").into(), "--suite".into(), tmp.path().join("s.yaml").into()]);
+    args.extend(["--out".into(), out.clone().into_os_string()]);
     let start = std::time::Instant::now();
-    loop {
-        let n = std::fs::read_dir(&out)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("samples.jsonl")).ok())
-            .map_or(0, |s| s.lines().count());
-        if n >= 3 {
-            break;
-        }
-        assert!(start.elapsed().as_secs() < 30, "no items after 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn_openweigh(&args);
+    wait_for_samples(&out, 3, 30);
     std::thread::sleep(Duration::from_millis(200)); // the hanging request is out
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();

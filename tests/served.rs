@@ -141,32 +141,15 @@ fn llama_server_echo_is_refused_and_a_killed_server_keeps_finished_items() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("results");
     std::fs::create_dir_all(&out).unwrap();
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("openweigh"))
-        .env("OPENWEIGH_HOME", test_home())
-        .env("OPENWEIGH_CACHE", shared_cache())
-        .args(["run", "--suite", "chat", "--limit", "20", "--probe-reps", "0", "--no-report", "--model", &model])
-        .arg("--out")
-        .arg(&out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let args: Vec<std::ffi::OsString> =
+        ["run", "--suite", "chat", "--limit", "20", "--probe-reps", "0", "--no-report", "--model", &model, "--out"]
+            .iter()
+            .map(Into::into)
+            .chain([out.clone().into_os_string()])
+            .collect();
+    let child = spawn_openweigh(&args);
     // Kill the server once some items are in.
-    let samples = || {
-        std::fs::read_dir(&out)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path().join("samples.jsonl"))
-    };
-    let start = std::time::Instant::now();
-    loop {
-        let n = samples().and_then(|p| std::fs::read_to_string(p).ok()).map_or(0, |s| s.lines().count());
-        if n >= 5 {
-            break;
-        }
-        assert!(start.elapsed().as_secs() < 120, "no items after 120 s");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_samples(&out, 5, 120);
     server.child.kill().unwrap();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

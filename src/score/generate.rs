@@ -8,14 +8,12 @@ use crate::suite::Filter;
 use regex::Regex;
 use std::sync::OnceLock;
 
-fn number_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"-?[$0-9.,]{2,}|-?[0-9]+").unwrap())
-}
-
-fn strict_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"#### (-?[0-9.,]+)").unwrap())
+/// A `&'static Regex` of a built-in pattern, compiled once on first use.
+macro_rules! regex {
+    ($pattern:expr) => {{
+        static RE: OnceLock<Regex> = OnceLock::new();
+        RE.get_or_init(|| Regex::new($pattern).expect("a valid built-in pattern"))
+    }};
 }
 
 /// lm-eval's GSM8K normalisation: drop `,` and `$`, a trailing `.`, surrounding space.
@@ -29,10 +27,10 @@ pub fn apply_filter(filter: Filter, text: &str) -> String {
     match filter {
         Filter::None => text.trim().to_string(),
         Filter::Number => {
-            let raw = strict_re()
+            let raw = regex!(r"#### (-?[0-9.,]+)")
                 .captures(text)
                 .map(|c| c[1].to_string())
-                .or_else(|| number_re().find_iter(text).last().map(|m| m.as_str().to_string()))
+                .or_else(|| regex!(r"-?[$0-9.,]{2,}|-?[0-9]+").find_iter(text).last().map(|m| m.as_str().to_string()))
                 .unwrap_or_default();
             normalize_number(&raw)
         }
@@ -46,30 +44,19 @@ pub fn apply_filter(filter: Filter, text: &str) -> String {
     }
 }
 
-fn answer_is_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"(?i:answer)(?:\s+is)?\s*[:\-]?\s*\(?\**([A-J])\b").unwrap())
-}
-
-fn letter_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"\b([A-J])\b").unwrap())
-}
-
-fn option_line_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"(?m)^([A-J])\. ").unwrap())
-}
-
 /// The option letters a lettered prompt offers (its lines starting "A. ", "B. ", …).
 pub fn option_letters(prompt: &str) -> Vec<String> {
-    option_line_re().captures_iter(prompt).map(|c| c[1].to_string()).collect()
+    regex!(r"(?m)^([A-J])\. ").captures_iter(prompt).map(|c| c[1].to_string()).collect()
 }
 
 /// The option letter a reply picks: after "answer (is)" when present, else
 /// the first standalone capital A–J ("B", "(C)", "D. Paris").
 pub fn answer_letter(text: &str) -> Option<&str> {
-    answer_is_re().captures(text).or_else(|| letter_re().captures(text)).and_then(|c| c.get(1)).map(|m| m.as_str())
+    regex!(r"(?i:answer)(?:\s+is)?\s*[:\-]?\s*\(?\**([A-J])\b")
+        .captures(text)
+        .or_else(|| regex!(r"\b([A-J])\b").captures(text))
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str())
 }
 
 /// TriviaQA's official `normalize_answer` (also SQuAD's): lower case, `_` as a

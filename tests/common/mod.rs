@@ -136,3 +136,33 @@ impl Drop for Server {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// The `openweigh` binary as a child process (for tests that signal or
+/// outlive it), with the same temporary home and shared cache as [`openweigh`].
+pub fn spawn_openweigh(args: &[std::ffi::OsString]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("openweigh"))
+        .env("NO_COLOR", "1")
+        .env("OPENWEIGH_HOME", test_home())
+        .env("OPENWEIGH_CACHE", shared_cache())
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting openweigh")
+}
+
+/// Waits until the run folder in `out` has `n` lines in samples.jsonl.
+pub fn wait_for_samples(out: &std::path::Path, n: usize, max_s: u64) {
+    let start = std::time::Instant::now();
+    loop {
+        let lines = std::fs::read_dir(out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("samples.jsonl")).ok())
+            .map_or(0, |s| s.lines().count());
+        if lines >= n {
+            return;
+        }
+        assert!(start.elapsed().as_secs() < max_s, "fewer than {n} items after {max_s} s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

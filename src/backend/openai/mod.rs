@@ -54,6 +54,15 @@ struct Shared {
     tokenizer: Option<Arc<ModelTokenizer>>,
 }
 
+/// Aborts a spawned task when dropped (every way out of a batch).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// `http://host/v1` → `http://host` (where llama.cpp and vLLM serve `/tokenize`).
 fn server_root(base_url: &str) -> &str {
     base_url.strip_suffix("/v1").unwrap_or(base_url)
@@ -323,43 +332,51 @@ impl Engine for OpenAiEngine {
         Ok(())
     }
 
+    /// Requests are sent in batch order, at most `concurrency` in flight (a
+    /// dispatcher takes a permit before sending each, so at concurrency 1 the
+    /// server sees them in item order); answers are handed on as they come.
     fn run_batch(&mut self, batch: Vec<Tagged>, on_response: &mut OnResponse) -> Result<()> {
         let shared = self.shared();
         let permits = Arc::new(tokio::sync::Semaphore::new(self.client.opts.concurrency.max(1)));
         self.rt.block_on(async {
-            let mut set = tokio::task::JoinSet::new();
-            for Tagged { tag, request } in batch {
-                let (shared, permits) = (shared.clone(), permits.clone());
-                set.spawn(async move {
-                    let _permit = permits.acquire_owned().await;
-                    let r = match request {
-                        Request::Generate { prompt, until, max_tokens, chat, .. } => {
-                            generate(shared, prompt, until, max_tokens, chat).await
-                        }
-                        Request::LogLikelihood { context, continuations, .. } => {
-                            loglikelihood(shared, context, continuations).await
-                        }
-                    };
-                    (tag, r)
-                });
-            }
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Result<Response>)>();
+            // Dropping the dispatcher (Ctrl-C, a dead server) drops its JoinSet, which aborts every request.
+            let dispatcher = tokio::spawn(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for Tagged { tag, request } in batch {
+                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                    let (shared, tx) = (shared.clone(), tx.clone());
+                    set.spawn(async move {
+                        let r = match request {
+                            Request::Generate { prompt, until, max_tokens, chat, .. } => {
+                                generate(shared, prompt, until, max_tokens, chat).await
+                            }
+                            Request::LogLikelihood { context, continuations, .. } => {
+                                loglikelihood(shared, context, continuations).await
+                            }
+                        };
+                        drop(permit);
+                        let _ = tx.send((tag, r));
+                    });
+                }
+                while let Some(done) = set.join_next().await {
+                    if let Err(e) = done {
+                        let _ = tx.send((usize::MAX, Err(anyhow!("a request task failed: {e}"))));
+                    }
+                }
+            });
+            let _abort_on_exit = AbortOnDrop(dispatcher);
             let ctrl_c = tokio::signal::ctrl_c();
             tokio::pin!(ctrl_c);
             loop {
                 tokio::select! {
-                    next = set.join_next() => match next {
+                    next = rx.recv() => match next {
                         None => return Ok(()),
-                        Some(Ok((_, Err(e)))) if e.downcast_ref::<http::Unreachable>().is_some() => {
-                            set.abort_all();
-                            return Err(e);
-                        }
-                        Some(Ok((tag, r))) => on_response(tag, r)?,
-                        Some(Err(e)) => bail!("a request task failed: {e}"),
+                        Some((usize::MAX, r)) => return r.map(|_| ()),
+                        Some((_, Err(e))) if e.downcast_ref::<http::Unreachable>().is_some() => return Err(e),
+                        Some((tag, r)) => on_response(tag, r)?,
                     },
-                    _ = &mut ctrl_c => {
-                        set.abort_all();
-                        return Err(UserError::Interrupted.into());
-                    }
+                    _ = &mut ctrl_c => return Err(UserError::Interrupted.into()),
                 }
             }
         })

@@ -283,7 +283,7 @@ pub struct CompareArgs {
     /// Candidate run: a results/<run-id>/ folder (or use --candidate-model).
     #[arg(required_unless_present = "candidate_model")]
     pub candidate: Option<PathBuf>,
-    /// Run this model (catalog name or .gguf) as the base first.
+    /// Run this model (catalog name, .gguf, openai:URL#ID or a --models entry) as the base first.
     #[arg(long, requires = "candidate_model", conflicts_with_all = ["base", "candidate"])]
     pub base_model: Option<String>,
     /// Run this model as the candidate first.
@@ -313,6 +313,9 @@ pub struct CompareArgs {
     /// Flipped items shown per kind in the terminal (all are in compare.md).
     #[arg(long, default_value_t = 5)]
     pub top: usize,
+    /// How --base-model/--candidate-model are called when served.
+    #[command(flatten)]
+    pub served: ServedArgs,
 }
 
 #[derive(clap::Args, Debug)]

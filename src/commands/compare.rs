@@ -28,7 +28,7 @@ pub fn compare(args: CompareArgs) -> Result<i32> {
     }
     let (base_dir, cand_dir) = match (&args.base_model, &args.candidate_model) {
         (Some(b), Some(c)) => {
-            let child = super::child_run(&args.common, Vec::new());
+            let child = super::child_run(&args.common, args.served.child_flags());
             (run_in_child(b, &child)?.0, run_in_child(c, &child)?.0)
         }
         _ => (args.base.clone().unwrap(), args.candidate.clone().unwrap()),

@@ -139,8 +139,9 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
             None => vec![row.model.as_str()],
         };
         let offerings = prices::offerings(table, &aliases).into_iter().cloned().collect();
-        let self_hosted = match (row.prefill_tok_per_s, row.decode_tok_per_s) {
-            (Some(p), Some(d)) => cost::self_hosted(hardware.usd_per_hour, p, d),
+        // A served model runs on someone else's hardware: this machine's hourly price does not apply.
+        let self_hosted = match (row.prefill_tok_per_s, row.decode_tok_per_s, &run.meta.model.served) {
+            (Some(p), Some(d), None) => cost::self_hosted(hardware.usd_per_hour, p, d),
             _ => None,
         };
         let served_price = match run.meta.model.served.as_ref().and_then(|ep| ep.price.as_ref()) {
@@ -212,4 +213,46 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
         }
     }
     Ok(Report { models, tasks, groups, hardware, price_source: table.source.clone(), suites, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fixtures::runs;
+    use crate::backend::openai::endpoint::parse_spec;
+
+    fn hw() -> HardwarePrice {
+        HardwarePrice { name: "h".into(), usd_per_hour: 1.0, what: "test".into() }
+    }
+
+    #[test]
+    fn a_served_model_is_priced_from_its_models_file_or_the_table() {
+        let (local, mut served) = runs(0, 0);
+        let mut ep = parse_spec("openai:http://127.0.0.1:1/v1#m").unwrap();
+        ep.price = Some(PriceRef::Table("deepinfra/m".into()));
+        served.meta.model.served = Some(ep.clone());
+        let table = PriceTable {
+            source: "test".into(),
+            entries: vec![PriceEntry {
+                provider: "deepinfra".into(),
+                model: "m".into(),
+                input_usd_per_mtok: 1.0,
+                output_usd_per_mtok: 5.0,
+            }],
+        };
+        let r = build(vec![local.clone(), served.clone()], hw(), &table).unwrap();
+        assert_eq!(r.models[0].chart_price().unwrap().1, PriceBasis::SelfHosted);
+        let (price, basis) = r.models[1].chart_price().unwrap();
+        assert_eq!((price, basis), (2.0, PriceBasis::Provider), "(3·1 + 5)/4");
+        let row = &r.models[1].row;
+        let expect = (row.tokens_in as f64 * 1.0 + row.tokens_out as f64 * 5.0) / 1e6;
+        assert!((r.models[1].run_tokens_cost_usd.unwrap() - expect).abs() < 1e-15, "run cost = tokens × served price");
+
+        // An id missing from the table: said, and no point on the price chart.
+        ep.price = Some(PriceRef::Table("nowhere/m".into()));
+        served.meta.model.served = Some(ep);
+        let r = build(vec![local, served], hw(), &table).unwrap();
+        assert!(r.models[1].chart_price().is_none(), "a served model is never priced at this machine's hourly rate");
+        assert!(r.warnings.iter().any(|w| w.contains("'nowhere/m' is not in the price table")), "{:?}", r.warnings);
+    }
 }

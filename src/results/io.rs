@@ -99,6 +99,7 @@ pub fn read_samples(path: &Path) -> Result<Vec<ItemResult>> {
 }
 
 /// One run read back from `results/<run-id>/`.
+#[derive(Debug, Clone)]
 pub struct RunData {
     pub dir: PathBuf,
     pub meta: RunMeta,

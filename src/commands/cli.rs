@@ -186,7 +186,8 @@ pub struct SuiteArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Catalog model name, a .gguf file, a safetensors model folder, or hf:OWNER/REPO/FILE.gguf.
+    /// Catalog model name, a .gguf file, a safetensors model folder, hf:OWNER/REPO/FILE.gguf,
+    /// a served model (openai:BASE_URL#MODEL_ID) or the name of a --models entry.
     /// Repeat it to run the same suite on several models (each in its own process);
     /// `catalog` means every catalog model already fetched.
     #[arg(long, default_value = openweigh::catalog::DEFAULT_MODEL)]

@@ -72,6 +72,10 @@ async fn completions(State(seen): State<Shared>, headers: HeaderMap, Json(body):
             tokio::time::sleep(Duration::from_secs(30)).await;
             ok("late")
         }
+        "sleepy" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ok("ok")
+        }
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             ok("late")
@@ -350,6 +354,77 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["status"], "failed");
     assert!(meta["error"].as_str().unwrap().contains("interrupted"));
+}
+
+#[test]
+fn requests_spread_over_several_base_urls() {
+    let (url_a, seen_a, _rt_a) = start_server();
+    let (url_b, seen_b, _rt_b) = start_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let data: String = (0..8).map(|_| "{\"case\": \"sleepy\"}\n").collect();
+    std::fs::write(tmp.path().join("d.jsonl"), data).unwrap();
+    std::fs::write(
+        tmp.path().join("s.yaml"),
+        "name: s\ntasks:\n  - task: f\n    data_files: d.jsonl\n    output_type: generate_until\n    doc_to_text: \"case:{{case}} say ok\"\n    doc_to_target: \"ok\"\n    metric_list: [exact_match]\n",
+    )
+    .unwrap();
+    let models = tmp.path().join("m.toml");
+    std::fs::write(
+        &models,
+        format!("[[model]]\nname = \"two\"\nbase_urls = [\"{url_a}\", \"{url_b}\"]\nmodel_id = \"fault\"\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("results");
+    openweigh()
+        .args(["run", "--model", "two", "--probe-reps", "0", "--no-report", "--concurrency", "4", "--models"])
+        .arg(&models)
+        .arg("--suite")
+        .arg(tmp.path().join("s.yaml"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let (a, b) = (seen_a.lock().unwrap().attempts["sleepy"], seen_b.lock().unwrap().attempts["sleepy"]);
+    // At concurrency 1 every request would go to the first URL (none in flight anywhere).
+    assert_eq!((a, b), (4, 4), "least in flight: 4 concurrent requests split 2 + 2, twice");
+    assert_eq!(read_jsonl(&only_run_dir(&out).join("samples.jsonl")).len(), 8);
+}
+
+#[test]
+fn load_runs_for_a_duration_and_falls_back_to_words_without_a_tokenizer() {
+    let (url, seen, _rt) = start_server();
+    let tmp = tempfile::tempdir().unwrap();
+    openweigh()
+        .args([
+            "load",
+            "--concurrency",
+            "1,3",
+            "--duration",
+            "0.5",
+            "--input-len",
+            "20",
+            "--output-len",
+            "2",
+            "--model",
+        ])
+        .arg(format!("openai:{url}#fault"))
+        .arg("--out")
+        .arg(tmp.path())
+        .assert()
+        .success();
+    let dir = only_run_dir(tmp.path());
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("load.json")).unwrap()).unwrap();
+    assert!(r["prompts"].as_str().unwrap().starts_with("approximate"), "no /tokenize here: {}", r["prompts"]);
+    let levels = r["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2);
+    for l in levels {
+        assert!(l["completed"].as_u64().unwrap() >= 3 && l["errors"] == 0, "{l}");
+        assert!(l["duration_s"].as_f64().unwrap() >= 0.5, "{l}");
+    }
+    let requests = read_jsonl(&dir.join("requests.jsonl")).len();
+    assert_eq!(requests as u64, levels.iter().map(|l| l["completed"].as_u64().unwrap()).sum::<u64>());
+    // One untimed warm-up request, then every recorded one.
+    assert_eq!(seen.lock().unwrap().attempts["plain"], requests + 1);
 }
 
 use predicates::prelude::PredicateBooleanExt;

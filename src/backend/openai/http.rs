@@ -8,8 +8,7 @@
 //! error message carries it.
 
 use anyhow::{anyhow, Result};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How requests are sent.
@@ -74,7 +73,8 @@ pub struct Unreachable {
 pub struct Client {
     pub http: reqwest::Client,
     base_urls: Vec<String>,
-    in_flight: Vec<AtomicUsize>,
+    /// Requests in flight per base URL; one lock, so choosing and counting are one step.
+    in_flight: Mutex<Vec<usize>>,
     api_key: Option<String>,
     pub opts: HttpOptions,
 }
@@ -93,7 +93,8 @@ impl Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        self.client.in_flight[self.index].fetch_sub(1, Ordering::SeqCst);
+        let mut n = self.client.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        n[self.index] -= 1;
     }
 }
 
@@ -103,14 +104,15 @@ impl Client {
             .connect_timeout(Duration::from_secs_f64(opts.timeout_s.min(30.0)))
             .pool_max_idle_per_host(opts.concurrency.max(1))
             .build()?;
-        let in_flight = base_urls.iter().map(|_| AtomicUsize::new(0)).collect();
+        let in_flight = Mutex::new(vec![0; base_urls.len()]);
         Ok(Arc::new(Self { http, base_urls, in_flight, api_key, opts }))
     }
 
     /// The base URL with the fewest requests in flight (the first on ties).
     pub fn lease(&self) -> Lease<'_> {
-        let index = (0..self.base_urls.len()).min_by_key(|&i| self.in_flight[i].load(Ordering::SeqCst)).unwrap_or(0);
-        self.in_flight[index].fetch_add(1, Ordering::SeqCst);
+        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let index = (0..n.len()).min_by_key(|&i| n[i]).unwrap_or(0);
+        n[index] += 1;
         Lease { client: self, index }
     }
 

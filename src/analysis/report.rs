@@ -163,14 +163,12 @@ pub fn build(runs: Vec<RunData>, hardware: HardwarePrice, table: &PriceTable) ->
             }
             None => None,
         };
-        let run_tokens_cost_usd = match &served_price {
-            Some(p) => {
-                Some(cost::tokens_cost_usd(row.tokens_in, row.tokens_out, p.input_usd_per_mtok, p.output_usd_per_mtok))
-            }
-            None => self_hosted.map(|s| {
-                cost::tokens_cost_usd(row.tokens_in, row.tokens_out, s.input_usd_per_mtok, s.output_usd_per_mtok)
-            }),
-        };
+        // The price the chart plots (see `chart_price`): served, else self-hosted.
+        let per_mtok = served_price
+            .as_ref()
+            .map(|p| (p.input_usd_per_mtok, p.output_usd_per_mtok))
+            .or(self_hosted.map(|s| (s.input_usd_per_mtok, s.output_usd_per_mtok)));
+        let run_tokens_cost_usd = per_mtok.map(|(i, o)| cost::tokens_cost_usd(row.tokens_in, row.tokens_out, i, o));
         let e2e_500_s = match (row.ttft_s, row.decode_tok_per_s) {
             (Some(t), Some(d)) if d > 0.0 => Some(t + (E2E_OUTPUT_TOKENS - 1) as f64 / d),
             _ => None,

@@ -9,6 +9,7 @@ use super::markup::{escape, md_row};
 use super::report::charts::{color, font, svg, titled, Chart};
 use super::report::{ChartFile, ChartFormat, Charted};
 use super::{write_all, Exporter};
+use crate::load::metrics::LevelSummary;
 use crate::load::LoadResult;
 use anyhow::Result;
 use plotters::coord::Shift;
@@ -188,36 +189,44 @@ impl Exporter<LoadDrawn<'_>> for Csv {
     }
 }
 
+/// The columns of the table of levels (Markdown and HTML alike).
+const COLUMNS: [&str; 11] = [
+    "concurrency",
+    "req/s",
+    "output tok/s",
+    "goodput req/s",
+    "TTFT p50 s",
+    "TTFT p99 s",
+    "TPOT p50 s",
+    "TPOT p99 s",
+    "ITL p50 s",
+    "E2E p50 s",
+    "errors",
+];
+
+/// One level's cells under [`COLUMNS`].
+fn level_cells(l: &LevelSummary) -> [String; 11] {
+    [
+        l.concurrency.to_string(),
+        format!("{:.2}", l.request_per_s),
+        format!("{:.1}", l.output_tok_per_s),
+        format!("{:.2}", l.goodput_request_per_s),
+        format!("{:.3}", l.ttft.p50_s),
+        format!("{:.3}", l.ttft.p99_s),
+        format!("{:.4}", l.tpot.p50_s),
+        format!("{:.4}", l.tpot.p99_s),
+        format!("{:.4}", l.itl.p50_s),
+        format!("{:.3}", l.e2e.p50_s),
+        l.errors.to_string(),
+    ]
+}
+
 /// The table of levels, as Markdown.
 pub fn markdown_table(r: &LoadResult) -> String {
-    let mut s = md_row(&[
-        "concurrency",
-        "req/s",
-        "output tok/s",
-        "goodput req/s",
-        "TTFT p50 s",
-        "TTFT p99 s",
-        "TPOT p50 s",
-        "TPOT p99 s",
-        "ITL p50 s",
-        "E2E p50 s",
-        "errors",
-    ]);
+    let mut s = md_row(&COLUMNS);
     s.push_str(&md_row(&["---:"; 11]));
     for l in &r.levels {
-        s.push_str(&md_row(&[
-            l.concurrency.to_string(),
-            format!("{:.2}", l.request_per_s),
-            format!("{:.1}", l.output_tok_per_s),
-            format!("{:.2}", l.goodput_request_per_s),
-            format!("{:.3}", l.ttft.p50_s),
-            format!("{:.3}", l.ttft.p99_s),
-            format!("{:.4}", l.tpot.p50_s),
-            format!("{:.4}", l.tpot.p99_s),
-            format!("{:.4}", l.itl.p50_s),
-            format!("{:.3}", l.e2e.p50_s),
-            l.errors.to_string(),
-        ]));
+        s.push_str(&md_row(&level_cells(l)));
     }
     s
 }
@@ -271,14 +280,11 @@ impl Exporter<LoadDrawn<'_>> for Html {
     }
     fn serialize(&self, d: &LoadDrawn) -> Result<Vec<u8>> {
         let r = d.result;
-        let mut rows = String::new();
-        for l in &r.levels {
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{:.2}</td><td>{:.3}</td><td>{:.3}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.3}</td><td>{}</td></tr>\n",
-                l.concurrency, l.request_per_s, l.output_tok_per_s, l.goodput_request_per_s, l.ttft.p50_s, l.ttft.p99_s,
-                l.tpot.p50_s, l.tpot.p99_s, l.itl.p50_s, l.e2e.p50_s, l.errors
-            ));
-        }
+        let cells = |tag: &str, cells: &[String]| -> String {
+            cells.iter().map(|c| format!("<{tag}>{}</{tag}>", escape(c))).collect()
+        };
+        let head_row = cells("th", &COLUMNS.map(String::from));
+        let rows: String = r.levels.iter().map(|l| format!("<tr>{}</tr>\n", cells("td", &level_cells(l)))).collect();
         let charts: String = d.charts.iter().map(|c| format!("<figure>{}</figure>\n", c.svg)).collect();
         let stopped =
             r.error.as_ref().map(|e| format!("<p><b>Stopped early:</b> {}</p>", escape(e))).unwrap_or_default();
@@ -286,9 +292,7 @@ impl Exporter<LoadDrawn<'_>> for Html {
             "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\
              <title>openweigh load: {name}</title><style>body{{font-family:sans-serif;max-width:1040px;margin:2em auto}}\
              table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>\
-             <h1>Load test: {name}</h1><p>{head}</p>{stopped}<table><thead><tr><th>concurrency</th><th>req/s</th><th>output tok/s</th>\
-             <th>goodput req/s</th><th>TTFT p50 s</th><th>TTFT p99 s</th><th>TPOT p50 s</th><th>TPOT p99 s</th><th>ITL p50 s</th>\
-             <th>E2E p50 s</th><th>errors</th></tr></thead><tbody>\n{rows}</tbody></table><p>{defs}</p>\n{charts}</body></html>\n",
+             <h1>Load test: {name}</h1><p>{head}</p>{stopped}<table><thead><tr>{head_row}</tr></thead><tbody>\n{rows}</tbody></table><p>{defs}</p>\n{charts}</body></html>\n",
             name = escape(&r.endpoint.name),
             head = escape(&header(r)),
             defs = escape(DEFINITIONS),

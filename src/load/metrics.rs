@@ -6,6 +6,7 @@
 //! streamed chunks, pooled over requests) and E2E latency summarised by
 //! mean and the 50th, 90th and 99th percentiles (linear interpolation).
 
+use crate::backend::openai::stream;
 use crate::stats;
 use serde::{Deserialize, Serialize};
 
@@ -30,9 +31,7 @@ impl RequestRecord {
     /// (E2E − TTFT)/(tokens_out − 1), seconds; None for one output token or none.
     pub fn tpot_s(&self) -> Option<f64> {
         match self.ttft_s {
-            Some(t) if self.tokens_out > 1 && self.error.is_none() => {
-                Some((self.e2e_s - t) / (self.tokens_out - 1) as f64)
-            }
+            Some(t) if self.error.is_none() => stream::tpot_s(self.e2e_s, t, self.tokens_out),
             _ => None,
         }
     }

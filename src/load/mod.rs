@@ -201,32 +201,22 @@ async fn send_one(
         Prompt::Ids(ids) => serde_json::json!(ids),
         Prompt::Text(t) => serde_json::json!(t),
     };
-    let body = serde_json::json!({
-        "model": model_id, "prompt": prompt_v, "max_tokens": output_len, "temperature": 0, "ignore_eos": true,
-        // llama.cpp: evaluate every prompt in full, even one seen in an earlier run.
-        "cache_prompt": false,
-    });
-    let lease = client.lease();
-    let url = lease.base_url().to_string();
-    let mut sent = Instant::now();
-    let mut outcome = stream::stream(client, &url, "/completions", body.clone()).await;
-    // Only a request that never reached the server goes again (no other retries under load).
-    for _ in 0..3 {
-        match &outcome {
-            Err(f) if f.not_sent => {
-                sent = Instant::now();
-                outcome = stream::stream(client, &url, "/completions", body.clone()).await;
-            }
-            _ => break,
-        }
-    }
-    drop(lease);
+    let body = stream::fixed_length_body(model_id, prompt_v, output_len);
+    // The load client allows no retries: only a request that never reached
+    // the server is sent again (the client's own resend), so each record is one request.
+    let sent = Instant::now();
+    let outcome = client
+        .with_retries("load request", |url| {
+            let body = body.clone();
+            async move { stream::stream(client, &url, "/completions", body).await }
+        })
+        .await;
     match outcome {
-        Ok(s) => RequestRecord {
+        Ok((s, _)) => RequestRecord {
             start_s,
-            ttft_s: s.chunk_s.first().copied(),
+            ttft_s: s.ttft_s(),
             e2e_s: s.e2e_s,
-            itl_s: s.chunk_s.windows(2).map(|w| w[1] - w[0]).collect(),
+            itl_s: s.itl_s(),
             tokens_in: s.prompt_tokens.unwrap_or(match prompt {
                 Prompt::Ids(ids) => ids.len(),
                 Prompt::Text(t) => t.split(' ').count(),
@@ -234,14 +224,14 @@ async fn send_one(
             tokens_out: s.completion_tokens.unwrap_or(s.chunk_s.len()),
             error: None,
         },
-        Err(f) => RequestRecord {
+        Err(e) => RequestRecord {
             start_s,
             ttft_s: None,
             e2e_s: sent.elapsed().as_secs_f64(),
             itl_s: Vec::new(),
             tokens_in: 0,
             tokens_out: 0,
-            error: Some(format!("{:#}", f.error)),
+            error: Some(format!("{e:#}")),
         },
     }
 }

@@ -81,8 +81,8 @@ pub fn is_endpoint_spec(spec: &str) -> bool {
 }
 
 /// Checks a base URL: http(s), a host, no credentials in it (keys come from
-/// the environment), no trailing slash kept.
-fn check_base_url(url: &str, flag_or_file: impl Fn(String) -> UserError) -> Result<String> {
+/// the environment), no trailing slash kept; returns it with its parse.
+fn check_base_url(url: &str, flag_or_file: impl Fn(String) -> UserError) -> Result<(String, reqwest::Url)> {
     let parsed = reqwest::Url::parse(url).map_err(|e| {
         flag_or_file(format!("base URL '{url}' is not a URL ({e}); write e.g. http://127.0.0.1:8080/v1"))
     })?;
@@ -99,7 +99,7 @@ fn check_base_url(url: &str, flag_or_file: impl Fn(String) -> UserError) -> Resu
         )
         .into());
     }
-    Ok(url.trim_end_matches('/').to_string())
+    Ok((url.trim_end_matches('/').to_string(), parsed))
 }
 
 /// `openai:BASE_URL#MODEL_ID`.
@@ -112,9 +112,9 @@ pub fn parse_spec(spec: &str) -> Result<Endpoint> {
         ))
         .into());
     };
-    let url = check_base_url(url, bad)?;
-    let host = reqwest::Url::parse(&url).ok().and_then(|u| u.host_str().map(String::from)).unwrap_or_default();
-    let port = reqwest::Url::parse(&url).ok().and_then(|u| u.port()).map(|p| format!(":{p}")).unwrap_or_default();
+    let (url, parsed) = check_base_url(url, bad)?;
+    let host = parsed.host_str().unwrap_or_default();
+    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
     Ok(Endpoint {
         name: format!("{model_id}@{host}{port}"),
         base_urls: vec![url],
@@ -150,7 +150,7 @@ pub fn read_models_file(path: &Path) -> Result<Vec<Endpoint>> {
         if urls.is_empty() {
             return Err(bad("give base_url or base_urls (e.g. \"http://127.0.0.1:8080/v1\")".into()).into());
         }
-        let base_urls = urls.iter().map(|u| check_base_url(u, bad)).collect::<Result<Vec<_>>>()?;
+        let base_urls = urls.iter().map(|u| Ok(check_base_url(u, bad)?.0)).collect::<Result<Vec<_>>>()?;
         let price = match (e.price.clone(), e.input_usd_per_mtok, e.output_usd_per_mtok) {
             (Some(id), None, None) => Some(PriceRef::Table(id)),
             (None, Some(i), Some(o)) => {

@@ -118,20 +118,20 @@ impl Client {
 
     /// A POST of `body` as JSON to `base_url` + `path`, the key attached.
     pub fn post(&self, base_url: &str, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
-        let mut rb = self.http.post(format!("{base_url}{path}")).json(body);
-        if let Some(k) = &self.api_key {
-            rb = rb.bearer_auth(k);
-        }
-        rb
+        self.with_key(self.http.post(format!("{base_url}{path}")).json(body))
     }
 
     /// A GET of `base_url` + `path`, the key attached.
     pub fn get(&self, base_url: &str, path: &str) -> reqwest::RequestBuilder {
-        let mut rb = self.http.get(format!("{base_url}{path}"));
-        if let Some(k) = &self.api_key {
-            rb = rb.bearer_auth(k);
+        self.with_key(self.http.get(format!("{base_url}{path}")))
+    }
+
+    /// The key as a bearer token: the one place it leaves the process.
+    fn with_key(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
         }
-        rb
     }
 
     pub fn timeout(&self) -> Duration {

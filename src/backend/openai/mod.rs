@@ -185,16 +185,13 @@ async fn generate(
             _ => (prompt.chars().count().div_ceil(4), s.chunk_s.len(), "estimate"),
         },
     };
-    let ttft_s = s.chunk_s.first().copied();
-    let last = s.chunk_s.last().copied();
-    let (tpot_s, decode_tok_per_s) = match (ttft_s, last) {
-        (Some(first), Some(last)) if tokens_out > 1 => (
-            Some((s.e2e_s - first) / (tokens_out - 1) as f64),
-            (last > first).then(|| (tokens_out - 1) as f64 / (last - first)),
-        ),
-        _ => (None, None),
+    let ttft_s = s.ttft_s();
+    let tpot_s = ttft_s.and_then(|first| stream::tpot_s(s.e2e_s, first, tokens_out));
+    let decode_tok_per_s = match (ttft_s, s.chunk_s.last()) {
+        (Some(first), Some(&last)) if tokens_out > 1 && last > first => Some((tokens_out - 1) as f64 / (last - first)),
+        _ => None,
     };
-    let itl_s: Vec<f64> = s.chunk_s.windows(2).map(|w| w[1] - w[0]).collect();
+    let itl_s = s.itl_s();
     Ok(Response {
         output: Output::Text(text),
         tokens_in,
@@ -316,16 +313,11 @@ impl Engine for OpenAiEngine {
             }
             .into()
         };
+        let defect = |f: http::Failure| format!("{:#}", f.error);
         let checked = self.rt.block_on(async {
-            let (token, lp) = match echo::next_token(&c, &url, &model, echo::CHECK_PROMPT).await {
-                Ok(x) => x,
-                Err(f) => return Err(format!("{:#}", f.error)),
-            };
+            let (token, lp) = echo::next_token(&c, &url, &model, echo::CHECK_PROMPT).await.map_err(defect)?;
             let full = format!("{}{token}", echo::CHECK_PROMPT);
-            let e = match echo::echo(&c, &url, &model, &full).await {
-                Ok(e) => e,
-                Err(f) => return Err(format!("{:#}", f.error)),
-            };
+            let e = echo::echo(&c, &url, &model, &full).await.map_err(defect)?;
             echo::verdict((&token, lp), &e, echo::CHECK_PROMPT)
         });
         self.self_check = Some(checked.map_err(refuse)?);
@@ -417,10 +409,7 @@ impl Engine for OpenAiEngine {
         let mut prompt = prompt.to_vec();
         let shift = (self.probe_calls * 7) % prompt.len().max(1);
         prompt.rotate_left(shift);
-        let body = serde_json::json!({
-            "model": self.ep.model_id, "prompt": prompt, "max_tokens": n_out, "temperature": 0, "ignore_eos": true,
-            "cache_prompt": false,
-        });
+        let body = stream::fixed_length_body(&self.ep.model_id, prompt.into(), n_out);
         let (s, _) = self.rt.block_on(c.with_retries("speed probe", |url| {
             let (c, body) = (c.clone(), body.clone());
             async move { stream::stream(&c, &url, "/completions", body).await }

@@ -47,6 +47,35 @@ pub struct Streamed {
     pub server_timings: Option<ServerTimings>,
 }
 
+impl Streamed {
+    /// Send → first chunk with text (seconds); None when no text came.
+    pub fn ttft_s(&self) -> Option<f64> {
+        self.chunk_s.first().copied()
+    }
+
+    /// The gaps between consecutive chunks with text (seconds).
+    pub fn itl_s(&self) -> Vec<f64> {
+        self.chunk_s.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+}
+
+/// Time per output token after the first: (E2E − TTFT)/(tokens_out − 1),
+/// seconds (vLLM's TPOT); None for fewer than two output tokens.
+pub fn tpot_s(e2e_s: f64, ttft_s: f64, tokens_out: usize) -> Option<f64> {
+    (tokens_out > 1).then(|| (e2e_s - ttft_s) / (tokens_out - 1) as f64)
+}
+
+/// A `/v1/completions` body asking for exactly `n_out` tokens after `prompt`
+/// (text or token ids): greedy, `ignore_eos`, and `cache_prompt: false` so
+/// llama.cpp evaluates the whole prompt even when it saw it before. The
+/// speed probe and `load` send it.
+pub fn fixed_length_body(model_id: &str, prompt: serde_json::Value, n_out: usize) -> serde_json::Value {
+    serde_json::json!({
+        "model": model_id, "prompt": prompt, "max_tokens": n_out, "temperature": 0, "ignore_eos": true,
+        "cache_prompt": false,
+    })
+}
+
 /// The text a chunk carries: `delta.content` (chat) or `text` (completions).
 fn chunk_text(v: &serde_json::Value) -> Option<&str> {
     let choice = v.get("choices")?.get(0)?;

@@ -202,19 +202,26 @@ fn start_server() -> (String, Shared, tokio::runtime::Runtime) {
     (format!("http://{addr}/v1"), seen, rt)
 }
 
+/// A one-task generation suite in `dir` whose items meet the fault `cases`, in order.
+fn case_suite(dir: &std::path::Path, cases: &[&str]) -> std::path::PathBuf {
+    let data: String = cases.iter().map(|c| format!("{{\"case\": \"{c}\"}}\n")).collect();
+    std::fs::write(dir.join("d.jsonl"), data).unwrap();
+    let suite = dir.join("faults.yaml");
+    std::fs::write(
+        &suite,
+        "name: faults\ntasks:\n  - task: f\n    data_files: d.jsonl\n    output_type: generate_until\n    doc_to_text: \"case:{{case}} say ok\"\n    doc_to_target: \"ok\"\n    generation_kwargs: { until: [\"\\n\"], max_gen_toks: 8 }\n    metric_list: [exact_match]\n",
+    )
+    .unwrap();
+    suite
+}
+
 const CASES: &[&str] = &["plain", "ratelimit", "flaky", "slow", "garbage", "cut", "nousage", "roleonly", "multitoken"];
 
 #[test]
 fn every_fault_gives_its_documented_behaviour() {
     let (url, seen, _rt) = start_server();
     let tmp = tempfile::tempdir().unwrap();
-    let data: String = CASES.iter().map(|c| format!("{{\"case\": \"{c}\"}}\n")).collect();
-    std::fs::write(tmp.path().join("d.jsonl"), data).unwrap();
-    std::fs::write(
-        tmp.path().join("faults.yaml"),
-        "name: faults\ntasks:\n  - task: f\n    data_files: d.jsonl\n    output_type: generate_until\n    doc_to_text: \"case:{{case}} say ok\"\n    doc_to_target: \"ok\"\n    generation_kwargs: { until: [\"\\n\"], max_gen_toks: 8 }\n    metric_list: [exact_match]\n",
-    )
-    .unwrap();
+    let suite = case_suite(tmp.path(), CASES);
     std::fs::write(
         tmp.path().join("models.toml"),
         format!("[[model]]\nname = \"fault\"\nbase_url = \"{url}\"\nmodel_id = \"fault\"\napi_key_env = \"OPENWEIGH_TEST_KEY\"\ninput_usd_per_mtok = 0.5\noutput_usd_per_mtok = 1.5\n"),
@@ -239,7 +246,7 @@ fn every_fault_gives_its_documented_behaviour() {
         .arg("--models")
         .arg(tmp.path().join("models.toml"))
         .arg("--suite")
-        .arg(tmp.path().join("faults.yaml"))
+        .arg(&suite)
         .arg("--out")
         .arg(&out)
         .timeout(Duration::from_secs(120))
@@ -321,14 +328,7 @@ fn a_server_that_is_gone_stops_the_run_with_one_clear_error() {
 fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
     let (url, _seen, _rt) = start_server();
     let tmp = tempfile::tempdir().unwrap();
-    let data: String =
-        ["plain", "plain", "plain", "hang", "plain"].iter().map(|c| format!("{{\"case\": \"{c}\"}}\n")).collect();
-    std::fs::write(tmp.path().join("d.jsonl"), data).unwrap();
-    std::fs::write(
-        tmp.path().join("s.yaml"),
-        "name: s\ntasks:\n  - task: f\n    data_files: d.jsonl\n    output_type: generate_until\n    doc_to_text: \"case:{{case}} say ok\"\n    doc_to_target: \"ok\"\n    generation_kwargs: { until: [\"\\n\"], max_gen_toks: 8 }\n    metric_list: [exact_match]\n",
-    )
-    .unwrap();
+    let suite = case_suite(tmp.path(), &["plain", "plain", "plain", "hang", "plain"]);
     let out = tmp.path().join("results");
     std::fs::create_dir_all(&out).unwrap();
     let mut args: Vec<std::ffi::OsString> =
@@ -336,7 +336,7 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
             .iter()
             .map(Into::into)
             .collect();
-    args.extend([format!("openai:{url}#fault").into(), "--suite".into(), tmp.path().join("s.yaml").into()]);
+    args.extend([format!("openai:{url}#fault").into(), "--suite".into(), suite.into()]);
     args.extend(["--out".into(), out.clone().into_os_string()]);
     let start = std::time::Instant::now();
     let child = spawn_openweigh(&args);
@@ -361,13 +361,7 @@ fn requests_spread_over_several_base_urls() {
     let (url_a, seen_a, _rt_a) = start_server();
     let (url_b, seen_b, _rt_b) = start_server();
     let tmp = tempfile::tempdir().unwrap();
-    let data: String = (0..8).map(|_| "{\"case\": \"sleepy\"}\n").collect();
-    std::fs::write(tmp.path().join("d.jsonl"), data).unwrap();
-    std::fs::write(
-        tmp.path().join("s.yaml"),
-        "name: s\ntasks:\n  - task: f\n    data_files: d.jsonl\n    output_type: generate_until\n    doc_to_text: \"case:{{case}} say ok\"\n    doc_to_target: \"ok\"\n    metric_list: [exact_match]\n",
-    )
-    .unwrap();
+    let suite = case_suite(tmp.path(), &["sleepy"; 8]);
     let models = tmp.path().join("m.toml");
     std::fs::write(
         &models,
@@ -379,7 +373,7 @@ fn requests_spread_over_several_base_urls() {
         .args(["run", "--model", "two", "--probe-reps", "0", "--no-report", "--concurrency", "4", "--models"])
         .arg(&models)
         .arg("--suite")
-        .arg(tmp.path().join("s.yaml"))
+        .arg(&suite)
         .arg("--out")
         .arg(&out)
         .assert()

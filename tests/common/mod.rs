@@ -27,7 +27,12 @@ pub fn test_home() -> &'static std::path::Path {
 /// The `openweigh` binary with a temporary home ([`test_home`]) and the
 /// shared download cache (models and data are fetched once, for every test).
 pub fn openweigh() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("openweigh").unwrap();
+    assert_cmd::Command::from_std(openweigh_std())
+}
+
+/// The same as a plain `std::process::Command`.
+pub fn openweigh_std() -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("openweigh"));
     cmd.env("NO_COLOR", "1").env("OPENWEIGH_HOME", test_home()).env("OPENWEIGH_CACHE", shared_cache());
     cmd
 }
@@ -140,14 +145,7 @@ pub fn free_port() -> u16 {
 /// The `openweigh` binary as a child process (for tests that signal or
 /// outlive it), with the same temporary home and shared cache as [`openweigh`].
 pub fn spawn_openweigh(args: &[std::ffi::OsString]) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("openweigh"))
-        .env("NO_COLOR", "1")
-        .env("OPENWEIGH_HOME", test_home())
-        .env("OPENWEIGH_CACHE", shared_cache())
-        .args(args)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("starting openweigh")
+    openweigh_std().args(args).stderr(std::process::Stdio::piped()).spawn().expect("starting openweigh")
 }
 
 /// Waits until the run folder in `out` has `n` lines in samples.jsonl.

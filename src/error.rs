@@ -26,6 +26,9 @@ pub enum UserError {
     #[error("{path}: not a usable model ({reason}); pass a complete .gguf file or a safetensors folder to --model, or a catalog name (`openweigh models`)")]
     BadModel { path: PathBuf, reason: String },
 
+    #[error("{path}: not a usable LoRA adapter ({reason}); pass --adapter a PEFT folder (adapter_config.json + adapter_model.safetensors) or a llama.cpp GGUF adapter trained on this base model")]
+    BadAdapter { path: PathBuf, reason: String },
+
     #[error("unknown model '{0}': pass a catalog name (`openweigh models`), a .gguf file, a safetensors folder, or hf:OWNER/REPO/FILE.gguf")]
     UnknownModel(String),
 

@@ -9,7 +9,8 @@
 //! the files' contract) → `analysis` (leaderboard, compare and gate, prices,
 //! cost) → `export` (report and comparison files). `stats` holds the pure
 //! statistics; `catalog`, `assets` and `hub` find and fetch models and data;
-//! `quantize` rewrites GGUF files; `error` holds the user-facing errors.
+//! `quantize` rewrites GGUF files and `merge` writes a LoRA adapter into
+//! one; `error` holds the user-facing errors.
 
 pub mod analysis;
 pub mod assets;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod export;
 pub mod hub;
 pub mod load;
+pub mod merge;
 pub mod quantize;
 pub mod results;
 pub mod run;

@@ -9,14 +9,12 @@
 
 mod common;
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use common::*;
-use openweigh::backend::candle::transformer::{Hparams, WeightFormat};
+use openweigh::backend::candle::transformer::WeightFormat;
 use openweigh::backend::candle::CandleBackend;
 use openweigh::backend::tokenizer::ModelTokenizer;
-use openweigh::backend::weights::hf_tensor_name;
 use openweigh::backend::{Output, Request};
-use std::collections::HashMap;
 use std::path::Path;
 
 const GEMMA: &str = "gemma3-270m";
@@ -31,32 +29,6 @@ fn gguf_tokenizer(path: &Path) -> ModelTokenizer {
 
 fn load(path: &Path, format: WeightFormat) -> CandleBackend {
     CandleBackend::load(path, &Device::Cpu, format).unwrap()
-}
-
-fn generate(b: &mut CandleBackend, prompt: &str, max_tokens: usize) -> String {
-    let req = Request::Generate {
-        prompt: prompt.into(),
-        until: vec!["\n".into()],
-        max_tokens,
-        shared_prefix: None,
-        chat: false,
-    };
-    match b.run(&req).unwrap().output {
-        Output::Text(t) => t,
-        _ => unreachable!(),
-    }
-}
-
-fn logliks(b: &mut CandleBackend, context: &str, choices: &[&str]) -> Vec<f64> {
-    let req = Request::LogLikelihood {
-        context: context.into(),
-        continuations: choices.iter().map(|c| c.to_string()).collect(),
-        shared_prefix: None,
-    };
-    match b.run(&req).unwrap().output {
-        Output::LogLikelihood(ll) => ll.iter().map(|c| c.logprob).collect(),
-        _ => unreachable!(),
-    }
 }
 
 #[test]
@@ -124,53 +96,6 @@ fn qwen_15b_answers_in_its_chat_template() {
     assert!(text.contains("Paris"), "{text:?}");
 }
 
-/// llama.cpp stores llama's q/k projections permuted for its interleaved RoPE;
-/// Hugging Face keeps the original rows. Undo it: rows (head, pair, 2) → (head, 2, pair).
-fn unpermute(w: &Tensor, n_head: usize) -> Tensor {
-    let (rows, cols) = w.dims2().unwrap();
-    w.reshape((n_head, rows / n_head / 2, 2, cols)).unwrap().transpose(1, 2).unwrap().reshape((rows, cols)).unwrap()
-}
-
-/// Writes a Hugging Face folder (config.json, tokenizer.json,
-/// tokenizer_config.json, model.safetensors in f32) of the default GGUF model.
-fn write_safetensors_copy(gguf: &Path, dir: &Path) {
-    let mut f = std::fs::File::open(gguf).unwrap();
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let hp = Hparams::from_gguf(&ct).unwrap();
-    let mut tensors = HashMap::new();
-    for name in ct.tensor_infos.keys() {
-        let hf = hf_tensor_name(name, hp.family).unwrap_or_else(|| panic!("no HF name for {name}"));
-        let mut t = ct.tensor(&mut f, name, &Device::Cpu).unwrap().dequantize(&Device::Cpu).unwrap();
-        if name.ends_with("attn_q.weight") {
-            t = unpermute(&t, hp.n_head);
-        } else if name.ends_with("attn_k.weight") {
-            t = unpermute(&t, hp.n_kv_head);
-        }
-        tensors.insert(hf, t);
-    }
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
-    let config = serde_json::json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": hp.n_embd,
-        "num_attention_heads": hp.n_head,
-        "num_key_value_heads": hp.n_kv_head,
-        "num_hidden_layers": hp.n_layer,
-        "max_position_embeddings": hp.context_length,
-        "rms_norm_eps": hp.rms_eps,
-        "rope_theta": hp.rope_base,
-        "tie_word_embeddings": !ct.tensor_infos.contains_key("output.weight"),
-    });
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    let tok = ModelTokenizer::from_gguf(&ct).unwrap();
-    tok.inner.save(dir.join("tokenizer.json"), false).unwrap();
-    let tok_config = serde_json::json!({
-        "bos_token": tok.bos_token, "eos_token": tok.eos_token,
-        "add_bos_token": tok.add_bos, "chat_template": tok.chat_template,
-    });
-    std::fs::write(dir.join("tokenizer_config.json"), tok_config.to_string()).unwrap();
-}
-
 /// The same weights through both loaders give the same log-likelihoods and
 /// the same greedy text; and `openweigh run --model DIR` runs the folder.
 #[test]
@@ -180,7 +105,7 @@ fn safetensors_copy_of_default_model_matches_gguf() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("smollm2-st");
     std::fs::create_dir(&dir).unwrap();
-    write_safetensors_copy(&gguf, &dir);
+    write_safetensors_copy(&gguf, &dir, |_, t| t);
 
     // f32 on both sides: the GGUF's exact (dequantized) weights.
     let mut a = load(&gguf, WeightFormat::F32);

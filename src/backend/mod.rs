@@ -13,6 +13,7 @@
 //! Load time is measured by each engine and reported apart, never mixed into
 //! a latency.
 
+pub mod adapter;
 pub mod candle;
 pub mod chat_template;
 pub mod openai;
@@ -197,11 +198,11 @@ pub fn max_positions(path: &Path) -> Result<usize> {
     Ok(hp.context_length.min(candle::transformer::MAX_POSITIONS))
 }
 
-/// Loads the model at `path` (a GGUF file or a safetensors folder) into the
-/// engine that runs it.
-pub fn load(path: &Path, opts: &EngineOptions) -> Result<Box<dyn Engine>> {
+/// Loads the model at `path` (a GGUF file or a safetensors folder), with a
+/// LoRA adapter merged in when given, into the engine that runs it.
+pub fn load(path: &Path, adapter: Option<&adapter::LoraAdapter>, opts: &EngineOptions) -> Result<Box<dyn Engine>> {
     let device = candle::device(opts.cuda)?;
-    Ok(Box::new(candle::CandleBackend::load(path, &device, opts.weights)?))
+    Ok(Box::new(candle::CandleBackend::load_with_adapter(path, adapter, &device, opts.weights)?))
 }
 
 /// Connects to a served model (the `openai` engine).

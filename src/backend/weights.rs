@@ -13,7 +13,7 @@ use crate::error::UserError;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -214,6 +214,99 @@ pub fn hf_tensor_name(gguf: &str, family: Family) -> Option<String> {
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
 }
 
+/// The GGUF name of a Hugging Face tensor name (the inverse of
+/// [`hf_tensor_name`]): `…layers.3.self_attn.q_proj.weight` → `blk.3.attn_q.weight`.
+/// Any prefix before `layers.` is ignored (PEFT's `base_model.model.`,
+/// multimodal wrappers' `language_model.`).
+pub fn gguf_tensor_name(hf: &str, family: Family) -> Option<String> {
+    for fixed in ["token_embd.weight", "output_norm.weight", "output.weight"] {
+        if hf_tensor_name(fixed, family).is_some_and(|h| hf.ends_with(&h)) {
+            return Some(fixed.to_string());
+        }
+    }
+    let rest = &hf[hf.find("layers.")? + "layers.".len()..];
+    let (layer, module) = rest.split_once('.')?;
+    layer.parse::<usize>().ok()?;
+    let (_, kind) = module.rsplit_once('.')?;
+    const PARTS: [&str; 13] = [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "attn_q_norm",
+        "attn_k_norm",
+        "attn_norm",
+        // Before post_attention_norm: llama's post_attention_layernorm is its ffn_norm.
+        "ffn_norm",
+        "post_attention_norm",
+        "post_ffw_norm",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ];
+    PARTS
+        .iter()
+        .map(|part| format!("blk.{layer}.{part}.{kind}"))
+        .find(|g| hf_tensor_name(g, family).is_some_and(|h| h == format!("model.layers.{layer}.{module}")))
+}
+
+/// Row order of llama's q/k projections. Hugging Face keeps the original
+/// ("rotate half") order; llama.cpp's converter permutes the rows so that
+/// RoPE's pairs are adjacent (its interleaved layout). A weight, or a LoRA
+/// `B` factor, moving between a GGUF and a safetensors model is permuted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOrder {
+    /// Safetensors folders and PEFT adapters.
+    HuggingFace,
+    /// GGUF models and llama.cpp GGUF adapters.
+    LlamaCpp,
+}
+
+/// `w` (rows × cols, rows = `n_head` × head_dim) from `from` row order to
+/// `to`, as llama.cpp's `convert_hf_to_gguf.py` permutes llama's q/k
+/// (`reshape(n_head, 2, half, cols).swapaxes(1, 2)`) or undoes it.
+pub fn reorder_qk_rows(w: &Tensor, n_head: usize, from: RowOrder, to: RowOrder) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let half = rows / n_head / 2;
+    let t = match (from, to) {
+        (a, b) if a == b => return Ok(w.clone()),
+        (RowOrder::HuggingFace, _) => w.reshape((n_head, 2, half, cols))?.transpose(1, 2)?,
+        (RowOrder::LlamaCpp, _) => w.reshape((n_head, half, 2, cols))?.transpose(1, 2)?,
+    };
+    Ok(t.contiguous()?.reshape((rows, cols))?)
+}
+
+/// What a model's header says, without reading any tensor: its shape and
+/// the shape of every tensor (by GGUF name), and its q/k row order. Enough
+/// to check that an adapter fits it before any weights load.
+pub struct ModelHeader {
+    pub hparams: Hparams,
+    /// Tensor shapes (rows, cols for a matrix), by GGUF name.
+    pub shapes: std::collections::BTreeMap<String, Vec<usize>>,
+    pub row_order: RowOrder,
+}
+
+impl ModelHeader {
+    pub fn read(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            let folder = HfFolder::open(path)?;
+            let hparams = Hparams::from_hf_config(&folder.config).map_err(|e| bad_model(path, e))?;
+            // SAFETY: read-only maps of the folder's files, dropped before this returns.
+            let st = unsafe { MmapedSafetensors::multi(&folder.safetensors) }.map_err(|e| bad_model(path, e))?;
+            let shapes = st
+                .tensors()
+                .into_iter()
+                .filter_map(|(hf, view)| Some((gguf_tensor_name(&hf, hparams.family)?, view.shape().to_vec())))
+                .collect();
+            return Ok(Self { hparams, shapes, row_order: RowOrder::HuggingFace });
+        }
+        let (_, ct) = open_gguf(path)?;
+        let hparams = Hparams::from_gguf(&ct).map_err(|e| bad_model(path, e))?;
+        let shapes = ct.tensor_infos.iter().map(|(n, t)| (n.clone(), t.shape.dims().to_vec())).collect();
+        Ok(Self { hparams, shapes, row_order: RowOrder::LlamaCpp })
+    }
+}
+
 /// Tensors of a safetensors model folder, read through memory maps and
 /// converted to f32.
 pub struct SafetensorsSource {
@@ -295,6 +388,39 @@ mod tests {
         );
         assert_eq!(hf_tensor_name("output.weight", Family::Llama).unwrap(), "lm_head.weight");
         assert!(hf_tensor_name("blk.0.unknown.weight", Family::Llama).is_none());
+    }
+
+    #[test]
+    fn hf_names_map_back_to_gguf_names() {
+        for family in [Family::Llama, Family::Qwen2, Family::Gemma3] {
+            for g in ["blk.3.attn_q.weight", "blk.0.ffn_norm.weight", "blk.11.ffn_down.weight", "output.weight"] {
+                let hf = hf_tensor_name(g, family).unwrap();
+                assert_eq!(gguf_tensor_name(&hf, family).as_deref(), Some(g), "{hf}");
+                let peft = format!("base_model.model.{}", hf.trim_end_matches(".weight"));
+                assert_eq!(gguf_tensor_name(&format!("{peft}.weight"), family).as_deref(), Some(g));
+            }
+        }
+        assert_eq!(
+            gguf_tensor_name("base_model.model.model.language_model.layers.2.mlp.up_proj.weight", Family::Gemma3)
+                .as_deref(),
+            Some("blk.2.ffn_up.weight")
+        );
+        assert!(gguf_tensor_name("model.layers.0.self_attn.qkv_proj.weight", Family::Llama).is_none());
+        assert!(gguf_tensor_name("transformer.h.0.attn.c_attn.weight", Family::Llama).is_none());
+    }
+
+    #[test]
+    fn qk_row_reorder_round_trips_and_matches_llama_cpp() {
+        // 2 heads of head_dim 4: HF rows (h, s, i) with s the rotate-half side.
+        let w = Tensor::arange(0f32, 8.0, &Device::Cpu).unwrap().reshape((8, 1)).unwrap();
+        let g = reorder_qk_rows(&w, 2, RowOrder::HuggingFace, RowOrder::LlamaCpp).unwrap();
+        // llama.cpp: reshape(2, 2, 2).swapaxes(1, 2) → rows 0,2,1,3 | 4,6,5,7.
+        assert_eq!(g.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [0., 2., 1., 3., 4., 6., 5., 7.]);
+        let back = reorder_qk_rows(&g, 2, RowOrder::LlamaCpp, RowOrder::HuggingFace).unwrap();
+        assert_eq!(
+            back.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            w.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Requantize a GGUF model with candle (e.g. to make a candidate for `compare`).
     Quantize(QuantizeArgs),
+    /// Merge a LoRA adapter (PEFT folder or GGUF adapter) into a GGUF model and write it as GGUF.
+    Merge(MergeArgs),
     /// Charts, index.html, summary.md and models.csv from finished runs (prices applied here).
     Report(ReportArgs),
     /// The per-token price table: import litellm's JSON or a CSV, list entries.
@@ -194,6 +196,10 @@ pub struct RunArgs {
     pub model: Vec<String>,
     #[command(flatten)]
     pub common: SuiteArgs,
+    /// LoRA adapter merged into the model at load: a PEFT folder (adapter_config.json +
+    /// adapter_model.safetensors) or a llama.cpp GGUF adapter. One --model only.
+    #[arg(long, value_name = "DIR_OR_FILE")]
+    pub adapter: Option<PathBuf>,
     /// How weights are held: q8_0 repacks Q4_1/Q5_0/Q5_1 (scalar kernels in candle) to Q8_0
     /// (SIMD); native keeps the file's types; f32 dequantizes all (exact weights, slow decode).
     #[arg(long, value_enum, default_value = "q8_0")]
@@ -290,6 +296,12 @@ pub struct CompareArgs {
     /// Run this model as the candidate first.
     #[arg(long, requires = "base_model")]
     pub candidate_model: Option<String>,
+    /// LoRA adapter (PEFT folder or GGUF adapter) merged into --base-model.
+    #[arg(long, requires = "base_model", value_name = "DIR_OR_FILE")]
+    pub base_adapter: Option<PathBuf>,
+    /// LoRA adapter merged into --candidate-model (base vs fine-tune: the same model for both).
+    #[arg(long, requires = "candidate_model", value_name = "DIR_OR_FILE")]
+    pub candidate_adapter: Option<PathBuf>,
     /// Suite, limit and threads apply to --base-model/--candidate-model runs.
     #[command(flatten)]
     pub common: SuiteArgs,
@@ -331,6 +343,23 @@ pub struct QuantizeArgs {
     /// Also write the report (types, fallbacks, sizes) as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MergeArgs {
+    /// Base model: a catalog name or a .gguf file.
+    pub base: String,
+    /// The LoRA adapter: a PEFT folder or a llama.cpp GGUF adapter.
+    #[arg(long, value_name = "DIR_OR_FILE")]
+    pub adapter: PathBuf,
+    /// Output .gguf path.
+    pub output: PathBuf,
+    /// Type of the written 2-D weights (default: each tensor keeps the base's type).
+    #[arg(long, value_enum)]
+    pub to: Option<openweigh::quantize::QuantType>,
+    /// Write the adapter alone as a llama.cpp GGUF adapter (for llama-server --lora) instead of the merged model.
+    #[arg(long, conflicts_with = "to")]
+    pub lora_only: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -28,8 +28,20 @@ pub fn compare(args: CompareArgs) -> Result<i32> {
     }
     let (base_dir, cand_dir) = match (&args.base_model, &args.candidate_model) {
         (Some(b), Some(c)) => {
+            let models_file = args.served.models.as_deref();
+            for (m, a) in [(b, &args.base_adapter), (c, &args.candidate_adapter)] {
+                if let Some(a) = a {
+                    openweigh::run::check_adapter(m, a, models_file)?;
+                }
+            }
             let child = super::child_run(&args.common, args.served.child_flags());
-            (run_in_child(b, &child)?.0, run_in_child(c, &child)?.0)
+            let adapter = |a: &Option<std::path::PathBuf>| -> Vec<String> {
+                a.iter().flat_map(|p| ["--adapter".to_string(), p.display().to_string()]).collect()
+            };
+            (
+                run_in_child(b, &adapter(&args.base_adapter), &child)?.0,
+                run_in_child(c, &adapter(&args.candidate_adapter), &child)?.0,
+            )
         }
         _ => (args.base.clone().unwrap(), args.candidate.clone().unwrap()),
     };

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compare;
 pub mod fetch;
 pub mod load;
+pub mod merge;
 pub mod models;
 pub mod prices;
 pub mod quantize;
@@ -27,6 +28,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Bench(args) => bench::bench(args),
         Command::Compare(args) => compare::compare(args),
         Command::Quantize(args) => quantize::quantize(args),
+        Command::Merge(args) => merge::merge(args),
         Command::Report(args) => report::report(args),
         Command::Prices(cmd) => prices::prices(cmd),
         Command::Suites(args) => suites::suites(args),

@@ -21,6 +21,17 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if let [model] = models.as_slice() {
         return run_one(model, &args, &hardware, &prices);
     }
+    if let Some(a) = &args.adapter {
+        return Err(UserError::BadFlag {
+            flag: "--adapter",
+            message: format!(
+                "{} applies to one --model, not {}; run each model alone, or use `compare --base-model M --candidate-model M --candidate-adapter A`",
+                a.display(),
+                models.len()
+            ),
+        }
+        .into());
+    }
     run_many(&models, &args, &hardware, &prices)
 }
 
@@ -60,6 +71,7 @@ fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice, prices: &Price
         cuda: args.device == DeviceArg::Cuda,
         probe_repetitions: args.probe_reps,
         models_file: args.served.models.clone(),
+        adapter: args.adapter.clone(),
         http: args.served.http(),
     };
     let outcome = runner::run(&opts)?;
@@ -96,7 +108,7 @@ fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice, prices:
     for (i, model) in models.iter().enumerate() {
         eprintln!("\n== model {}/{}: {model}", i + 1, models.len());
         // One model's failure is reported and the others still run.
-        let result = run_in_child(model, &child).and_then(|(dir, child_code)| Ok((load_run(&dir)?, child_code)));
+        let result = run_in_child(model, &[], &child).and_then(|(dir, child_code)| Ok((load_run(&dir)?, child_code)));
         match result {
             Ok((run, child_code)) => {
                 if child_code != 0 {

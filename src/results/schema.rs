@@ -119,6 +119,11 @@ pub struct ModelInfo {
     /// key variable's name (never a key). `path` then holds the first URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served: Option<Endpoint>,
+    /// A LoRA adapter merged into the model at load (`--adapter`): path,
+    /// sha256, rank, alpha, scale, target modules, how it was applied. `name`
+    /// is then `BASE + ADAPTER`; `path` and `sha256` stay the base model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<crate::backend::adapter::AdapterInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,9 +24,11 @@ fn folders_in(out: &Path) -> HashSet<PathBuf> {
     std::fs::read_dir(out).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
 }
 
-/// Runs `openweigh run` for one model in a child process; returns the run
-/// folder it wrote and its exit code (0, or 3 when some items failed).
-pub fn run_in_child(model: &str, c: &ChildRun) -> Result<(PathBuf, i32)> {
+/// Runs `openweigh run` for one model in a child process, with `extra`
+/// flags of this model's own (an `--adapter`) after the shared ones;
+/// returns the run folder it wrote and its exit code (0, or 3 when some
+/// items failed).
+pub fn run_in_child(model: &str, extra: &[String], c: &ChildRun) -> Result<(PathBuf, i32)> {
     let before = folders_in(&c.out);
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(["run", "--model", model, "--suite", &c.suite]).arg("--out").arg(&c.out);
@@ -36,7 +38,7 @@ pub fn run_in_child(model: &str, c: &ChildRun) -> Result<(PathBuf, i32)> {
     if let Some(t) = c.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
-    cmd.args(&c.extra);
+    cmd.args(&c.extra).args(extra);
     let status = cmd.status()?;
     match status.code() {
         Some(0) | Some(EXIT_ITEM_FAILURES) => {}

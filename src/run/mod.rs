@@ -16,7 +16,9 @@ pub mod summary;
 pub mod task;
 
 use crate::assets;
+use crate::backend::adapter::LoraAdapter;
 use crate::backend::openai::{endpoint, http::HttpOptions};
+use crate::backend::weights::ModelHeader;
 use crate::backend::{self, EngineOptions, WeightFormat};
 use crate::error::UserError;
 use crate::results::*;
@@ -38,6 +40,8 @@ pub struct RunOptions {
     pub probe_repetitions: usize,
     /// `--models FILE.toml`: served models by name.
     pub models_file: Option<PathBuf>,
+    /// `--adapter`: a LoRA adapter (PEFT folder or GGUF file) merged into the model at load.
+    pub adapter: Option<PathBuf>,
     /// How a served model is called.
     pub http: HttpOptions,
 }
@@ -66,6 +70,10 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     let engine_opts = EngineOptions { cuda: opts.cuda, weights: opts.weights, http: opts.http };
     engine_opts.validate()?;
     let served = endpoint::resolve(&opts.model, opts.models_file.as_deref())?;
+    if let (Some(_), Some(a)) = (&served, &opts.adapter) {
+        return Err(served_adapter(a));
+    }
+    let mut adapter = None;
     let model = match &served {
         Some(ep) => assets::ResolvedModel {
             name: ep.name.clone(),
@@ -74,8 +82,13 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             size_byte: 0,
         },
         None => {
-            let model = assets::resolve_model(&opts.model)?;
+            let mut model = assets::resolve_model(&opts.model)?;
             check_generation_fits(&suite, backend::max_positions(&model.path)?)?;
+            if let Some(path) = &opts.adapter {
+                let a = open_adapter(&model.path, path)?;
+                model.name = format!("{} + {}", model.name, a.info.name);
+                adapter = Some(a);
+            }
             model
         }
     };
@@ -89,7 +102,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     eprintln!("loading {} ({})", model.name, model.path.display());
     let mut engine = match &served {
         Some(ep) => backend::load_endpoint(ep, &engine_opts)?,
-        None => backend::load(&model.path, &engine_opts)?,
+        None => backend::load(&model.path, adapter.as_ref(), &engine_opts)?,
     };
     check_loglikelihood(engine.as_mut(), &suite)?;
     let load_s = engine.load_s();
@@ -133,6 +146,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             load: load_report,
             load_s,
             served: served.clone(),
+            adapter: adapter.map(|a| a.info),
         },
         suite: SuiteInfo {
             name: suite.name.clone(),
@@ -225,6 +239,34 @@ fn measure_run(
         write_json_atomic(&run_json, meta)?;
     }
     Ok(summary)
+}
+
+/// Reads the LoRA adapter at `adapter` and checks that it fits the model
+/// file or folder at `model`, from headers alone (no weights loaded).
+pub fn open_adapter(model: &std::path::Path, adapter: &std::path::Path) -> Result<LoraAdapter> {
+    let a = LoraAdapter::open(adapter)?;
+    a.check(&ModelHeader::read(model)?)?;
+    Ok(a)
+}
+
+/// Checks `--adapter` for the model `spec` (as `run` would) before a
+/// command that runs it later in a child process spends time on others.
+pub fn check_adapter(spec: &str, adapter: &std::path::Path, models_file: Option<&std::path::Path>) -> Result<()> {
+    if endpoint::resolve(spec, models_file)?.is_some() {
+        return Err(served_adapter(adapter));
+    }
+    open_adapter(&assets::resolve_model(spec)?.path, adapter).map(|_| ())
+}
+
+fn served_adapter(adapter: &std::path::Path) -> anyhow::Error {
+    UserError::BadFlag {
+        flag: "--adapter",
+        message: format!(
+            "{} is applied in process; a served model loads adapters on its server (llama-server --lora FILE.gguf, vLLM --lora-modules)",
+            adapter.display()
+        ),
+    }
+    .into()
 }
 
 /// Refuses log-likelihood tasks an engine cannot score truthfully (a served

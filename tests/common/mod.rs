@@ -111,10 +111,15 @@ impl Server {
 
     /// llama.cpp's llama-server on the default model (`slots` parallel slots), `extra` flags added.
     pub fn llama_server(slots: usize, extra: &[&str]) -> Server {
+        Self::llama_server_on(&default_model(), slots, extra)
+    }
+
+    /// llama-server on the GGUF model `model`.
+    pub fn llama_server_on(model: &std::path::Path, slots: usize, extra: &[&str]) -> Server {
         let dir = llama_cpp_dir();
         let port = free_port();
         let mut cmd = std::process::Command::new(dir.join("bin/llama-server"));
-        cmd.arg("-m").arg(default_model()).args(["--host", "127.0.0.1", "--port", &port.to_string(), "-t", "2"]);
+        cmd.arg("-m").arg(model).args(["--host", "127.0.0.1", "--port", &port.to_string(), "-t", "2"]);
         cmd.args(["-c", &(2048 * slots).to_string(), "-np", &slots.to_string()]).args(extra);
         Server::start(cmd, port, test_home().join(format!("llama-server-{port}.log")))
     }
@@ -162,5 +167,91 @@ pub fn wait_for_samples(out: &std::path::Path, n: usize, max_s: u64) {
         }
         assert!(start.elapsed().as_secs() < max_s, "fewer than {n} items after {max_s} s");
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// llama.cpp stores llama's q/k projections permuted for its interleaved RoPE;
+/// Hugging Face keeps the original rows. Undo it: rows (head, pair, 2) → (head, 2, pair).
+/// (Written here apart from openweigh's own reordering, which it checks.)
+pub fn unpermute(w: &candle_core::Tensor, n_head: usize) -> candle_core::Tensor {
+    let (rows, cols) = w.dims2().unwrap();
+    w.reshape((n_head, rows / n_head / 2, 2, cols)).unwrap().transpose(1, 2).unwrap().reshape((rows, cols)).unwrap()
+}
+
+/// Writes a Hugging Face folder (config.json, tokenizer.json,
+/// tokenizer_config.json, model.safetensors in f32) of the default GGUF
+/// model, each tensor passed through `edit(hf_name, tensor)` on the way.
+pub fn write_safetensors_copy(
+    gguf: &std::path::Path,
+    dir: &std::path::Path,
+    mut edit: impl FnMut(&str, candle_core::Tensor) -> candle_core::Tensor,
+) {
+    use candle_core::quantized::gguf_file;
+    use openweigh::backend::candle::transformer::Hparams;
+    let cpu = candle_core::Device::Cpu;
+    let mut f = std::fs::File::open(gguf).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    let hp = Hparams::from_gguf(&ct).unwrap();
+    let mut tensors = std::collections::HashMap::new();
+    for name in ct.tensor_infos.keys() {
+        let hf = openweigh::backend::weights::hf_tensor_name(name, hp.family)
+            .unwrap_or_else(|| panic!("no HF name for {name}"));
+        let mut t = ct.tensor(&mut f, name, &cpu).unwrap().dequantize(&cpu).unwrap();
+        if name.ends_with("attn_q.weight") {
+            t = unpermute(&t, hp.n_head);
+        } else if name.ends_with("attn_k.weight") {
+            t = unpermute(&t, hp.n_kv_head);
+        }
+        let t = edit(&hf, t);
+        tensors.insert(hf, t);
+    }
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hp.n_embd,
+        "num_attention_heads": hp.n_head,
+        "num_key_value_heads": hp.n_kv_head,
+        "num_hidden_layers": hp.n_layer,
+        "max_position_embeddings": hp.context_length,
+        "rms_norm_eps": hp.rms_eps,
+        "rope_theta": hp.rope_base,
+        "tie_word_embeddings": !ct.tensor_infos.contains_key("output.weight"),
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let tok = openweigh::backend::tokenizer::ModelTokenizer::from_gguf(&ct).unwrap();
+    tok.inner.save(dir.join("tokenizer.json"), false).unwrap();
+    let tok_config = serde_json::json!({
+        "bos_token": tok.bos_token, "eos_token": tok.eos_token,
+        "add_bos_token": tok.add_bos, "chat_template": tok.chat_template,
+    });
+    std::fs::write(dir.join("tokenizer_config.json"), tok_config.to_string()).unwrap();
+}
+
+/// Greedy text of `b` after `prompt`, up to a newline or `max_tokens`.
+pub fn generate(b: &mut openweigh::backend::candle::CandleBackend, prompt: &str, max_tokens: usize) -> String {
+    let req = openweigh::backend::Request::Generate {
+        prompt: prompt.into(),
+        until: vec!["\n".into()],
+        max_tokens,
+        shared_prefix: None,
+        chat: false,
+    };
+    match b.run(&req).unwrap().output {
+        openweigh::backend::Output::Text(t) => t,
+        _ => unreachable!(),
+    }
+}
+
+/// Log-likelihoods (nats) of each choice after `context`.
+pub fn logliks(b: &mut openweigh::backend::candle::CandleBackend, context: &str, choices: &[&str]) -> Vec<f64> {
+    let req = openweigh::backend::Request::LogLikelihood {
+        context: context.into(),
+        continuations: choices.iter().map(|c| c.to_string()).collect(),
+        shared_prefix: None,
+    };
+    match b.run(&req).unwrap().output {
+        openweigh::backend::Output::LogLikelihood(ll) => ll.iter().map(|c| c.logprob).collect(),
+        _ => unreachable!(),
     }
 }

@@ -8,15 +8,16 @@
 
 pub mod transformer;
 
+use super::adapter::{Adapted, LoraAdapter};
 use super::tokenizer::ModelTokenizer;
-use super::weights::{bad_model, open_gguf, GgufSource, HfFolder, SafetensorsSource};
+use super::weights::{bad_model, open_gguf, GgufSource, HfFolder, ModelHeader, RowOrder, SafetensorsSource};
 use super::{ChoiceLogLik, Engine, OnResponse, Output, Request, Response, Tagged};
 use crate::error::UserError;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, IndexOp, Tensor};
 use std::path::Path;
 use std::time::Instant;
-use transformer::{Hparams, KvCache, LoadReport, Transformer, WeightFormat};
+use transformer::{Hparams, KvCache, LoadReport, Transformer, WeightFormat, WeightSource};
 
 /// A task's shared prefix, evaluated once: its text, token ids, and the KV
 /// cache after all but its last token (the last token may merge with what
@@ -63,6 +64,25 @@ fn argmax(row: &[f32]) -> u32 {
     best as u32
 }
 
+/// The forward pass over `src`'s weights, with `adapter` merged into them.
+fn build(
+    hp: Hparams,
+    src: &mut dyn WeightSource,
+    order: RowOrder,
+    adapter: Option<&LoraAdapter>,
+    device: &Device,
+    format: WeightFormat,
+) -> Result<Transformer> {
+    let Some(adapter) = adapter else {
+        return Transformer::load(hp, src, device, format);
+    };
+    let shape = hp.clone();
+    let mut adapted = Adapted::new(src, adapter, &shape, order, format);
+    let mut model = Transformer::load(hp, &mut adapted, device, format)?;
+    model.report.adapter = Some(adapted.report);
+    Ok(model)
+}
+
 /// Most log-prob values one packed pass may produce (rows × vocabulary):
 /// 16 Mi floats, 64 MiB, so a 262k-token vocabulary packs 64 rows at a time.
 const PACKED_LOGITS: usize = 16 << 20;
@@ -70,14 +90,28 @@ const PACKED_LOGITS: usize = 16 << 20;
 impl CandleBackend {
     /// Loads a GGUF file or a safetensors model folder.
     pub fn load(path: &Path, device: &Device, format: WeightFormat) -> Result<Self> {
+        Self::load_with_adapter(path, None, device, format)
+    }
+
+    /// Loads a GGUF file or a safetensors model folder with a LoRA adapter
+    /// merged into its weights (checked against the model's header first).
+    pub fn load_with_adapter(
+        path: &Path,
+        adapter: Option<&LoraAdapter>,
+        device: &Device,
+        format: WeightFormat,
+    ) -> Result<Self> {
         let start = Instant::now();
+        if let Some(a) = adapter {
+            a.check(&ModelHeader::read(path)?)?;
+        }
         let bad = |e: anyhow::Error| bad_model(path, e);
         let (model, tokenizer) = if path.is_dir() {
             let folder = HfFolder::open(path)?;
             let hp = Hparams::from_hf_config(&folder.config).map_err(bad)?;
             let tokenizer = ModelTokenizer::from_hf_dir(path).map_err(bad)?;
             let mut src = SafetensorsSource::open(&folder, hp.family).map_err(bad)?;
-            let model = Transformer::load(hp, &mut src, device, format).map_err(bad)?;
+            let model = build(hp, &mut src, RowOrder::HuggingFace, adapter, device, format).map_err(bad)?;
             (model, tokenizer)
         } else {
             let (mut file, ct) = open_gguf(path)?;
@@ -98,7 +132,7 @@ impl CandleBackend {
             let hp = Hparams::from_gguf(&ct).map_err(bad)?;
             let tokenizer = ModelTokenizer::from_gguf(&ct).map_err(bad)?;
             let mut src = GgufSource { content: &ct, file: &mut file };
-            let model = Transformer::load(hp, &mut src, device, format).map_err(bad)?;
+            let model = build(hp, &mut src, RowOrder::LlamaCpp, adapter, device, format).map_err(bad)?;
             (model, tokenizer)
         };
         let device = if device.is_cuda() { "cuda:0" } else { "cpu" }.to_string();

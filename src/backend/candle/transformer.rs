@@ -67,6 +67,15 @@ impl Family {
             _ => None,
         }
     }
+
+    /// GGUF's `general.architecture` for this family.
+    pub fn gguf_architecture(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Gemma3 => "gemma3",
+        }
+    }
 }
 
 /// Shape and switches of one model, from GGUF metadata or config.json.
@@ -99,6 +108,11 @@ pub struct Hparams {
 pub trait WeightSource {
     fn get(&mut self, name: &str, device: &Device) -> Result<QTensor>;
     fn has(&self, name: &str) -> bool;
+    /// The type `name` has in the file, when `get` returned it in another
+    /// (a tensor merged with an adapter); None: the type `get` returned.
+    fn file_dtype(&self, _name: &str) -> Option<GgmlDType> {
+        None
+    }
 }
 
 /// What the loader did, for `run.json`.
@@ -119,6 +133,9 @@ pub struct LoadReport {
     pub context_length: usize,
     /// Positions openweigh accepts (the context length, capped at [`MAX_POSITIONS`]).
     pub max_positions: usize,
+    /// What merging a LoRA adapter at load did (`--adapter`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<crate::backend::adapter::MergeReport>,
 }
 
 /// The token embedding table: looked up row by row from its quantized form
@@ -231,9 +248,16 @@ fn repacked(t: &QTensor, format: WeightFormat, device: &Device) -> Result<Option
     Ok(Some(QTensor::quantize(&t.dequantize(device)?, target)?))
 }
 
-/// A matmul weight, repacked as `format` asks, and counted.
-fn prepare(t: QTensor, format: WeightFormat, device: &Device, tally: &mut Tally) -> Result<QMatMul> {
-    let file = t.dtype();
+/// The matmul weight `name` of `src`, repacked as `format` asks, and counted.
+fn prepare(
+    src: &mut dyn WeightSource,
+    name: &str,
+    format: WeightFormat,
+    device: &Device,
+    tally: &mut Tally,
+) -> Result<QMatMul> {
+    let t = src.get(name, device)?;
+    let file = src.file_dtype(name).unwrap_or(t.dtype());
     let t = repacked(&t, format, device)?.unwrap_or(t);
     tally.add(file, &t);
     Ok(QMatMul::from_qtensor(t)?)
@@ -334,6 +358,7 @@ impl Transformer {
         };
 
         let embd = Arc::new(src.get("token_embd.weight", device)?);
+        let embd_file = src.file_dtype("token_embd.weight").unwrap_or(embd.dtype());
         let n_vocab = embd.shape().dims()[0];
         let quantized_lookup = !matches!(embd.dtype(), GgmlDType::F32 | GgmlDType::F16)
             && hp.n_embd.is_multiple_of(embd.dtype().block_size());
@@ -345,15 +370,15 @@ impl Transformer {
         // Tied embeddings: the output head is the embedding matrix, shared with
         // the lookup table unless the matmul wants it repacked.
         let (output, shared) = if src.has("output.weight") {
-            (prepare(src.get("output.weight", device)?, format, device, &mut tally)?, false)
+            (prepare(src, "output.weight", format, device, &mut tally)?, false)
         } else {
             match repacked(&embd, format, device)? {
                 None => {
-                    tally.add(embd.dtype(), &embd);
+                    tally.add(embd_file, &embd);
                     (QMatMul::from_arc(embd.clone())?, true)
                 }
                 Some(t) => {
-                    tally.add(embd.dtype(), &t);
+                    tally.add(embd_file, &t);
                     (QMatMul::from_qtensor(t)?, false)
                 }
             }
@@ -378,7 +403,7 @@ impl Transformer {
                 }
             };
             let mut mm = |src: &mut dyn WeightSource, name: &str| -> Result<QMatMul> {
-                prepare(src.get(&format!("{p}.{name}.weight"), device)?, format, device, &mut tally)
+                prepare(src, &format!("{p}.{name}.weight"), format, device, &mut tally)
             };
             // Gemma's extra norms: per-head q/k norms and sandwich norms around attention and MLP.
             let gemma = hp.family == Family::Gemma3;
@@ -426,6 +451,7 @@ impl Transformer {
             n_vocab,
             context_length: hp.context_length,
             max_positions: max_seq_len,
+            adapter: None,
         };
         Ok(Self {
             embed_scale: (hp.family == Family::Gemma3).then(|| (hp.n_embd as f64).sqrt()),

@@ -210,19 +210,7 @@ fn merge_writes_a_gguf_that_runs_as_the_adapter_does() {
     let size = |p: &Path| std::fs::metadata(p).unwrap().len() as i64;
     assert!((size(&native) - size(&default_model())).abs() < 4096, "the base's own types: about the base's size");
 
-    let out_dir = tmp.path().join("out");
-    let out = openweigh()
-        .args(["run", "--suite", "suites/examples/capitals.yaml", "--limit", "2", "--probe-reps", "0", "--no-report"])
-        .arg("--adapter")
-        .arg(&peft)
-        .arg("--out")
-        .arg(&out_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(only_run_dir(&out_dir).join("run.json")).unwrap()).unwrap();
+    let run = run_capitals(&["--no-report".as_ref(), "--adapter".as_ref(), peft.as_os_str()], &tmp.path().join("out"));
     let m = &run["model"];
     assert_eq!(m["name"], format!("{} + my-lora", openweigh::catalog::DEFAULT_MODEL));
     let a = &m["adapter"];
@@ -324,52 +312,32 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
         cfg[key] = value;
         std::fs::write(&path, cfg.to_string()).unwrap();
     };
-    let set_tensors = |dir: &Path, tensors: Vec<(&str, (usize, usize))>| {
-        let map: HashMap<String, Tensor> = tensors
-            .into_iter()
-            .map(|(n, shape)| (n.to_string(), Tensor::zeros(shape, candle_core::DType::F32, &Device::Cpu).unwrap()))
-            .collect();
+    // One module's factors: lora_A of shape `a`, and lora_B of shape `b` when given.
+    let set_factors = |dir: &Path, module: &str, a: (usize, usize), b: Option<(usize, usize)>| {
+        let zeros = |shape| Tensor::zeros(shape, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let mut map = HashMap::from([(format!("{module}.lora_A.weight"), zeros(a))]);
+        map.extend(b.map(|b| (format!("{module}.lora_B.weight"), zeros(b))));
         candle_core::safetensors::save(&map, dir.join("adapter_model.safetensors")).unwrap();
     };
     let l0 = "base_model.model.model.layers.0.self_attn";
     let cases: Vec<(std::path::PathBuf, &str)> = vec![
         (variant("wrong-rank", &|d| set_config(d, "r", 8.into())), "has rank 4 but adapter_config.json says r = 8"),
         (
-            variant("wrong-module", &|d| {
-                set_tensors(
-                    d,
-                    vec![
-                        (&format!("{l0}.qkv_proj.lora_A.weight"), (4, 576)),
-                        (&format!("{l0}.qkv_proj.lora_B.weight"), (1728, 4)),
-                    ],
-                )
-            }),
+            variant("wrong-module", &|d| set_factors(d, &format!("{l0}.qkv_proj"), (4, 576), Some((1728, 4)))),
             "module base_model.model.model.layers.0.self_attn.qkv_proj is not a layer openweigh knows",
         ),
         (
             variant("too-deep", &|d| {
-                let l40 = "base_model.model.model.layers.40.self_attn.v_proj";
-                set_tensors(
-                    d,
-                    vec![(&format!("{l40}.lora_A.weight"), (4, 576)), (&format!("{l40}.lora_B.weight"), (192, 4))],
-                )
+                set_factors(d, "base_model.model.model.layers.40.self_attn.v_proj", (4, 576), Some((192, 4)))
             }),
             "adapts blk.40.attn_v.weight, which the base model does not have (the base has 30 layers)",
         ),
         (
-            variant("other-model", &|d| {
-                set_tensors(
-                    d,
-                    vec![
-                        (&format!("{l0}.v_proj.lora_A.weight"), (4, 896)),
-                        (&format!("{l0}.v_proj.lora_B.weight"), (128, 4)),
-                    ],
-                )
-            }),
+            variant("other-model", &|d| set_factors(d, &format!("{l0}.v_proj"), (4, 896), Some((128, 4)))),
             "blk.0.attn_v.weight: B·A is 128×896 but the base tensor is 192×576",
         ),
         (
-            variant("half", &|d| set_tensors(d, vec![(&format!("{l0}.v_proj.lora_A.weight"), (4, 576))])),
+            variant("half", &|d| set_factors(d, &format!("{l0}.v_proj"), (4, 576), None)),
             "v_proj.lora_A.weight has no matching lora_B",
         ),
         (variant("dora", &|d| set_config(d, "use_dora", true.into())), "use_dora: true"),
@@ -385,6 +353,24 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
             "adapter_model.bin, a PyTorch pickle",
         ),
         (default_model(), "a model file goes to --model, not --adapter"),
+        (
+            {
+                let junk = tmp.path().join("junk.gguf");
+                std::fs::write(&junk, "{\"not\": \"gguf\"}").unwrap();
+                junk
+            },
+            "not a GGUF file",
+        ),
+        (
+            {
+                let other = tmp.path().join("gemma-lora.gguf");
+                let header = ModelHeader::read(&default_model()).unwrap();
+                let a = LoraAdapter::open(&good).unwrap();
+                openweigh::backend::adapter::gguf::write(&a, "gemma3", &header.hparams, &other).unwrap();
+                other
+            },
+            "made for a 'gemma3' model and the base is Llama",
+        ),
         (tmp.path().join("missing"), "no such file or folder"),
     ];
     for (adapter, says) in &cases {

@@ -133,18 +133,7 @@ fn safetensors_copy_of_default_model_matches_gguf() {
     assert_eq!(ta, tb);
     assert!(ta.contains("Paris"), "{ta:?}");
 
-    let out_dir = tmp.path().join("out");
-    let out = openweigh()
-        .args(["run", "--suite", "suites/examples/capitals.yaml", "--limit", "2", "--probe-reps", "0", "--model"])
-        .arg(&dir)
-        .arg("--out")
-        .arg(&out_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(only_run_dir(&out_dir).join("run.json")).unwrap()).unwrap();
+    let run = run_capitals(&["--model".as_ref(), dir.as_os_str()], &tmp.path().join("out"));
     assert_eq!(run["model"]["architecture"], "llama");
     assert_eq!(run["model"]["load"]["runtime_tensor_types"]["F32"], 211);
 }

@@ -157,10 +157,17 @@ pub fn bad_model(path: &Path, e: impl Into<anyhow::Error>) -> anyhow::Error {
     UserError::BadModel { path: path.to_path_buf(), reason: format!("{:#}", e.into()) }.into()
 }
 
+/// A candle error's message without the backtrace candle appends when
+/// `RUST_BACKTRACE` is set: user errors are one line.
+pub fn one_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
 /// Opens a GGUF file and reads its header (metadata and tensor table).
 pub fn open_gguf(path: &Path) -> Result<(File, gguf_file::Content)> {
     let mut file = File::open(path).map_err(|e| bad_model(path, e))?;
-    let ct = gguf_file::Content::read(&mut file).map_err(|e| bad_model(path, anyhow::anyhow!("header: {e}")))?;
+    let ct = gguf_file::Content::read(&mut file)
+        .map_err(|e| bad_model(path, anyhow::anyhow!("header: {}", one_line(&e))))?;
     Ok((file, ct))
 }
 

@@ -255,3 +255,18 @@ pub fn logliks(b: &mut openweigh::backend::candle::CandleBackend, context: &str,
         _ => unreachable!(),
     }
 }
+
+/// `openweigh run` of suites/examples/capitals.yaml (2 items per task, no
+/// speed probe) with `args` added, into `out`, which must succeed; its run.json.
+pub fn run_capitals(args: &[&std::ffi::OsStr], out: &std::path::Path) -> serde_json::Value {
+    let o = openweigh()
+        .args(["run", "--suite", "suites/examples/capitals.yaml", "--limit", "2", "--probe-reps", "0"])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&std::fs::read(only_run_dir(out).join("run.json")).unwrap()).unwrap()
+}

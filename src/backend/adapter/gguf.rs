@@ -9,7 +9,7 @@
 use super::{bad, AdapterInfo, LoraAdapter, LoraPair};
 use crate::assets::sha256_file;
 use crate::backend::candle::transformer::Hparams;
-use crate::backend::weights::{md, reorder_qk_rows, RowOrder};
+use crate::backend::weights::{md, one_line, reorder_qk_rows, RowOrder};
 use anyhow::{Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
@@ -19,7 +19,8 @@ use std::path::Path;
 /// Reads a GGUF adapter file.
 pub fn read(path: &Path) -> Result<LoraAdapter> {
     let mut file = std::fs::File::open(path).map_err(|e| bad(path, e.to_string()))?;
-    let ct = gguf_file::Content::read(&mut file).map_err(|e| bad(path, format!("not a GGUF file ({e})")))?;
+    let ct =
+        gguf_file::Content::read(&mut file).map_err(|e| bad(path, format!("not a GGUF file ({})", one_line(&e))))?;
     let text = |k: &str| md(&ct, k).and_then(|v| v.to_string().ok()).cloned();
     match text("general.type").as_deref() {
         Some("adapter") => {}
@@ -53,7 +54,9 @@ pub fn read(path: &Path) -> Result<LoraAdapter> {
             (_, Some(b)) => (b, false),
             _ => return Err(bad(path, format!("tensor {name} is not a LoRA factor (….lora_a / ….lora_b)"))),
         };
-        let t = ct.tensor(&mut file, name, &Device::Cpu).map_err(|e| bad(path, format!("tensor {name}: {e}")))?;
+        let t = ct
+            .tensor(&mut file, name, &Device::Cpu)
+            .map_err(|e| bad(path, format!("tensor {name}: {}", one_line(&e))))?;
         if t.shape().dims().len() != 2 {
             return Err(bad(path, format!("tensor {name} has shape {:?}, not a matrix", t.shape().dims())));
         }

@@ -9,7 +9,7 @@
 use super::{bad, AdapterInfo, LoraAdapter, LoraPair};
 use crate::assets::sha256_files;
 use crate::backend::candle::transformer::Family;
-use crate::backend::weights::{gguf_tensor_name, RowOrder};
+use crate::backend::weights::{gguf_tensor_name, one_line, RowOrder};
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
@@ -88,7 +88,7 @@ pub fn read(dir: &Path) -> Result<LoraAdapter> {
         };
         return Err(bad(dir, why));
     }
-    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| bad(&weights, e.to_string()))?;
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| bad(&weights, one_line(&e)))?;
     let mut a_of: BTreeMap<String, (String, Tensor)> = BTreeMap::new();
     let mut b_of: BTreeMap<String, (String, Tensor)> = BTreeMap::new();
     for (name, t) in tensors {

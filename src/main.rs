@@ -7,7 +7,8 @@
 
 mod commands;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use commands::cli::Cli;
 use openweigh::error::{exit_code, UserError};
 
@@ -17,8 +18,9 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
-    let code = match commands::dispatch(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let code = match commands::dispatch(cli, &explicit_flags(&matches)) {
         Ok(code) => code,
         Err(e) => {
             match e.downcast_ref::<UserError>() {
@@ -29,4 +31,13 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The ids of the subcommand's flags typed on the command line (not defaults).
+fn explicit_flags(matches: &ArgMatches) -> Vec<String> {
+    let Some((_, m)) = matches.subcommand() else { return vec![] };
+    m.ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
 }

@@ -124,6 +124,9 @@ fn metrics_and_lengths_that_cannot_work_are_refused_before_loading() {
     let _ = model;
     let suite = write(tmp.path(), "z.yaml", &generate.replace("8192", "0"));
     run_with_suite(&suite).code(2).stderr(predicate::str::contains("max_gen_toks is 0"));
+    // An empty stop string used to cut every answer to nothing.
+    let suite = write(tmp.path(), "e.yaml", &generate.replace("max_gen_toks: 8192", "until: [\"\\n\", \"\"]"));
+    run_with_suite(&suite).code(2).stderr(predicate::str::contains("generation_kwargs.until holds an empty string"));
 }
 
 #[test]

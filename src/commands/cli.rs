@@ -196,6 +196,11 @@ pub struct RunArgs {
     pub model: Vec<String>,
     #[command(flatten)]
     pub common: SuiteArgs,
+    /// Continue the interrupted run in this results/<run-id>/ folder: its items already
+    /// measured are kept, the rest run; settings come from its run.json (flags given
+    /// again must agree).
+    #[arg(long, value_name = "RESULT_DIR")]
+    pub resume: Option<PathBuf>,
     /// LoRA adapter merged into the model at load: a PEFT folder (adapter_config.json +
     /// adapter_model.safetensors) or a llama.cpp GGUF adapter. One --model only.
     #[arg(long, value_name = "DIR_OR_FILE")]

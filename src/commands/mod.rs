@@ -19,10 +19,11 @@ use anyhow::Result;
 use cli::{Cli, Command, SuiteArgs};
 use openweigh::run::children::ChildRun;
 
-/// Runs the subcommand; returns the process exit code.
-pub fn dispatch(cli: Cli) -> Result<i32> {
+/// Runs the subcommand; returns the process exit code. `explicit`: the ids
+/// of the flags typed on the command line.
+pub fn dispatch(cli: Cli, explicit: &[String]) -> Result<i32> {
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args, explicit),
         Command::Fetch(args) => fetch::fetch(args),
         Command::Models => models::models(),
         Command::Bench(args) => bench::bench(args),

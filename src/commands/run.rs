@@ -14,12 +14,37 @@ use openweigh::run::children::run_in_child;
 use openweigh::run::{self as runner, summary};
 use openweigh::{assets, catalog, score, suite};
 
-pub fn run(args: RunArgs) -> Result<i32> {
+/// `explicit`: the ids of the flags typed on the command line (a resumed
+/// run takes the others from its run.json).
+pub fn run(args: RunArgs, explicit: &[String]) -> Result<i32> {
     let models = expand_models(&args.model)?;
     let hardware = HardwarePrice::choose(args.price.hourly_usd, &args.price.hardware)?;
     let prices = prices::load_table(args.price.prices.as_deref())?;
+    if let Some(dir) = &args.resume {
+        if models.len() > 1 {
+            return Err(UserError::BadFlag {
+                flag: "--resume",
+                message: "continues one run folder; resume each model's folder on its own".into(),
+            }
+            .into());
+        }
+        if openweigh::results::read_run_json(dir)?.status == "complete" {
+            // Killed while writing its report: the run is whole; write the report again.
+            println!("{} is complete; nothing to run", dir.display());
+            if !args.no_report {
+                let r = report::build(load_runs(std::slice::from_ref(dir))?, hardware.clone(), &prices)?;
+                super::report::write(&r, &dir.join("report"))?;
+            }
+            return Ok(0);
+        }
+        let opts =
+            runner::resume::options(dir, &options(&models[0], &args, args.common.threads.unwrap_or(0)), explicit)?;
+        set_threads(Some(opts.threads));
+        return run_one(&opts, &args, &hardware, &prices);
+    }
     if let [model] = models.as_slice() {
-        return run_one(model, &args, &hardware, &prices);
+        let threads = set_threads(args.common.threads);
+        return run_one(&options(model, &args, threads), &args, &hardware, &prices);
     }
     if let Some(a) = &args.adapter {
         return Err(UserError::BadFlag {
@@ -59,9 +84,9 @@ fn expand_models(specs: &[String]) -> Result<Vec<String>> {
     Ok(models)
 }
 
-fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice, prices: &PriceTable) -> Result<i32> {
-    let threads = set_threads(args.common.threads);
-    let opts = runner::RunOptions {
+/// The run options of `model` from the flags.
+fn options(model: &str, args: &RunArgs, threads: usize) -> runner::RunOptions {
+    runner::RunOptions {
         model: model.to_string(),
         suite: args.common.suite.clone(),
         limit: args.common.limit,
@@ -73,8 +98,12 @@ fn run_one(model: &str, args: &RunArgs, hardware: &HardwarePrice, prices: &Price
         models_file: args.served.models.clone(),
         adapter: args.adapter.clone(),
         http: args.served.http(),
-    };
-    let outcome = runner::run(&opts)?;
+        resume: None,
+    }
+}
+
+fn run_one(opts: &runner::RunOptions, args: &RunArgs, hardware: &HardwarePrice, prices: &PriceTable) -> Result<i32> {
+    let outcome = runner::run(opts)?;
     print_outcome(&outcome);
     if !args.no_report {
         let r = report::build(load_runs(std::slice::from_ref(&outcome.dir))?, hardware.clone(), prices)?;

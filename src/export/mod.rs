@@ -30,7 +30,7 @@ pub fn write_all<T: ?Sized>(dir: &Path, exporters: &[Box<dyn Exporter<T> + '_>],
         .map(|e| {
             let path = dir.join(e.file_name());
             let bytes = e.serialize(data).with_context(|| format!("making {}", path.display()))?;
-            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            crate::results::write_atomic(&path, &bytes)?;
             Ok(path)
         })
         .collect()

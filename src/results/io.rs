@@ -60,28 +60,79 @@ impl SamplesWriter {
     }
 }
 
-/// Writes `value` as pretty JSON through a temporary file and a rename, so a
-/// crash never leaves a half-written file.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)?;
+/// Writes `bytes` to `path` through a temporary file beside it, flushed to
+/// disk and renamed into place (and the folder synced), so a crash or a
+/// kill at any moment leaves either the old file or the new one, never half
+/// of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    {
+        let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename itself reaches the disk when the folder is synced.
+        File::open(dir).and_then(|d| d.sync_all()).ok();
+    }
     Ok(())
 }
 
+/// Writes `value` as pretty JSON, atomically ([`write_atomic`]).
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, &serde_json::to_vec_pretty(value)?)
+}
+
+/// Writes summary.csv, atomically ([`write_atomic`]).
 pub fn write_summary_csv(path: &Path, rows: &[TaskSummary]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r)?;
     }
-    w.flush()?;
-    Ok(())
+    write_atomic(path, &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+}
+
+/// Reads the `samples.jsonl` of an interrupted run for `run --resume`:
+/// every complete line is kept; a last line cut off mid-write (no newline
+/// and not a whole item) is cut from the file, and its length returned. A
+/// damaged line elsewhere is an error naming it.
+pub fn recover_samples(path: &Path) -> Result<(Vec<ItemResult>, u64)> {
+    if !path.exists() {
+        return Ok((vec![], 0));
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut torn = (bytes.len() - end) as u64;
+    let mut samples = parse_samples(path, &String::from_utf8_lossy(&bytes[..end]))?;
+    if torn > 0 {
+        let mut f = OpenOptions::new().write(true).open(path)?;
+        match serde_json::from_slice::<ItemResult>(&bytes[end..]) {
+            // Whole, only its newline missing: keep it.
+            Ok(item) => {
+                use std::io::{Seek, SeekFrom};
+                f.seek(SeekFrom::End(0))?;
+                f.write_all(b"\n")?;
+                samples.push(item);
+                torn = 0;
+            }
+            Err(_) => f.set_len(end as u64)?,
+        }
+        f.sync_all()?;
+    }
+    Ok((samples, torn))
 }
 
 /// Reads `samples.jsonl`; a line that is not an item result is a user-facing
 /// error naming the file and line.
 pub fn read_samples(path: &Path) -> Result<Vec<ItemResult>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_samples(path, &text)
+}
+
+fn parse_samples(path: &Path, text: &str) -> Result<Vec<ItemResult>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -108,6 +159,13 @@ pub struct RunData {
 
 /// Reads `run.json` and `samples.jsonl` of one run folder.
 pub fn load_run(dir: &Path) -> Result<RunData> {
+    let meta = read_run_json(dir)?;
+    let samples = read_samples(&dir.join("samples.jsonl"))?;
+    Ok(RunData { dir: dir.to_path_buf(), meta, samples })
+}
+
+/// Reads `run.json` of one run folder.
+pub fn read_run_json(dir: &Path) -> Result<RunMeta> {
     let run_json = dir.join("run.json");
     if !run_json.is_file() {
         return Err(UserError::MissingFile {
@@ -123,11 +181,57 @@ pub fn load_run(dir: &Path) -> Result<RunData> {
             "not an openweigh run.json ({e}); the file is damaged or cut off: pass a complete run folder, or rerun the model"
         ),
     })?;
-    let samples = read_samples(&dir.join("samples.jsonl"))?;
-    Ok(RunData { dir: dir.to_path_buf(), meta, samples })
+    Ok(meta)
 }
 
 /// Reads every run folder in `dirs`, in order.
 pub fn load_runs(dirs: &[PathBuf]) -> Result<Vec<RunData>> {
     dirs.iter().map(|d| load_run(d)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fixtures::item;
+
+    fn line(i: usize) -> String {
+        serde_json::to_string(&item("mc", i, true)).unwrap() + "\n"
+    }
+
+    /// A kill mid-write leaves part of the last line: it is cut from the
+    /// file; a whole last item missing only its newline is kept; a damaged
+    /// line before the last is an error naming its line.
+    #[test]
+    fn recovering_samples_drops_only_a_torn_last_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("samples.jsonl");
+        let (a, b) = (line(0), line(1));
+        std::fs::write(&path, format!("{a}{b}{}", &line(2)[..40])).unwrap();
+        let (items, torn) = recover_samples(&path).unwrap();
+        assert_eq!((items.len(), torn), (2, 40));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{a}{b}"));
+
+        std::fs::write(&path, format!("{a}{}", b.trim_end())).unwrap();
+        let (items, torn) = recover_samples(&path).unwrap();
+        assert_eq!((items.len(), torn), (2, 0));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{a}{b}"));
+
+        std::fs::write(&path, format!("{a}{{\"broken\n{b}")).unwrap();
+        let e = recover_samples(&path).unwrap_err().to_string();
+        assert!(e.contains("samples.jsonl:2:"), "{e}");
+
+        let (items, torn) = recover_samples(&tmp.path().join("none.jsonl")).unwrap();
+        assert_eq!((items.len(), torn), (0, 0));
+    }
+
+    #[test]
+    fn atomic_writes_leave_no_temporary_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("run.json");
+        write_json_atomic(&path, &serde_json::json!({"a": 1})).unwrap();
+        write_json_atomic(&path, &serde_json::json!({"a": 2})).unwrap();
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, ["run.json"]);
+        assert!(std::fs::read_to_string(&path).unwrap().contains('2'));
+    }
 }

@@ -198,6 +198,50 @@ pub struct RunMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub host: HostInfo,
+    /// What `openweigh run` was asked, so `run --resume` continues with the
+    /// same settings (absent in runs written before resume existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<Invocation>,
+    /// Each time the run was continued with `run --resume`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<Resumption>,
+}
+
+/// The settings of a run that decide its predictions, as given on the
+/// command line (paths as written, relative to where the run started).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Invocation {
+    /// `--model` (catalog name, file, folder, hf:…, openai:…, models-file entry).
+    pub model: String,
+    /// `--suite` (name or path).
+    pub suite: String,
+    /// `--limit`.
+    pub limit: Option<usize>,
+    /// `--weights`.
+    pub weights: crate::backend::WeightFormat,
+    /// `--device cuda`.
+    pub cuda: bool,
+    /// `--probe-reps`.
+    pub probe_repetitions: usize,
+    /// `--adapter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<PathBuf>,
+    /// `--models`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models_file: Option<PathBuf>,
+}
+
+/// One continuation of an interrupted run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Resumption {
+    /// When it started (UTC, RFC 3339).
+    pub at: String,
+    /// Items already in samples.jsonl, kept and not run again.
+    pub items_done: usize,
+    /// Bytes of a torn last line of samples.jsonl (an item cut off mid-write), dropped.
+    pub torn_byte: u64,
+    /// `status` run.json had before (running: killed; failed: stopped on an error).
+    pub previous_status: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod children;
 pub mod item;
 pub mod measure;
+pub mod resume;
 pub mod summary;
 pub mod task;
 
@@ -44,6 +45,8 @@ pub struct RunOptions {
     pub adapter: Option<PathBuf>,
     /// How a served model is called.
     pub http: HttpOptions,
+    /// `--resume DIR`: continue the interrupted run in DIR (see `resume`).
+    pub resume: Option<PathBuf>,
 }
 
 /// What a finished run left behind.
@@ -65,6 +68,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         return Err(UserError::BadFlag { flag: "--limit", message: "must be at least 1 item per task".into() }.into());
     }
     // 1. Everything the user wrote is checked, and every prompt rendered, before any weights load.
+    let mut resumed = opts.resume.as_deref().map(resume::open).transpose()?;
     let suite = Suite::load(&opts.suite, opts.limit)?;
     score::check_requirements(&suite)?;
     let engine_opts = EngineOptions { cuda: opts.cuda, weights: opts.weights, http: opts.http };
@@ -129,7 +133,10 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     }
     eprintln!("loaded in {load_s:.2} s");
 
-    let (run_id, dir) = create_output_dir(&opts.out, &format!("{{time}}-{}-{}", model.name, suite.name))?;
+    let (run_id, dir) = match &resumed {
+        Some(r) => (r.meta.run_id.clone(), r.dir.clone()),
+        None => create_output_dir(&opts.out, &format!("{{time}}-{}-{}", model.name, suite.name))?,
+    };
     let mut meta = RunMeta {
         run_id,
         status: "running".into(),
@@ -168,13 +175,40 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         n_failed: 0,
         error: None,
         host: measure::host_info(),
+        invocation: Some(Invocation {
+            model: opts.model.clone(),
+            suite: opts.suite.clone(),
+            limit: opts.limit,
+            weights: opts.weights,
+            cuda: opts.cuda,
+            probe_repetitions: opts.probe_repetitions,
+            adapter: opts.adapter.clone(),
+            models_file: opts.models_file.clone(),
+        }),
+        resumed: vec![],
     };
+    if let Some(r) = &resumed {
+        r.check_same(&meta)?;
+        r.carry_over(&mut meta, now());
+        eprintln!(
+            "resuming {}: {} items done, {} to go{}",
+            dir.display(),
+            r.done.len(),
+            meta.n_items.saturating_sub(r.done.len()),
+            if r.torn_byte > 0 {
+                format!(" (a torn last line of {} bytes dropped)", r.torn_byte)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let done = resumed.take().map(|r| r.done).unwrap_or_default();
     let run_json = dir.join("run.json");
     write_json_atomic(&run_json, &meta)?;
 
     // 3–4. Measure; a run that stops on an error says so in run.json, with
     // everything measured before it kept.
-    let summary = match measure_run(engine.as_mut(), &suite, chat, opts, &dir, &mut meta) {
+    let summary = match measure_run(engine.as_mut(), &suite, chat, opts, &dir, &mut meta, done) {
         Ok(summary) => summary,
         Err(e) => {
             meta.status = "failed".into();
@@ -194,6 +228,8 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
 
 /// The speed probe, then each task's items, with `run.json` and
 /// `summary.csv` rewritten as they progress; returns the summary rows.
+/// `done`: results of a resumed run's items, kept and not run again (a
+/// resumed run keeps its speed probe too).
 fn measure_run(
     engine: &mut dyn backend::Engine,
     suite: &Suite,
@@ -201,10 +237,11 @@ fn measure_run(
     opts: &RunOptions,
     dir: &std::path::Path,
     meta: &mut RunMeta,
+    mut done: std::collections::HashMap<String, ItemResult>,
 ) -> Result<Vec<TaskSummary>> {
     let run_json = dir.join("run.json");
     // 3. Speed probe.
-    if opts.probe_repetitions > 0 {
+    if opts.probe_repetitions > 0 && meta.speed_probe.is_none() {
         eprintln!(
             "speed probe: {} prompt tokens, {} generated, 1 warm-up + {} timed",
             measure::PROBE_PROMPT_TOKENS,
@@ -227,13 +264,13 @@ fn measure_run(
     // 4. Items, task by task; every result appended as it finishes.
     let mut samples = SamplesWriter::create(&dir.join("samples.jsonl"))?;
     let mut summary = Vec::new();
-    let eval_start = Instant::now();
+    let (eval_start, eval_before) = (Instant::now(), meta.eval_s);
     for (task, chat) in suite.tasks.iter().zip(chat) {
-        let results = task::run_task(engine, task, chat, &mut samples)?;
+        let results = task::run_task(engine, task, chat, &mut samples, &mut done)?;
         meta.n_failed += results.iter().filter(|r| r.error.is_some()).count();
         meta.prefix_s += results.iter().filter_map(|r| r.prefix_s).sum::<f64>();
         summary.extend(summary::summarize(task, &results));
-        meta.eval_s = eval_start.elapsed().as_secs_f64();
+        meta.eval_s = eval_before + eval_start.elapsed().as_secs_f64();
         meta.peak_rss_byte = measure::peak_rss_byte();
         write_summary_csv(&dir.join("summary.csv"), &summary)?;
         write_json_atomic(&run_json, meta)?;

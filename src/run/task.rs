@@ -11,6 +11,7 @@ use crate::results::{ItemResult, SamplesWriter};
 use crate::suite::Task;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// An item whose requests are out: the answers received so far, by request.
@@ -20,12 +21,15 @@ struct Pending {
     parts: Vec<Option<Response>>,
 }
 
-/// Runs every item of `task`; `chat`: wrap prompts in the model's chat template.
+/// Runs every item of `task`; `chat`: wrap prompts in the model's chat
+/// template. Items found in `done` (a resumed run's, by id) are taken from
+/// there, neither run nor written again.
 pub fn run_task(
     engine: &mut dyn Engine,
     task: &Task,
     chat: bool,
     samples: &mut SamplesWriter,
+    done: &mut HashMap<String, ItemResult>,
 ) -> Result<Vec<ItemResult>> {
     let bar = ProgressBar::new(task.items.len() as u64).with_style(
         ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} ({eta} left) {msg}")
@@ -37,6 +41,16 @@ pub fn run_task(
     let mut results: Vec<Option<ItemResult>> = vec![None; task.items.len()];
     let mut correct = 0usize;
     let mut finished = 0usize;
+    let mut kept = vec![false; task.items.len()];
+    for (i, it) in task.items.iter().enumerate() {
+        if let Some(r) = done.remove(&it.id) {
+            correct += r.correct as usize;
+            finished += 1;
+            kept[i] = true;
+            results[i] = Some(r);
+            bar.inc(1);
+        }
+    }
     let mut record = |i: usize, result: ItemResult, samples: &mut SamplesWriter| -> Result<()> {
         if let Some(err) = &result.error {
             bar.suspend(|| eprintln!("{}: item failed: {err}", result.id));
@@ -55,6 +69,10 @@ pub fn run_task(
     let mut owner: Vec<(usize, usize)> = Vec::new();
     let mut batch = Vec::new();
     for (i, it) in task.items.iter().enumerate() {
+        if kept[i] {
+            pending.push(None);
+            continue;
+        }
         match item::plan(&*engine, chat, it) {
             Ok(Plan { prompt, requests }) => {
                 let parts = requests.iter().map(|_| None).collect();
@@ -172,7 +190,7 @@ mod tests {
         let task = &suite.tasks[0];
         let samples_path = tmp.path().join("samples.jsonl");
         let mut samples = SamplesWriter::create(&samples_path).unwrap();
-        let results = run_task(&mut Reversed, task, false, &mut samples).unwrap();
+        let results = run_task(&mut Reversed, task, false, &mut samples, &mut HashMap::new()).unwrap();
 
         let ids: Vec<&str> = results.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["w/0", "w/1", "w/2"]);

@@ -51,6 +51,9 @@ pub(super) fn validate(spec: &TaskSpec) -> std::result::Result<(), String> {
             return Err(format!("metric '{}' does not apply to output_type {kind}; use {fix}", m.name()));
         }
     }
+    if spec.generation_kwargs.as_ref().is_some_and(|g| g.until.iter().any(String::is_empty)) {
+        return Err("generation_kwargs.until holds an empty string, which every text contains, so every answer would be cut to nothing; remove it".into());
+    }
     if spec.generation_kwargs.as_ref().is_some_and(|g| g.max_gen_toks == 0) {
         return Err("generation_kwargs.max_gen_toks is 0, so nothing would be generated; use 1 or more".into());
     }

@@ -34,7 +34,7 @@ use std::sync::Arc;
 pub const MAX_POSITIONS: usize = 8192;
 
 /// How quantized weights are held in memory for the matmuls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightFormat {
     /// Keep every tensor in the file's own quantization.

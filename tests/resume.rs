@@ -1,0 +1,197 @@
+//! Nothing measured is lost: a real run of the default model is killed with
+//! SIGKILL at random moments (loading, mid-item, between files) and once
+//! while its report renders, and continued each time with `run --resume`; the result
+//! must equal an uninterrupted run's (same items once each, same predictions
+//! and scores). Also: a torn last line is dropped, and a resume that would
+//! measure differently is refused by name.
+
+mod common;
+use common::*;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// quick, 3 items per task (13 tasks: multiple choice, generation, pass@1).
+/// SIGKILLs sent before the run is let finish.
+const KILLS: usize = 16;
+
+const RUN: [&str; 7] = ["run", "--suite", "quick", "--limit", "3", "--probe-reps", "0"];
+
+/// The run folder in `out`, if one was made.
+fn run_dir(out: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(out).ok()?.flatten().map(|e| e.path()).find(|p| p.is_dir())
+}
+
+/// Per item id: (prediction, correct, metrics, log-likelihoods); fails on a duplicate id.
+fn predictions(dir: &Path) -> BTreeMap<String, String> {
+    let mut by_id = BTreeMap::new();
+    for r in read_jsonl(&dir.join("samples.jsonl")) {
+        let id = r["id"].as_str().unwrap().to_string();
+        let what = format!("{} {} {} {}", r["prediction"], r["correct"], r["metrics"], r["loglik"]);
+        assert!(by_id.insert(id.clone(), what).is_none(), "item {id} written twice");
+    }
+    by_id
+}
+
+/// summary.csv without its timing columns (latencies differ run to run).
+fn scores(dir: &Path) -> Vec<String> {
+    let mut r = csv::Reader::from_path(dir.join("summary.csv")).unwrap();
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|row| {
+            let row = row.unwrap();
+            headers
+                .iter()
+                .zip(row.iter())
+                .filter(|(h, _)| !h.starts_with("latency"))
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn killed_at_random_moments_and_resumed_equals_an_uninterrupted_run() {
+    let _g = model_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    let o = openweigh().args(RUN).arg("--out").arg(&reference).current_dir(repo_path("")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reference = run_dir(&reference).unwrap();
+
+    let out = tmp.path().join("killed");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261128);
+    let mut phases: HashMap<&str, usize> = HashMap::new();
+    let (mut kills, mut resumes) = (0, 0);
+    for attempt in 0.. {
+        assert!(attempt <= KILLS + 2, "the run never finished");
+        let dir = run_dir(&out).filter(|d| d.join("run.json").is_file());
+        let mut cmd = openweigh_std();
+        match &dir {
+            Some(d) => {
+                cmd.arg("run").arg("--resume").arg(d);
+                resumes += 1;
+            }
+            None => {
+                // Killed between making the folder and its first run.json: nothing was measured.
+                if let Some(empty) = run_dir(&out) {
+                    std::fs::remove_dir_all(empty).unwrap();
+                }
+                cmd.args(RUN).arg("--out").arg(&out);
+            }
+        }
+        let before = dir.as_ref().map_or(0, |d| predictions(d).len());
+        let mut child = cmd
+            .current_dir(repo_path(""))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // KILLS kills at random moments; then one the moment run.json says
+        // complete (the report is rendering); then the run may finish (a
+        // long few-shot prefix can take longer than any short delay).
+        let delay = if kills < KILLS { Duration::from_millis(rng.gen_range(50..4000)) } else { Duration::MAX };
+        let at_complete = kills == KILLS;
+        let complete = |d: &Option<PathBuf>| {
+            let json = d.as_ref().and_then(|d| std::fs::read(d.join("run.json")).ok()).unwrap_or_default();
+            serde_json::from_slice::<serde_json::Value>(&json).is_ok_and(|m| m["status"] == "complete")
+        };
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if start.elapsed() >= delay || (at_complete && complete(&run_dir(&out))) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if let Some(s) = status {
+            assert!(s.success(), "attempt {attempt} exited {s}");
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        let dir = run_dir(&out).filter(|d| d.join("run.json").is_file());
+        let phase = match &dir {
+            None => "loading (no run.json yet)",
+            Some(d) => {
+                let meta: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(d.join("run.json")).unwrap()).unwrap();
+                let now = std::fs::read_to_string(d.join("samples.jsonl")).unwrap_or_default().lines().count();
+                if meta["status"] == "complete" {
+                    "report rendering (run complete)"
+                } else if now > before {
+                    "items"
+                } else {
+                    "loading or the first item"
+                }
+            }
+        };
+        *phases.entry(phase).or_insert(0) += 1;
+    }
+    let dir = run_dir(&out).unwrap();
+    eprintln!("{kills} kills ({phases:?}), {resumes} resumes");
+    assert_eq!(kills, KILLS + 1);
+    assert_eq!(phases.get("report rendering (run complete)"), Some(&1), "{phases:?}");
+    assert!(phases.get("items").copied().unwrap_or(0) >= 3, "{phases:?}");
+
+    let (ours, theirs) = (predictions(&dir), predictions(&reference));
+    assert_eq!(ours.len(), theirs.len(), "items lost or added");
+    assert_eq!(ours, theirs, "predictions differ from the uninterrupted run");
+    assert_eq!(scores(&dir), scores(&reference));
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "complete");
+    assert_eq!(meta["n_items"], ours.len());
+    assert!(dir.join("report/index.html").is_file());
+    let resumptions = meta["resumed"].as_array().map_or(0, Vec::len);
+    assert!((1..=resumes).contains(&resumptions), "{resumptions} resumptions recorded of {resumes}: {meta}");
+}
+
+/// A torn last line (an item cut off mid-write) is dropped and that item
+/// runs again; a resume with a different setting is refused by name; a
+/// finished run is not run again.
+#[test]
+fn torn_lines_are_dropped_and_different_settings_refused() {
+    let _g = model_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let args = ["run", "--suite", "suites/examples/capitals.yaml", "--probe-reps", "0", "--no-report"];
+    let o = openweigh().args(args).arg("--out").arg(&out).current_dir(repo_path("")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = run_dir(&out).unwrap();
+    let whole = predictions(&dir);
+    let scores_whole = scores(&dir);
+
+    // Cut the run back: 5 whole items and half of the 6th, status "running".
+    let text = std::fs::read_to_string(dir.join("samples.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let torn = format!("{}\n{}", lines[..5].join("\n"), &lines[5][..lines[5].len() / 2]);
+    std::fs::write(dir.join("samples.jsonl"), torn).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    meta["status"] = "running".into();
+    std::fs::write(dir.join("run.json"), meta.to_string()).unwrap();
+
+    for (flag, value, says) in [
+        ("--limit", "2", "--limit 2 (the run has none)"),
+        ("--weights", "f32", "--weights F32 (the run has Q8_0)"),
+        ("--model", "gemma3-270m", "--model gemma3-270m (the run has smollm2-135m-instruct)"),
+    ] {
+        let o = openweigh().args(["run", "--resume"]).arg(&dir).args([flag, value]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(says) && err.contains("was started with other settings"), "{err}");
+    }
+    let o =
+        openweigh().args(["run", "--resume"]).arg(&dir).arg("--no-report").current_dir(repo_path("")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("5 items done, 11 to go (a torn last line of"), "{err}");
+    assert_eq!(predictions(&dir), whole);
+    assert_eq!(scores(&dir), scores_whole);
+    let o = openweigh().args(["run", "--resume"]).arg(&dir).arg("--no-report").output().unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("is complete; nothing to run"));
+}

@@ -84,6 +84,13 @@ fn quick_suite_end_to_end_and_deterministic() {
     assert_eq!(run["threads"], 2);
     assert!(run["peak_rss_byte"].as_u64().unwrap() > 50_000_000);
     assert_eq!(run["peak_rss_scope"], "model load onward");
+    // HumanEval's programs ran without network and could write only their own folder.
+    let sandbox = run["code_sandbox"].as_str().unwrap();
+    assert!(
+        sandbox.contains("own network namespace (no network); every file system read-only but its folder"),
+        "{sandbox}"
+    );
+    assert_eq!(run["invocation"]["suite"], "quick");
     let probe = &run["speed_probe"];
     assert!(probe["prefill_tok_per_s"]["mean"].as_f64().unwrap() > 0.0);
     assert!(probe["decode_tok_per_s"]["mean"].as_f64().unwrap() > 0.0);

@@ -202,6 +202,10 @@ pub struct RunMeta {
     /// same settings (absent in runs written before resume existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation: Option<Invocation>,
+    /// How generated code (pass@1) was shut in on this machine: limits, and
+    /// whether it had network or could write outside its folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_sandbox: Option<String>,
     /// Each time the run was continued with `run --resume`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumed: Vec<Resumption>,

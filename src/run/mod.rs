@@ -185,6 +185,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             adapter: opts.adapter.clone(),
             models_file: opts.models_file.clone(),
         }),
+        code_sandbox: score::code_sandbox(&suite),
         resumed: vec![],
     };
     if let Some(r) = &resumed {

@@ -2,16 +2,26 @@
 //! completion + the task's tests) is written into a fresh temporary folder and
 //! run there by `python3 -I` in its own process group, with a wall-clock
 //! timeout (the whole group is killed), resource limits set before the program
-//! starts (address space, CPU seconds, file size, no core dumps), an empty
-//! environment, and the destructive parts of `os`, `shutil` and `subprocess`
-//! disabled as in OpenAI's human-eval `reliability_guard`. It never runs in
-//! the user's tree. This is a guard against accidents, not a security
-//! sandbox: run untrusted models' code in a container or VM.
+//! starts (address space, CPU seconds, file size, processes, no core dumps),
+//! an empty environment, and the destructive parts of `os`, `shutil` and
+//! `subprocess` (and every way to start a process or leave the process
+//! group) disabled as in OpenAI's human-eval `reliability_guard`. Where the
+//! kernel allows (found once by trying, see [`isolation`]), the program also
+//! gets its own network namespace (no network, loopback down) and its own
+//! mount namespace in which every file system is read-only but its folder.
+//! `run.json` records which (`code_sandbox`). It never runs in the user's
+//! tree. This is a guard against accidents and careless code, not a security
+//! boundary against a determined attacker: run untrusted models' code in a
+//! container or VM.
 
 use anyhow::{Context, Result};
+use std::ffi::{CStr, CString};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Address-space limit of a generated program.
@@ -26,6 +36,7 @@ resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 24, 1 << 24))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
 with open(sys.argv[1]) as f:
     source = f.read()
 import builtins, os, shutil, subprocess, faulthandler
@@ -33,11 +44,15 @@ faulthandler.disable()
 os.environ["OMP_NUM_THREADS"] = "1"
 for name in ["kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork",
              "forkpty", "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod",
-             "fchown", "chmod", "chown", "chroot", "lchown", "chdir"]:
+             "fchown", "chmod", "chown", "chroot", "lchown", "chdir", "posix_spawn", "posix_spawnp",
+             "execv", "execve", "execl", "execle", "execlp", "execlpe", "execvp", "execvpe", "spawnv",
+             "spawnve", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnvp", "spawnvpe", "popen",
+             "setsid", "setpgid", "setpgrp", "register_at_fork"]:
     setattr(os, name, None)
 shutil.rmtree = shutil.move = shutil.chown = None
 subprocess.Popen = None
-for name in ["ipdb", "joblib", "psutil", "tkinter"]:
+for name in ["ipdb", "joblib", "psutil", "tkinter", "ctypes", "_ctypes", "_posixsubprocess",
+             "multiprocessing", "pty"]:
     sys.modules[name] = None
 exec(compile(source, "program.py", "exec"), {"__name__": "__main__"})
 "#;
@@ -79,6 +94,115 @@ pub fn check_python() -> Result<String> {
     }
 }
 
+/// How far generated programs are shut in on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Own network namespace (no network) and own mount namespace with every
+    /// file system read-only but the program's folder.
+    NetworkAndFiles,
+    /// Own network namespace only (mounts could not be made read-only).
+    Network,
+    /// Neither: the kernel refused namespaces (the program has the host's
+    /// network and can write where the user can).
+    None,
+}
+
+impl Isolation {
+    /// What `run.json` records as `code_sandbox`.
+    pub fn describe(self) -> String {
+        let base = "python3 -I in a fresh temporary folder, own process group killed at the timeout, empty environment, limits on memory (2 GiB address space), CPU time, file size (16 MiB) and processes (64), process-starting and destructive functions disabled";
+        match self {
+            Isolation::NetworkAndFiles => format!("{base}; own network namespace (no network); every file system read-only but its folder"),
+            Isolation::Network => format!("{base}; own network namespace (no network); NOT shut off from writing files outside its folder (mount namespaces unavailable)"),
+            Isolation::None => format!("{base}; NOT shut off from the network or from writing files outside its folder (namespaces unavailable: unshare refused)"),
+        }
+    }
+}
+
+/// Mount points that are writable now, but the kernel's pseudo file systems:
+/// what the program's mount namespace makes read-only.
+fn writable_mounts() -> Vec<CString> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<CString> = info
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let (point, opts) = (*f.get(4)?, *f.get(5)?);
+            let pseudo = ["/proc", "/sys", "/dev/pts", "/dev/mqueue"]
+                .iter()
+                .any(|p| point == *p || point.starts_with(&format!("{p}/")));
+            (opts.split(',').any(|o| o == "rw") && !pseudo && !point.contains('\\'))
+                .then(|| CString::new(point).ok())?
+        })
+        .collect();
+    points.sort();
+    points.dedup();
+    points
+}
+
+/// In the child, between fork and exec (only system calls, nothing
+/// allocated): enter new namespaces as `level` asks.
+fn enter(level: Isolation, folder: &CStr, mounts: &[CString]) -> std::io::Result<()> {
+    if level == Isolation::None {
+        return Ok(());
+    }
+    let files = level == Isolation::NetworkAndFiles;
+    let flags = libc::CLONE_NEWNET | if files { libc::CLONE_NEWNS } else { 0 };
+    let err = std::io::Error::last_os_error;
+    // SAFETY: plain system calls on pointers to C strings that outlive them.
+    unsafe {
+        if libc::unshare(flags) != 0 && libc::unshare(flags | libc::CLONE_NEWUSER) != 0 {
+            return Err(err());
+        }
+        if files {
+            let none = std::ptr::null();
+            if libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0
+                || libc::mount(folder.as_ptr(), folder.as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0
+            {
+                return Err(err());
+            }
+            let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+            for m in mounts {
+                let failed = libc::mount(none, m.as_ptr(), none, ro, std::ptr::null()) != 0;
+                if failed && m.as_bytes() == b"/" {
+                    return Err(err());
+                }
+            }
+            // The working folder was entered before the bind mount: enter the writable one.
+            if libc::chdir(folder.as_ptr()) != 0 {
+                return Err(err());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The strongest isolation this machine grants, found once by starting
+/// `true` under each level in turn.
+pub fn isolation() -> Isolation {
+    static LEVEL: OnceLock<Isolation> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let Ok(dir) = tempfile::Builder::new().prefix("openweigh-probe-").tempdir() else { return Isolation::None };
+        for level in [Isolation::NetworkAndFiles, Isolation::Network] {
+            if spawn_isolated(Command::new("true").stdout(Stdio::null()).stderr(Stdio::null()), level, dir.path())
+                .and_then(|mut c| c.wait())
+                .is_ok_and(|s| s.success())
+            {
+                return level;
+            }
+        }
+        Isolation::None
+    })
+}
+
+/// Starts `cmd` inside `level`'s namespaces, its folder `folder`.
+fn spawn_isolated(cmd: &mut Command, level: Isolation, folder: &Path) -> std::io::Result<std::process::Child> {
+    let folder = CString::new(folder.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let mounts = if level == Isolation::NetworkAndFiles { writable_mounts() } else { vec![] };
+    // SAFETY: `enter` makes only system calls (async-signal-safe) on data built before the fork.
+    unsafe { cmd.pre_exec(move || enter(level, &folder, &mounts)) }.spawn()
+}
+
 /// Runs `program` with python3 in a new temporary folder, killed after `timeout`.
 pub fn run_python(program: &str, timeout: Duration) -> Result<Outcome> {
     let dir = tempfile::Builder::new().prefix("openweigh-exec-").tempdir().context("creating a temporary folder")?;
@@ -86,17 +210,16 @@ pub fn run_python(program: &str, timeout: Duration) -> Result<Outcome> {
     let stderr_path = dir.path().join("stderr.txt");
     let stderr = std::fs::File::create(&stderr_path)?;
     let cpu_s = timeout.as_secs().max(1);
-    let mut child = Command::new("python3")
-        .args(["-I", "-B", "-c", RUNNER, "program.py", &MEMORY_LIMIT_BYTE.to_string(), &cpu_s.to_string()])
+    let mut cmd = Command::new("python3");
+    cmd.args(["-I", "-B", "-c", RUNNER, "program.py", &MEMORY_LIMIT_BYTE.to_string(), &cpu_s.to_string()])
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
-        .process_group(0)
-        .spawn()
-        .context("starting python3")?;
+        .process_group(0);
+    let mut child = spawn_isolated(&mut cmd, isolation(), dir.path()).context("starting python3")?;
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -150,8 +273,46 @@ mod tests {
         assert_eq!(run_python(&probe, T).unwrap(), Outcome::Passed);
         assert!(!run_python("import os\nos.remove('program.py')\n", T).unwrap().passed());
         assert!(!run_python("import subprocess\nsubprocess.run(['true'])\n", T).unwrap().passed());
+        // Every way to start a process or leave the group is gone.
+        for start in [
+            "import os\nwhile True:\n    os.fork()\n",
+            "import os\nos.posix_spawn('/bin/true', ['true'], {})\n",
+            "import os\nos.setsid()\n",
+            "import ctypes\nctypes.CDLL(None).fork()\n",
+            "import multiprocessing\n",
+            "import _posixsubprocess\n",
+        ] {
+            assert!(!run_python(start, T).unwrap().passed(), "{start}");
+        }
         // 4 GiB allocation exceeds the address-space limit.
         let big = run_python("x = bytearray(4 << 30)\n", T).unwrap();
         assert!(matches!(big, Outcome::Failed(ref w) if w.contains("MemoryError")), "{big:?}");
+    }
+
+    /// The sandbox cases of the pass@1 guard on this machine: no network (a
+    /// listener on 127.0.0.1 is never reached) and no writes outside the
+    /// program's folder, when the kernel grants namespaces (it does on the
+    /// machines openweigh's CI runs on).
+    #[test]
+    fn no_network_and_no_writes_outside_its_folder() {
+        let level = isolation();
+        eprintln!("isolation: {level:?}: {}", level.describe());
+        assert_eq!(level, Isolation::NetworkAndFiles);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connect =
+            format!("import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hi')\n");
+        assert!(!run_python(&connect, T).unwrap().passed());
+        assert!(listener.accept().is_err(), "the program reached a listener on 127.0.0.1");
+
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("written.txt");
+        let write = format!("open({:?}, 'w').write('x')\n", target.display().to_string());
+        let out = run_python(&write, T).unwrap();
+        assert!(matches!(out, Outcome::Failed(ref w) if w.contains("Read-only file system")), "{out:?}");
+        assert!(!target.exists());
+        // Its own folder stays writable.
+        assert_eq!(run_python("open('scratch.txt', 'w').write('x')\n", T).unwrap(), Outcome::Passed);
     }
 }

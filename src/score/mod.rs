@@ -39,10 +39,29 @@ pub struct Scored {
 /// Checks, before any weights load, what scoring the suite will need:
 /// python3 for pass@1 tasks.
 pub fn check_requirements(suite: &Suite) -> Result<()> {
-    if suite.tasks.iter().any(|t| t.metrics.iter().any(|m| m == "pass@1")) {
+    if runs_code(suite) {
         execute::check_python()?;
     }
     Ok(())
+}
+
+/// Whether the suite executes generated code (a pass@1 task).
+pub fn runs_code(suite: &Suite) -> bool {
+    suite.tasks.iter().any(|t| t.metrics.iter().any(|m| m == "pass@1"))
+}
+
+/// How generated code is shut in on this machine, for `run.json`, when the
+/// suite runs any; a note on stderr when the kernel grants less than full
+/// isolation.
+pub fn code_sandbox(suite: &Suite) -> Option<String> {
+    if !runs_code(suite) {
+        return None;
+    }
+    let level = execute::isolation();
+    if level != execute::Isolation::NetworkAndFiles {
+        eprintln!("note: generated code runs with less isolation here: {}", level.describe());
+    }
+    Some(level.describe())
 }
 
 /// Scores one item's output on every metric of its task.

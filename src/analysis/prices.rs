@@ -107,23 +107,35 @@ fn round_price(x: f64) -> f64 {
 /// `#` comments allowed. Errors name the line.
 pub fn parse_csv(text: &str, path: &Path) -> Result<Vec<PriceEntry>> {
     let mut rdr = csv::ReaderBuilder::new().comment(Some(b'#')).trim(csv::Trim::All).from_reader(text.as_bytes());
-    let mut entries = Vec::new();
-    for row in rdr.deserialize::<PriceEntry>() {
-        let entry = row.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
-            UserError::BadFileAt {
-                path: path.to_path_buf(),
-                line,
-                message: format!(
-                    "{e}; each row needs provider,model,input_usd_per_mtok,output_usd_per_mtok (USD per 1M tokens)"
-                ),
-            }
-        })?;
+    let bad_at = |line: usize, message: String| UserError::BadFileAt { path: path.to_path_buf(), line, message };
+    let fix = "each row needs provider,model,input_usd_per_mtok,output_usd_per_mtok (USD per 1M tokens)";
+    let headers = rdr.headers().map_err(|e| bad_at(1, format!("{e}; {fix}")))?.clone();
+    let mut entries: Vec<PriceEntry> = Vec::new();
+    let mut first_line = std::collections::HashMap::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(bad_at(e.position().map_or(0, |p| p.line() as usize), format!("{e}; {fix}")).into()),
+        }
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let entry: PriceEntry = record.deserialize(Some(&headers)).map_err(|e| bad_at(line, format!("{e}; {fix}")))?;
         if !(entry.input_usd_per_mtok >= 0.0 && entry.output_usd_per_mtok >= 0.0) {
-            return Err(UserError::BadFile {
-                path: path.to_path_buf(),
-                message: format!("{}/{}: prices must be 0 or more USD per 1M tokens", entry.provider, entry.model),
-            }
+            return Err(bad_at(
+                line,
+                format!("{}/{}: prices must be 0 or more USD per 1M tokens", entry.provider, entry.model),
+            )
+            .into());
+        }
+        if let Some(first) = first_line.insert((entry.provider.clone(), entry.model.clone()), line) {
+            return Err(bad_at(
+                line,
+                format!(
+                    "{}/{} is priced twice (first on line {first}); keep one row per provider and model",
+                    entry.provider, entry.model
+                ),
+            )
             .into());
         }
         entries.push(entry);

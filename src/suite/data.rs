@@ -76,19 +76,63 @@ fn load_rows(path: &Path) -> Result<Vec<Value>> {
     }
 }
 
+/// Longest line of a JSONL data file (bytes): no benchmark document is near it.
+pub const MAX_LINE_BYTE: u64 = 64 << 20;
+
+/// Most bytes a JSONL data file may hold, decompressed (a gzip bomb stops here).
+pub const MAX_DATA_BYTE: u64 = 2 << 30;
+
 fn read_jsonl(path: &Path, reader: impl BufRead) -> Result<Vec<Value>> {
-    let mut docs = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", path.display()))?;
+    let bad_at = |line: usize, message: String| UserError::BadFileAt { path: path.into(), line, message };
+    let mut reader = reader.take(MAX_DATA_BYTE + 1);
+    let (mut docs, mut buf, mut total) = (Vec::new(), Vec::new(), 0u64);
+    for i in 1.. {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTE + 1)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {}", path.display()))? as u64;
+        if n == 0 {
+            break;
+        }
+        total += n;
+        if total > MAX_DATA_BYTE {
+            return Err(UserError::BadFile {
+                path: path.into(),
+                message: format!(
+                    "holds more than {} GiB (decompressed); split it, or sample it with `sample:` from a smaller file",
+                    MAX_DATA_BYTE >> 30
+                ),
+            }
+            .into());
+        }
+        if n > MAX_LINE_BYTE {
+            return Err(bad_at(
+                i,
+                format!("line longer than {} MiB; one line must be one document", MAX_LINE_BYTE >> 20),
+            )
+            .into());
+        }
+        let line = std::str::from_utf8(&buf)
+            .map_err(|e| bad_at(i, format!("not UTF-8 text ({e}); save the file as UTF-8")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(&line).map_err(|e| UserError::BadFileAt {
-            path: path.into(),
-            line: i + 1,
-            message: format!("invalid JSON line: {e}; each line must be one JSON object"),
-        })?;
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| bad_at(i, format!("invalid JSON line: {e}; each line must be one JSON object")))?;
+        if !v.is_object() {
+            return Err(
+                bad_at(i, "not a JSON object; each line must be one document, {\"field\": value, …}".into()).into()
+            );
+        }
         docs.push(v);
+    }
+    if docs.is_empty() {
+        return Err(UserError::BadFile {
+            path: path.into(),
+            message: "holds no documents; each line must be one JSON object".into(),
+        }
+        .into());
     }
     Ok(docs)
 }

@@ -48,7 +48,11 @@ impl Suite {
         // error lines point into it and `data_files` are relative to its folder.
         let (mut path, mut text) = (suite_path.clone(), text);
         if let Some(parent) = file.extends.clone() {
-            let (parent_path, parent_text) = resolve(&parent)?;
+            let (parent_path, parent_text) = resolve(&parent).map_err(|e| UserError::BadFileAt {
+                path: path.clone(),
+                line: line_of(&text, "extends:"),
+                message: format!("extends: {e:#}"),
+            })?;
             let parent_file = parse_file(&parent_path, &parent_text)?;
             if parent_file.extends.is_some() {
                 return Err(UserError::BadFile {
@@ -95,6 +99,13 @@ impl Suite {
             return Err(UserError::BadFile {
                 path: path.clone(),
                 message: "`sample:` at suite level needs `extends: SUITE`; inside a task write `sample: N`".into(),
+            }
+            .into());
+        }
+        if file.tasks.is_empty() {
+            return Err(UserError::BadFile {
+                path: path.clone(),
+                message: "has no tasks; list them under `tasks:` (see suites/examples/capitals.yaml), or name some with `sample:`".into(),
             }
             .into());
         }

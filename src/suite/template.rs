@@ -114,6 +114,8 @@ fn unknown_method(state: &State, value: &Value, method: &str, args: &[Value]) ->
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_keep_trailing_newline(true);
+    // A template that loops for ever, or nearly, stops with an error instead.
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_unknown_method_callback(unknown_method);
     env.add_filter("hellaswag_clean", |s: String| hellaswag_clean(&s));
     env.add_filter("mmlu_category", |s: String| mmlu_category(&s));
@@ -133,9 +135,24 @@ pub fn sole_expression(src: &str) -> Option<&str> {
     Some(inner.trim().trim_start_matches('-').trim_end_matches('-').trim())
 }
 
+/// Instructions one rendering may run (minijinja's fuel): thousands of times
+/// what any benchmark prompt needs.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
+/// Longest text one rendering may produce (bytes): far past any model's context.
+pub const MAX_RENDERED_BYTE: usize = 4 << 20;
+
 /// Renders a template against one document to a string.
 pub fn render(env: &Environment, src: &str, doc: &Value) -> Result<String> {
-    env.render_str(src, doc).map_err(|e| anyhow!("{e:#}"))
+    let text = env.render_str(src, doc).map_err(|e| anyhow!("{e:#}"))?;
+    if text.len() > MAX_RENDERED_BYTE {
+        return Err(anyhow!(
+            "renders {} bytes, more than the {} MiB openweigh accepts for one prompt; the template or the document is wrong",
+            text.len(),
+            MAX_RENDERED_BYTE >> 20
+        ));
+    }
+    Ok(text)
 }
 
 /// Evaluates a template to a value: a template that is a single `{{ expr }}`

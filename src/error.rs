@@ -42,7 +42,7 @@ pub enum UserError {
     #[error("{url}: {message}")]
     Server { url: String, message: String },
 
-    #[error("interrupted (Ctrl-C); every item finished before it is kept in samples.jsonl")]
+    #[error("interrupted (Ctrl-C); every item finished before it is kept in samples.jsonl, and `openweigh run --resume RESULT_DIR` continues the run")]
     Interrupted,
 
     #[error("{flag}: {message}")]

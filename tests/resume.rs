@@ -195,3 +195,48 @@ fn torn_lines_are_dropped_and_different_settings_refused() {
     let o = openweigh().args(["run", "--resume"]).arg(&dir).arg("--no-report").output().unwrap();
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("is complete; nothing to run"));
 }
+
+/// Ctrl-C during an in-process run: the item in progress finishes, the run
+/// stops with exit 130 saying how to continue, and `--resume` finishes it
+/// with the predictions of an uninterrupted run.
+#[test]
+fn ctrl_c_stops_after_the_item_and_resume_finishes_the_run() {
+    let _g = model_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["run", "--suite", "suites/examples/capitals.yaml", "--probe-reps", "0", "--no-report"];
+    let reference = tmp.path().join("reference");
+    let o = openweigh().args(args).arg("--out").arg(&reference).current_dir(repo_path("")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let out = tmp.path().join("out");
+    let child = openweigh_std()
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .current_dir(repo_path(""))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_samples(&out, 2, 60);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let dir = run_dir(&out).unwrap();
+    assert!(stderr.contains(&format!("continue it with: openweigh run --resume {}", dir.display())), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "failed");
+    assert!(meta["error"].as_str().unwrap().contains("interrupted"), "{meta}");
+    let kept = predictions(&dir).len();
+    assert!((2..16).contains(&kept), "{kept} items kept");
+
+    let o =
+        openweigh().args(["run", "--resume"]).arg(&dir).arg("--no-report").current_dir(repo_path("")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("{kept} items done, {} to go", 16 - kept)), "{err}");
+    assert_eq!(predictions(&dir), predictions(&run_dir(&reference).unwrap()));
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["resumed"][0]["previous_status"], "failed");
+}

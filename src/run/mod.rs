@@ -56,6 +56,33 @@ pub struct RunOutcome {
     pub summary: Vec<TaskSummary>,
 }
 
+/// Set by the first Ctrl-C of an in-process run: the item in progress
+/// finishes and is written, then the run stops (exit 130) and can be resumed.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_ctrl_c(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    // A second Ctrl-C stops the process at once.
+    // SAFETY: signal() is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+/// Makes Ctrl-C stop an in-process run after the item in progress (a served
+/// model's engine watches Ctrl-C itself).
+fn watch_ctrl_c() {
+    // SAFETY: installs a handler that only stores to an atomic and resets the signal.
+    unsafe {
+        libc::signal(libc::SIGINT, on_ctrl_c as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
+}
+
+/// Whether Ctrl-C was pressed during an in-process run.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -101,6 +128,10 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         (None, true) => "model load onward",
         (None, false) => "whole process",
     };
+
+    if served.is_none() {
+        watch_ctrl_c();
+    }
 
     // 2. Load (for a served model: connect), timed apart from every latency.
     eprintln!("loading {} ({})", model.name, model.path.display());
@@ -212,6 +243,9 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     let summary = match measure_run(engine.as_mut(), &suite, chat, opts, &dir, &mut meta, done) {
         Ok(summary) => summary,
         Err(e) => {
+            if matches!(e.downcast_ref::<UserError>(), Some(UserError::Interrupted)) {
+                eprintln!("continue it with: openweigh run --resume {}", dir.display());
+            }
             meta.status = "failed".into();
             meta.error = Some(format!("{e:#}"));
             meta.finished_at = Some(now());

@@ -61,6 +61,10 @@ pub fn run_task(
         results[i] = Some(result);
         bar.set_message(format!("{}: {:.3}", task.metrics[0], correct as f64 / finished as f64));
         bar.inc(1);
+        if super::interrupted() {
+            bar.abandon();
+            return Err(crate::error::UserError::Interrupted.into());
+        }
         Ok(())
     };
 

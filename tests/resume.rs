@@ -240,3 +240,83 @@ fn ctrl_c_stops_after_the_item_and_resume_finishes_the_run() {
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["resumed"][0]["previous_status"], "failed");
 }
+
+/// Cuts the run in `dir` back to its first `keep` items, as a kill would leave it.
+fn cut_back(dir: &Path, keep: usize) {
+    let text = std::fs::read_to_string(dir.join("samples.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().take(keep).collect();
+    std::fs::write(dir.join("samples.jsonl"), lines.join("\n") + "\n").unwrap();
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    meta["status"] = "running".into();
+    std::fs::write(dir.join("run.json"), meta.to_string()).unwrap();
+}
+
+/// The run folders in `out` (not compare-*/report-* folders), by name.
+fn run_dirs(out: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(out).unwrap().flatten().map(|e| e.path()).filter(|p| p.join("run.json").is_file()).collect();
+    dirs.sort();
+    dirs
+}
+
+/// `compare --base-model/--candidate-model --resume` and `run --model A
+/// --model B --resume` take up the earlier runs in --out: the complete one
+/// is kept, the interrupted one continued, no new run folder is made.
+#[test]
+fn compare_and_several_models_take_up_earlier_runs() {
+    let _g = model_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, q8) = (default_model(), tmp.path().join("q8_0.gguf"));
+    openweigh().arg("quantize").arg(&base).args(["--to", "Q8_0"]).arg(&q8).assert().success();
+    let capitals = "suites/examples/capitals.yaml";
+
+    let out = tmp.path().join("compare");
+    let compare = |resume: bool| {
+        let mut cmd = openweigh();
+        cmd.args(["compare", "--suite", capitals, "--base-model"]).arg(&base).arg("--candidate-model").arg(&q8);
+        cmd.arg("--out").arg(&out).current_dir(repo_path(""));
+        if resume {
+            cmd.arg("--resume");
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let (first, _) = compare(false);
+    let dirs = run_dirs(&out);
+    assert_eq!(dirs.len(), 2);
+    let candidate = dirs.iter().find(|d| d.to_string_lossy().contains("q8_0")).unwrap().clone();
+    let whole = predictions(&candidate);
+    cut_back(&candidate, 5);
+    let (again, err) = compare(true);
+    assert_eq!(run_dirs(&out), dirs, "no new run folder");
+    assert!(err.contains("complete in") && err.contains(", kept"), "{err}");
+    assert!(err.contains(&format!("continuing {} (running)", candidate.display())), "{err}");
+    assert_eq!(predictions(&candidate), whole);
+    let table = |s: &str| s.lines().filter(|l| l.starts_with("| capital")).map(String::from).collect::<Vec<_>>();
+    assert_eq!(table(&again), table(&first));
+
+    let out = tmp.path().join("many");
+    let run = |resume: bool| {
+        let mut cmd = openweigh();
+        cmd.args(["run", "--suite", capitals, "--limit", "3", "--probe-reps", "0", "--no-report", "--model"])
+            .arg(&base);
+        cmd.arg("--model").arg(&q8).arg("--out").arg(&out).current_dir(repo_path(""));
+        if resume {
+            cmd.arg("--resume");
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    run(false);
+    let dirs = run_dirs(&out);
+    assert_eq!(dirs.len(), 2);
+    let second = dirs.iter().find(|d| d.to_string_lossy().contains("q8_0")).unwrap().clone();
+    let whole = predictions(&second);
+    cut_back(&second, 2);
+    let err = run(true);
+    assert_eq!(run_dirs(&out), dirs);
+    assert!(err.contains("2 items done, 4 to go"), "{err}");
+    assert_eq!(predictions(&second), whole);
+}

@@ -198,9 +198,10 @@ pub struct RunArgs {
     pub common: SuiteArgs,
     /// Continue the interrupted run in this results/<run-id>/ folder: its items already
     /// measured are kept, the rest run; settings come from its run.json (flags given
-    /// again must agree).
-    #[arg(long, value_name = "RESULT_DIR")]
-    pub resume: Option<PathBuf>,
+    /// again must agree). Without a folder (several --model): each model's newest run
+    /// of this suite in --out is kept when complete, continued when not.
+    #[arg(long, value_name = "RESULT_DIR", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
     /// LoRA adapter merged into the model at load: a PEFT folder (adapter_config.json +
     /// adapter_model.safetensors) or a llama.cpp GGUF adapter. One --model only.
     #[arg(long, value_name = "DIR_OR_FILE")]
@@ -307,6 +308,10 @@ pub struct CompareArgs {
     /// LoRA adapter merged into --candidate-model (base vs fine-tune: the same model for both).
     #[arg(long, requires = "candidate_model", value_name = "DIR_OR_FILE")]
     pub candidate_adapter: Option<PathBuf>,
+    /// Take up earlier runs of --base-model/--candidate-model in --out: a complete one is
+    /// kept, an interrupted one continued (`run --resume`), none run afresh.
+    #[arg(long, requires = "base_model")]
+    pub resume: bool,
     /// Suite, limit and threads apply to --base-model/--candidate-model runs.
     #[command(flatten)]
     pub common: SuiteArgs,

@@ -34,13 +34,10 @@ pub fn compare(args: CompareArgs) -> Result<i32> {
                     openweigh::run::check_adapter(m, a, models_file)?;
                 }
             }
-            let child = super::child_run(&args.common, args.served.child_flags());
-            let adapter = |a: &Option<std::path::PathBuf>| -> Vec<String> {
-                a.iter().flat_map(|p| ["--adapter".to_string(), p.display().to_string()]).collect()
-            };
+            let child = super::child_run(&args.common, args.served.child_flags(), args.resume);
             (
-                run_in_child(b, &adapter(&args.base_adapter), &child)?.0,
-                run_in_child(c, &adapter(&args.candidate_adapter), &child)?.0,
+                run_in_child(b, args.base_adapter.as_deref(), &child)?.0,
+                run_in_child(c, args.candidate_adapter.as_deref(), &child)?.0,
             )
         }
         _ => (args.base.clone().unwrap(), args.candidate.clone().unwrap()),

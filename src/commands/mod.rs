@@ -37,14 +37,16 @@ pub fn dispatch(cli: Cli, explicit: &[String]) -> Result<i32> {
     }
 }
 
-/// What every child `openweigh run` gets from the suite flags, plus `extra` flags.
-pub fn child_run(common: &SuiteArgs, extra: Vec<String>) -> ChildRun {
+/// What every child `openweigh run` gets from the suite flags, plus `extra`
+/// flags; `resume`: take up earlier runs in the output folder.
+pub fn child_run(common: &SuiteArgs, extra: Vec<String>, resume: bool) -> ChildRun {
     ChildRun {
         suite: common.suite.clone(),
         limit: common.limit,
         threads: common.threads,
         out: common.out.clone(),
         extra,
+        resume,
     }
 }
 

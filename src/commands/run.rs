@@ -20,11 +20,12 @@ pub fn run(args: RunArgs, explicit: &[String]) -> Result<i32> {
     let models = expand_models(&args.model)?;
     let hardware = HardwarePrice::choose(args.price.hourly_usd, &args.price.hardware)?;
     let prices = prices::load_table(args.price.prices.as_deref())?;
-    if let Some(dir) = &args.resume {
+    if let Some(dir) = args.resume.as_ref().filter(|d| !d.is_empty()).map(std::path::PathBuf::from) {
+        let dir = &dir;
         if models.len() > 1 {
             return Err(UserError::BadFlag {
                 flag: "--resume",
-                message: "continues one run folder; resume each model's folder on its own".into(),
+                message: "a folder continues one run; for several --model give --resume without a folder".into(),
             }
             .into());
         }
@@ -42,7 +43,7 @@ pub fn run(args: RunArgs, explicit: &[String]) -> Result<i32> {
         set_threads(Some(opts.threads));
         return run_one(&opts, &args, &hardware, &prices);
     }
-    if let [model] = models.as_slice() {
+    if let ([model], false) = (models.as_slice(), args.resume.is_some()) {
         let threads = set_threads(args.common.threads);
         return run_one(&options(model, &args, threads), &args, &hardware, &prices);
     }
@@ -131,13 +132,14 @@ fn run_many(models: &[String], args: &RunArgs, hardware: &HardwarePrice, prices:
         extra.extend(["--device".to_string(), "cuda".to_string()]);
     }
     extra.extend(args.served.child_flags());
-    let child = super::child_run(&args.common, extra);
+    let child = super::child_run(&args.common, extra, args.resume.is_some());
     let mut runs = Vec::new();
     let mut code = 0;
     for (i, model) in models.iter().enumerate() {
         eprintln!("\n== model {}/{}: {model}", i + 1, models.len());
         // One model's failure is reported and the others still run.
-        let result = run_in_child(model, &[], &child).and_then(|(dir, child_code)| Ok((load_run(&dir)?, child_code)));
+        let result = run_in_child(model, args.adapter.as_deref(), &child)
+            .and_then(|(dir, child_code)| Ok((load_run(&dir)?, child_code)));
         match result {
             Ok((run, child_code)) => {
                 if child_code != 0 {

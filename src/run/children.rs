@@ -1,7 +1,10 @@
 //! Several models on one suite, each in its own child process (`openweigh
 //! run` again, same binary): each model's peak memory is its own, and one
 //! model's crash cannot take the others' results with it. The parent finds
-//! the run folder each child wrote and reads it back.
+//! the run folder each child wrote and reads it back. With `resume`, the
+//! newest folder in `out` of the same model, adapter, suite and limit is
+//! taken up instead: kept as it is when complete, continued with `run
+//! --resume` when not.
 
 use crate::error::{UserError, EXIT_ITEM_FAILURES, EXIT_USER};
 use anyhow::Result;
@@ -18,27 +21,66 @@ pub struct ChildRun {
     pub out: PathBuf,
     /// Further `openweigh run` flags, passed as they are.
     pub extra: Vec<String>,
+    /// Take up earlier runs of the same model in `out` (see the module doc).
+    pub resume: bool,
+}
+
+/// The newest run folder in `out` started for `model` (as given), `adapter`,
+/// `suite` and `limit`, with its status.
+pub fn find_earlier(
+    out: &Path,
+    model: &str,
+    adapter: Option<&Path>,
+    suite: &str,
+    limit: Option<usize>,
+) -> Option<(PathBuf, String)> {
+    let mut found: Vec<(String, PathBuf, String)> = folders_in(out)
+        .into_iter()
+        .filter_map(|dir| {
+            let meta = crate::results::read_run_json(&dir).ok()?;
+            let inv = meta.invocation?;
+            (inv.model == model && inv.adapter.as_deref() == adapter && inv.suite == suite && inv.limit == limit)
+                .then_some((meta.started_at, dir, meta.status))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, dir, status)| (dir, status))
 }
 
 fn folders_in(out: &Path) -> HashSet<PathBuf> {
     std::fs::read_dir(out).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
 }
 
-/// Runs `openweigh run` for one model in a child process, with `extra`
-/// flags of this model's own (an `--adapter`) after the shared ones;
-/// returns the run folder it wrote and its exit code (0, or 3 when some
-/// items failed).
-pub fn run_in_child(model: &str, extra: &[String], c: &ChildRun) -> Result<(PathBuf, i32)> {
+/// Runs `openweigh run` for one model in a child process, with its
+/// `adapter` if any; returns the run folder it wrote and its exit code (0,
+/// or 3 when some items failed). With `c.resume`, an earlier folder of the
+/// same run is kept or continued instead.
+pub fn run_in_child(model: &str, adapter: Option<&Path>, c: &ChildRun) -> Result<(PathBuf, i32)> {
+    let earlier = if c.resume { find_earlier(&c.out, model, adapter, &c.suite, c.limit) } else { None };
+    if let Some((dir, status)) = &earlier {
+        if status == "complete" {
+            eprintln!("{model}: complete in {}, kept", dir.display());
+            let failed = crate::results::read_run_json(dir)?.n_failed > 0;
+            return Ok((dir.clone(), if failed { EXIT_ITEM_FAILURES } else { 0 }));
+        }
+        eprintln!("{model}: continuing {} ({status})", dir.display());
+    }
     let before = folders_in(&c.out);
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(["run", "--model", model, "--suite", &c.suite]).arg("--out").arg(&c.out);
+    if let Some(a) = adapter {
+        cmd.arg("--adapter").arg(a);
+    }
+    if let Some((dir, _)) = &earlier {
+        cmd.arg("--resume").arg(dir);
+    }
     if let Some(n) = c.limit {
         cmd.args(["--limit", &n.to_string()]);
     }
     if let Some(t) = c.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
-    cmd.args(&c.extra).args(extra);
+    cmd.args(&c.extra);
     let status = cmd.status()?;
     match status.code() {
         Some(0) | Some(EXIT_ITEM_FAILURES) => {}
@@ -50,6 +92,9 @@ pub fn run_in_child(model: &str, extra: &[String], c: &ChildRun) -> Result<(Path
             .into())
         }
         _ => anyhow::bail!("the run of {model} failed ({status})"),
+    }
+    if let Some((dir, _)) = earlier {
+        return Ok((dir, status.code().unwrap_or(1)));
     }
     let new: Vec<_> =
         folders_in(&c.out).difference(&before).filter(|p| p.join("run.json").is_file()).cloned().collect();

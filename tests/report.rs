@@ -203,3 +203,49 @@ fn chromium_opens_the_report_offline() {
     let (asc, desc) = (order("asc"), order("desc"));
     assert_ne!(asc, desc, "sorting by quality both ways gave the same order");
 }
+
+/// A hostile model name (a file name or models-file entry written by a
+/// stranger) stays text in every file of the report: HTML escaped, every
+/// SVG well-formed XML with no element of its own, Markdown cells intact.
+#[test]
+fn a_hostile_model_name_stays_text_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let fixture = repo_path("tests/fixtures/report/runs/smollm2");
+    std::fs::copy(fixture.join("samples.jsonl"), run.join("samples.jsonl")).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("run.json")).unwrap()).unwrap();
+    let hostile = "<script>alert(2)</script> & \"x\" | <img src=http://example.com/p.png>";
+    meta["model"]["name"] = hostile.into();
+    std::fs::write(run.join("run.json"), meta.to_string()).unwrap();
+    let hw = HardwarePrice::choose(None, "cpu-2vcpu").unwrap();
+    let prices = openweigh::analysis::prices::builtin_table().unwrap();
+    let r = report::build(load_runs(&[run]).unwrap(), hw, &prices).unwrap();
+    let out = tmp.path().join("report");
+    export::report::write(&r, &out).unwrap();
+    for entry in std::fs::read_dir(&out).unwrap().flatten() {
+        let path = entry.path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".png") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name.ends_with(".csv") {
+            // Data, not markup: the name comes back exactly, quoted as CSV quotes.
+            let mut rows = csv::Reader::from_reader(text.as_bytes());
+            assert!(rows.records().any(|r| r.unwrap().iter().any(|f| f == hostile)), "{name}: {text}");
+            continue;
+        }
+        assert!(!text.contains("<script>alert(2)") && !text.contains("<img src="), "{name} holds live markup");
+        if name.ends_with(".svg") {
+            let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(doc.descendants().all(|n| !matches!(n.tag_name().name(), "script" | "img" | "foreignObject")));
+        }
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let row = md.lines().find(|l| l.contains("alert(2)")).unwrap();
+    assert!(row.contains("\\|"), "the name's | is escaped in Markdown: {row}");
+    let svg = std::fs::read_to_string(out.join("quality_vs_price.svg")).unwrap();
+    assert!(svg.contains("&lt;script&gt;alert(2)"), "the name is on the chart as text");
+}

@@ -7,7 +7,8 @@
 //! [`rewrite`] (one GGUF in, one out, each tensor through a function) is
 //! shared with `openweigh merge`.
 
-use crate::error::UserError;
+use crate::backend::weights::{bad_model, one_line, open_gguf};
+use crate::results::write_atomic_with;
 use anyhow::{Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
@@ -105,21 +106,21 @@ pub fn requantized(name: &str, t: QTensor, target: GgmlDType, fallback: &mut Vec
 
 /// Copies the GGUF model `input` to `output` with every tensor passed through
 /// `f` (in file order), its metadata kept but for earlier `openweigh.*`
-/// marks, replaced by `marks`. Written to a temporary file, then renamed.
+/// marks, replaced by `marks`. Written atomically.
 pub fn rewrite(
     input: &Path,
     output: &Path,
     marks: &[(String, gguf_file::Value)],
     mut f: impl FnMut(&str, QTensor) -> Result<QTensor>,
 ) -> Result<()> {
-    let bad = |reason: String| UserError::BadModel { path: input.to_path_buf(), reason };
-    let mut file = std::fs::File::open(input).map_err(|e| bad(e.to_string()))?;
-    let ct = gguf_file::Content::read(&mut file).map_err(|e| bad(format!("header: {e}")))?;
+    let (mut file, ct) = open_gguf(input)?;
     let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
     names.sort_by_key(|n| ct.tensor_infos[*n].offset);
     let mut tensors = Vec::with_capacity(names.len());
     for name in names {
-        let t = ct.tensor(&mut file, name, &Device::Cpu).map_err(|e| bad(format!("tensor {name}: {e}")))?;
+        let t = ct
+            .tensor(&mut file, name, &Device::Cpu)
+            .map_err(|e| bad_model(input, anyhow::anyhow!("tensor {name}: {}", one_line(&e))))?;
         tensors.push((name.clone(), f(name, t)?));
     }
     let mut metadata: Vec<(String, gguf_file::Value)> =
@@ -132,25 +133,12 @@ pub fn rewrite(
     write_gguf_atomic(output, &md_refs, &t_refs)
 }
 
-/// Writes a GGUF file through a temporary `.partial` file renamed into
-/// place, so a crash never leaves a half-written file under `out`'s name.
+/// Writes a GGUF file atomically ([`write_atomic_with`]): a crash never
+/// leaves a half-written file under `out`'s name.
 pub fn write_gguf_atomic(
     out: &Path,
     metadata: &[(&str, &gguf_file::Value)],
     tensors: &[(&str, &QTensor)],
 ) -> Result<()> {
-    let mut tmp_name = out.as_os_str().to_owned();
-    tmp_name.push(".partial");
-    let tmp = std::path::PathBuf::from(tmp_name);
-    {
-        let mut w = std::io::BufWriter::new(
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-        );
-        gguf_file::write(&mut w, metadata, tensors)?;
-        use std::io::Write;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-    }
-    std::fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
-    Ok(())
+    write_atomic_with(out, |w| Ok(gguf_file::write(w, metadata, tensors)?))
 }

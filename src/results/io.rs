@@ -9,7 +9,7 @@ use crate::error::UserError;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// Creates a new folder in `out` named by `template` with `{time}` replaced
@@ -60,18 +60,18 @@ impl SamplesWriter {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it, flushed to
-/// disk and renamed into place (and the folder synced), so a crash or a
+/// Writes `path` through `write` into a temporary file beside it, flushed
+/// to disk and renamed into place (and the folder synced), so a crash or a
 /// kill at any moment leaves either the old file or the new one, never half
 /// of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
     {
-        let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()?;
+        let mut w = BufWriter::new(File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?);
+        write(&mut w).with_context(|| format!("writing {}", tmp.display()))?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -79,6 +79,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         File::open(dir).and_then(|d| d.sync_all()).ok();
     }
     Ok(())
+}
+
+/// Writes `bytes` to `path` atomically ([`write_atomic_with`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| Ok(w.write_all(bytes)?))
 }
 
 /// Writes `value` as pretty JSON, atomically ([`write_atomic`]).

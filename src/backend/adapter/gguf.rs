@@ -9,7 +9,7 @@
 use super::{bad, AdapterInfo, LoraAdapter, LoraPair};
 use crate::assets::sha256_file;
 use crate::backend::candle::transformer::Hparams;
-use crate::backend::weights::{md, one_line, reorder_qk_rows, RowOrder};
+use crate::backend::weights::{md, one_line, RowOrder};
 use anyhow::{Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
@@ -74,30 +74,34 @@ pub fn read(path: &Path) -> Result<LoraAdapter> {
         };
         let a = a.dequantize(&Device::Cpu)?;
         let b = b.dequantize(&Device::Cpu)?;
-        let rank = a.dims()[0];
-        let scale = if alpha == 0.0 { 1.0 } else { alpha / rank as f64 };
+        let scale = scale_of(alpha, a.dims()[0]);
         pairs.insert(base, LoraPair { a, b, scale });
     }
     if pairs.is_empty() {
         return Err(bad(path, "no lora_a/lora_b tensors"));
     }
-    let rank = pairs.values().map(|p| p.a.dims()[0]).max().unwrap_or(0);
+    let rank = pairs.values().map(LoraPair::rank).max().unwrap_or(0);
     let info = AdapterInfo {
         name: path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         path: path.to_path_buf(),
         sha256: sha256_file(path)?,
         format: "gguf".into(),
-        rank,
         alpha,
-        scale: if alpha == 0.0 { 1.0 } else { alpha / rank as f64 },
-        use_rslora: false,
-        target_modules: vec![],
-        n_tensors: 0,
-        applied: String::new(),
+        scale: scale_of(alpha, rank),
+        ..AdapterInfo::default()
     };
     let mut adapter = LoraAdapter::new(info, pairs, RowOrder::LlamaCpp);
     adapter.architecture = text("general.architecture");
     Ok(adapter)
+}
+
+/// llama.cpp's scale of a factor pair of rank `rank`: alpha / rank, or 1 when alpha is 0.
+fn scale_of(alpha: f64, rank: usize) -> f64 {
+    if alpha == 0.0 {
+        1.0
+    } else {
+        alpha / rank as f64
+    }
 }
 
 /// Writes `adapter` as a llama.cpp GGUF adapter for a base of architecture
@@ -114,10 +118,7 @@ pub fn write(adapter: &LoraAdapter, arch: &str, hp: &Hparams, out: &Path) -> Res
     }
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     for (name, p) in &adapter.pairs {
-        let b = match super::qk_heads(name, hp) {
-            Some(heads) => reorder_qk_rows(&p.b, heads, adapter.row_order, RowOrder::LlamaCpp)?,
-            None => p.b.clone(),
-        };
+        let b = adapter.b_in(name, p, hp, RowOrder::LlamaCpp)?;
         tensors.push((format!("{name}.lora_a"), QTensor::quantize(&p.a, GgmlDType::F32)?));
         tensors.push((format!("{name}.lora_b"), QTensor::quantize(&b, GgmlDType::F32)?));
     }

@@ -52,8 +52,10 @@ impl LoraPair {
     }
 }
 
-/// What `run.json` records of an adapter (`model.adapter`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// What `run.json` records of an adapter (`model.adapter`). The readers fill
+/// in what the file says; [`LoraAdapter::new`] derives rank, targets, tensor
+/// count and how it is applied from the factors.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AdapterInfo {
     /// Folder or file name, used in the model's label (`base + NAME`).
     pub name: String,
@@ -111,7 +113,7 @@ impl LoraAdapter {
         }
     }
 
-    /// Fills in what every format shares: rank, scale, targets.
+    /// Fills in what every format derives from its factors: rank, targets, tensor count, how applied.
     pub(crate) fn new(mut info: AdapterInfo, pairs: BTreeMap<String, LoraPair>, row_order: RowOrder) -> Self {
         info.rank = pairs.values().map(LoraPair::rank).max().unwrap_or(0);
         info.n_tensors = pairs.len();
@@ -177,12 +179,17 @@ impl LoraAdapter {
     /// scale·B·A; `None` when the adapter leaves `name` alone.
     pub fn merged(&self, name: &str, w: &Tensor, hp: &Hparams, order: RowOrder) -> Result<Option<Tensor>> {
         let Some(p) = self.pairs.get(name) else { return Ok(None) };
-        let b = match qk_heads(name, hp) {
-            Some(heads) => reorder_qk_rows(&p.b, heads, self.row_order, order)?,
-            None => p.b.clone(),
-        };
-        let delta = (b.matmul(&p.a)? * p.scale)?;
+        let delta = (self.b_in(name, p, hp, order)?.matmul(&p.a)? * p.scale)?;
         Ok(Some((w + delta.to_device(w.device())?)?))
+    }
+
+    /// `p.b` (the factor of the base tensor `name`) in row order `order`:
+    /// llama's q/k rows permuted or un-permuted, any other tensor as it is.
+    pub(crate) fn b_in(&self, name: &str, p: &LoraPair, hp: &Hparams, order: RowOrder) -> Result<Tensor> {
+        match qk_heads(name, hp) {
+            Some(heads) => reorder_qk_rows(&p.b, heads, self.row_order, order),
+            None => Ok(p.b.clone()),
+        }
     }
 }
 
@@ -302,15 +309,9 @@ mod tests {
         let info = AdapterInfo {
             name: "t".into(),
             path: "t".into(),
-            sha256: String::new(),
             format: "peft".into(),
-            rank: 0,
-            alpha: 0.0,
             scale: 1.0,
-            use_rslora: false,
-            target_modules: vec![],
-            n_tensors: 0,
-            applied: String::new(),
+            ..AdapterInfo::default()
         };
         let pairs = pairs.into_iter().map(|(n, a, b, scale)| (n.to_string(), LoraPair { a, b, scale })).collect();
         LoraAdapter::new(info, pairs, order)

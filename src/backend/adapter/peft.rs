@@ -145,13 +145,10 @@ pub fn read(dir: &Path) -> Result<LoraAdapter> {
         path: dir.to_path_buf(),
         sha256,
         format: "peft".into(),
-        rank: cfg.r,
         alpha: cfg.alpha,
         scale,
         use_rslora: cfg.use_rslora,
-        target_modules: vec![],
-        n_tensors: 0,
-        applied: String::new(),
+        ..AdapterInfo::default()
     };
     Ok(LoraAdapter::new(info, pairs, RowOrder::HuggingFace))
 }

@@ -298,19 +298,18 @@ impl ModelHeader {
         if path.is_dir() {
             let folder = HfFolder::open(path)?;
             let hparams = Hparams::from_hf_config(&folder.config).map_err(|e| bad_model(path, e))?;
-            // SAFETY: read-only maps of the folder's files, dropped before this returns.
-            let st = unsafe { MmapedSafetensors::multi(&folder.safetensors) }.map_err(|e| bad_model(path, e))?;
-            let shapes = st
-                .tensors()
-                .into_iter()
-                .filter_map(|(hf, view)| Some((gguf_tensor_name(&hf, hparams.family)?, view.shape().to_vec())))
-                .collect();
-            return Ok(Self { hparams, shapes, row_order: RowOrder::HuggingFace });
+            let st = SafetensorsSource::open(&folder, hparams.family).map_err(|e| bad_model(path, e))?;
+            return Ok(st.header(hparams));
         }
         let (_, ct) = open_gguf(path)?;
         let hparams = Hparams::from_gguf(&ct).map_err(|e| bad_model(path, e))?;
+        Ok(Self::of_gguf(&ct, hparams))
+    }
+
+    /// The header of an open GGUF file whose metadata gave `hparams`.
+    pub fn of_gguf(ct: &gguf_file::Content, hparams: Hparams) -> Self {
         let shapes = ct.tensor_infos.iter().map(|(n, t)| (n.clone(), t.shape.dims().to_vec())).collect();
-        Ok(Self { hparams, shapes, row_order: RowOrder::LlamaCpp })
+        Self { hparams, shapes, row_order: RowOrder::LlamaCpp }
     }
 }
 
@@ -360,6 +359,19 @@ impl SafetensorsSource {
         // while loading, and the tensors are copied out before the map is dropped.
         let st = unsafe { MmapedSafetensors::multi(&folder.safetensors) }.context("reading safetensors headers")?;
         Ok(Self { st, family })
+    }
+}
+
+impl SafetensorsSource {
+    /// The folder's header, its config.json having given `hparams`.
+    pub fn header(&self, hparams: Hparams) -> ModelHeader {
+        let shapes = self
+            .st
+            .tensors()
+            .into_iter()
+            .filter_map(|(hf, view)| Some((gguf_tensor_name(&hf, hparams.family)?, view.shape().to_vec())))
+            .collect();
+        ModelHeader { hparams, shapes, row_order: RowOrder::HuggingFace }
     }
 }
 

@@ -102,15 +102,15 @@ impl CandleBackend {
         format: WeightFormat,
     ) -> Result<Self> {
         let start = Instant::now();
-        if let Some(a) = adapter {
-            a.check(&ModelHeader::read(path)?)?;
-        }
         let bad = |e: anyhow::Error| bad_model(path, e);
         let (model, tokenizer) = if path.is_dir() {
             let folder = HfFolder::open(path)?;
             let hp = Hparams::from_hf_config(&folder.config).map_err(bad)?;
             let tokenizer = ModelTokenizer::from_hf_dir(path).map_err(bad)?;
             let mut src = SafetensorsSource::open(&folder, hp.family).map_err(bad)?;
+            if let Some(a) = adapter {
+                a.check(&src.header(hp.clone()))?;
+            }
             let model = build(hp, &mut src, RowOrder::HuggingFace, adapter, device, format).map_err(bad)?;
             (model, tokenizer)
         } else {
@@ -138,6 +138,9 @@ impl CandleBackend {
             }
             let hp = Hparams::from_gguf(&ct).map_err(bad)?;
             let tokenizer = ModelTokenizer::from_gguf(&ct).map_err(bad)?;
+            if let Some(a) = adapter {
+                a.check(&ModelHeader::of_gguf(&ct, hp.clone()))?;
+            }
             let mut src = GgufSource { content: &ct, file: &mut file };
             let model = build(hp, &mut src, RowOrder::LlamaCpp, adapter, device, format).map_err(bad)?;
             (model, tokenizer)

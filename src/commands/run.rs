@@ -29,7 +29,8 @@ pub fn run(args: RunArgs, explicit: &[String]) -> Result<i32> {
             }
             .into());
         }
-        if openweigh::results::read_run_json(dir)?.status == "complete" {
+        let meta = openweigh::results::read_run_json(dir)?;
+        if meta.status == "complete" {
             // Killed while writing its report: the run is whole; write the report again.
             println!("{} is complete; nothing to run", dir.display());
             if !args.no_report {
@@ -38,8 +39,12 @@ pub fn run(args: RunArgs, explicit: &[String]) -> Result<i32> {
             }
             return Ok(0);
         }
-        let opts =
-            runner::resume::options(dir, &options(&models[0], &args, args.common.threads.unwrap_or(0)), explicit)?;
+        let opts = runner::resume::options(
+            dir,
+            &meta,
+            &options(&models[0], &args, args.common.threads.unwrap_or(0)),
+            explicit,
+        )?;
         set_threads(Some(opts.threads));
         return run_one(&opts, &args, &hardware, &prices);
     }

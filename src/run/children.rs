@@ -7,6 +7,7 @@
 //! --resume` when not.
 
 use crate::error::{UserError, EXIT_ITEM_FAILURES, EXIT_USER};
+use crate::results::RunMeta;
 use anyhow::Result;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -26,25 +27,23 @@ pub struct ChildRun {
 }
 
 /// The newest run folder in `out` started for `model` (as given), `adapter`,
-/// `suite` and `limit`, with its status.
+/// `suite` and `limit`, with its run.json.
 pub fn find_earlier(
     out: &Path,
     model: &str,
     adapter: Option<&Path>,
     suite: &str,
     limit: Option<usize>,
-) -> Option<(PathBuf, String)> {
-    let mut found: Vec<(String, PathBuf, String)> = folders_in(out)
+) -> Option<(PathBuf, RunMeta)> {
+    folders_in(out)
         .into_iter()
         .filter_map(|dir| {
             let meta = crate::results::read_run_json(&dir).ok()?;
-            let inv = meta.invocation?;
+            let inv = meta.invocation.as_ref()?;
             (inv.model == model && inv.adapter.as_deref() == adapter && inv.suite == suite && inv.limit == limit)
-                .then_some((meta.started_at, dir, meta.status))
+                .then_some((dir, meta))
         })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, dir, status)| (dir, status))
+        .max_by(|(a_dir, a), (b_dir, b)| (&a.started_at, a_dir).cmp(&(&b.started_at, b_dir)))
 }
 
 fn folders_in(out: &Path) -> HashSet<PathBuf> {
@@ -57,13 +56,12 @@ fn folders_in(out: &Path) -> HashSet<PathBuf> {
 /// same run is kept or continued instead.
 pub fn run_in_child(model: &str, adapter: Option<&Path>, c: &ChildRun) -> Result<(PathBuf, i32)> {
     let earlier = if c.resume { find_earlier(&c.out, model, adapter, &c.suite, c.limit) } else { None };
-    if let Some((dir, status)) = &earlier {
-        if status == "complete" {
+    if let Some((dir, meta)) = &earlier {
+        if meta.status == "complete" {
             eprintln!("{model}: complete in {}, kept", dir.display());
-            let failed = crate::results::read_run_json(dir)?.n_failed > 0;
-            return Ok((dir.clone(), if failed { EXIT_ITEM_FAILURES } else { 0 }));
+            return Ok((dir.clone(), if meta.n_failed > 0 { EXIT_ITEM_FAILURES } else { 0 }));
         }
-        eprintln!("{model}: continuing {} ({status})", dir.display());
+        eprintln!("{model}: continuing {} ({})", dir.display(), meta.status);
     }
     let before = folders_in(&c.out);
     let mut cmd = std::process::Command::new(std::env::current_exe()?);

@@ -31,13 +31,12 @@ fn refuse(message: String) -> anyhow::Error {
     UserError::BadFlag { flag: "--resume", message }.into()
 }
 
-/// The options the run in `dir` was started with, `now` (the flags of this
+/// The options the run in `dir` (its run.json: `meta`) was started with, `now` (the flags of this
 /// command; `explicit` names those typed on the command line) checked
 /// against them. Flags left out take the run's values; `--concurrency`,
 /// `--request-timeout` and `--retries` (which change no prediction) come from
 /// `now`.
-pub fn options(dir: &Path, now: &RunOptions, explicit: &[String]) -> Result<RunOptions> {
-    let meta = read_run_json(dir)?;
+pub fn options(dir: &Path, meta: &RunMeta, now: &RunOptions, explicit: &[String]) -> Result<RunOptions> {
     if meta.status == "complete" {
         return Err(refuse(format!(
             "{} is complete; nothing to resume (report it with `openweigh report`)",

@@ -163,20 +163,14 @@ impl Comparison {
     }
 }
 
-/// The ways `b` and `c` were measured differently, prediction-changing first.
+/// The ways `b` and `c` were measured differently ([`RunMeta::setup`]),
+/// prediction-changing first.
 fn setup_differences(b: &RunMeta, c: &RunMeta) -> Vec<SetupDifference> {
-    let weights = |m: &RunMeta| m.model.load.get("weight_format").and_then(|v| v.as_str()).unwrap_or("?").to_string();
-    let rows = [
-        ("CPU features compiled in", b.host.target_features.join(","), c.host.target_features.join(","), true),
-        ("engine", b.backend.clone(), c.backend.clone(), true),
-        ("device", b.device.clone(), c.device.clone(), true),
-        ("weight format (--weights)", weights(b), weights(c), true),
-        ("threads", b.threads.to_string(), c.threads.to_string(), true),
-        ("CPU", b.host.cpu.clone(), c.host.cpu.clone(), false),
-    ];
-    rows.into_iter()
-        .filter(|(_, x, y, _)| x != y)
-        .map(|(what, base, candidate, changes_predictions)| SetupDifference {
+    b.setup()
+        .into_iter()
+        .zip(c.setup())
+        .filter(|((_, x, _), (_, y, _))| x != y)
+        .map(|((what, base, changes_predictions), (_, candidate, _))| SetupDifference {
             what: what.into(),
             base,
             candidate,

@@ -211,6 +211,26 @@ pub struct RunMeta {
     pub resumed: Vec<Resumption>,
 }
 
+impl RunMeta {
+    /// How the run was measured, as (what, value, whether it can change
+    /// predictions) rows: candle's kernels differ per instruction set, and
+    /// engines, weight formats, devices and thread counts round differently,
+    /// so items can flip with the model unchanged; the CPU model changes
+    /// speed only. Prediction-changing rows first. `compare` and `run
+    /// --resume` judge two runs by these.
+    pub fn setup(&self) -> [(&'static str, String, bool); 6] {
+        let weights = self.model.load.get("weight_format").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+        [
+            ("CPU features compiled in", self.host.target_features.join(","), true),
+            ("engine", self.backend.clone(), true),
+            ("device", self.device.clone(), true),
+            ("weight format (--weights)", weights, true),
+            ("threads", self.threads.to_string(), true),
+            ("CPU", self.host.cpu.clone(), false),
+        ]
+    }
+}
+
 /// The settings of a run that decide its predictions, as given on the
 /// command line (paths as written, relative to where the run started).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,8 +3,9 @@
 //! `samples.jsonl`. The settings come from `run.json` (`invocation`); flags
 //! given again must agree with them. Before anything runs, what decides the
 //! predictions is checked against the folder: the model's sha256, the
-//! adapter's, the suite's text, each task's data and items, the engine, the
-//! weight format, threads and the CPU features compiled in; any difference is
+//! adapter's, the suite's text, each task's data and items, and the setup
+//! `compare` judges by (`RunMeta::setup`: engine, device, the
+//! weight format, threads, the CPU features compiled in); any difference is
 //! refused by name. A torn last line of `samples.jsonl` (an item cut off
 //! mid-write) is dropped; the item runs again. Items are keyed by id, so the
 //! resumed run's summary, predictions and report equal an uninterrupted
@@ -113,7 +114,6 @@ impl Resume {
     pub fn check_same(&self, fresh: &RunMeta) -> Result<()> {
         let (was, now) = (&self.meta, fresh);
         let adapter = |m: &RunMeta| m.model.adapter.as_ref().map_or("none".to_string(), |a| a.sha256.clone());
-        let weights = |m: &RunMeta| m.model.load.get("weight_format").map(|v| v.to_string()).unwrap_or_default();
         let tasks = |m: &RunMeta| {
             m.suite
                 .tasks
@@ -122,17 +122,20 @@ impl Resume {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        let rows = [
+        let inputs = [
             ("the model's sha256", was.model.sha256.clone(), now.model.sha256.clone()),
             ("the adapter's sha256", adapter(was), adapter(now)),
             ("the suite file's sha256", was.suite.sha256.clone(), now.suite.sha256.clone()),
             ("the tasks", tasks(was), tasks(now)),
-            ("the engine", was.backend.clone(), now.backend.clone()),
-            ("the device", was.device.clone(), now.device.clone()),
-            ("the weight format", weights(was), weights(now)),
-            ("the CPU features compiled in", was.host.target_features.join(","), now.host.target_features.join(",")),
         ];
-        for (what, a, b) in rows {
+        // And the measurement setup, as `compare` judges it.
+        let setup = was
+            .setup()
+            .into_iter()
+            .zip(now.setup())
+            .filter(|((_, _, changes_predictions), _)| *changes_predictions)
+            .map(|((what, a, _), (_, b, _))| (what, a, b));
+        for (what, a, b) in inputs.into_iter().chain(setup) {
             if a != b {
                 return Err(refuse(format!(
                     "{}: {what} changed since the run started ({a} then, {b} now), which changes predictions; start a new run",

@@ -34,8 +34,7 @@ pub fn run(args: RunArgs, explicit: &[String]) -> Result<i32> {
             // Killed while writing its report: the run is whole; write the report again.
             println!("{} is complete; nothing to run", dir.display());
             if !args.no_report {
-                let r = report::build(load_runs(std::slice::from_ref(dir))?, hardware.clone(), &prices)?;
-                super::report::write(&r, &dir.join("report"))?;
+                write_run_report(dir, &hardware, &prices)?;
             }
             return Ok(0);
         }
@@ -112,14 +111,19 @@ fn run_one(opts: &runner::RunOptions, args: &RunArgs, hardware: &HardwarePrice, 
     let outcome = runner::run(opts)?;
     print_outcome(&outcome);
     if !args.no_report {
-        let r = report::build(load_runs(std::slice::from_ref(&outcome.dir))?, hardware.clone(), prices)?;
-        super::report::write(&r, &outcome.dir.join("report"))?;
+        write_run_report(&outcome.dir, hardware, prices)?;
     }
     if outcome.meta.n_failed > 0 {
         eprintln!("{} item(s) failed; see \"error\" in samples.jsonl", outcome.meta.n_failed);
         return Ok(EXIT_ITEM_FAILURES);
     }
     Ok(0)
+}
+
+/// The report of the one run in `dir`, written to `dir/report`.
+fn write_run_report(dir: &std::path::Path, hardware: &HardwarePrice, prices: &PriceTable) -> Result<()> {
+    let r = report::build(load_runs(&[dir.to_path_buf()])?, hardware.clone(), prices)?;
+    super::report::write(&r, &dir.join("report"))
 }
 
 /// Several models: the suite and every model name are checked first, then each

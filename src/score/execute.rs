@@ -19,7 +19,7 @@ use std::ffi::{CStr, CString};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -36,10 +36,10 @@ resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 24, 1 << 24))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
+resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))  # MAX_PROCESSES
 with open(sys.argv[1]) as f:
     source = f.read()
-import builtins, os, shutil, subprocess, faulthandler
+import builtins, os, posix, shutil, subprocess, faulthandler
 faulthandler.disable()
 os.environ["OMP_NUM_THREADS"] = "1"
 for name in ["kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork",
@@ -49,6 +49,8 @@ for name in ["kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdi
              "spawnve", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnvp", "spawnvpe", "popen",
              "setsid", "setpgid", "setpgrp", "register_at_fork"]:
     setattr(os, name, None)
+    if hasattr(posix, name):
+        setattr(posix, name, None)
 shutil.rmtree = shutil.move = shutil.chown = None
 subprocess.Popen = None
 for name in ["ipdb", "joblib", "psutil", "tkinter", "ctypes", "_ctypes", "_posixsubprocess",
@@ -56,6 +58,10 @@ for name in ["ipdb", "joblib", "psutil", "tkinter", "ctypes", "_ctypes", "_posix
     sys.modules[name] = None
 exec(compile(source, "program.py", "exec"), {"__name__": "__main__"})
 "#;
+
+/// Most processes (and threads) one program may have at once: its pids
+/// cgroup's `pids.max`, and `RLIMIT_NPROC` (which does not bind root).
+pub const MAX_PROCESSES: u32 = 64;
 
 /// How one program ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +116,12 @@ pub enum Isolation {
 impl Isolation {
     /// What `run.json` records as `code_sandbox`.
     pub fn describe(self) -> String {
-        let base = "python3 -I in a fresh temporary folder, own process group killed at the timeout, empty environment, limits on memory (2 GiB address space), CPU time, file size (16 MiB) and processes (64), process-starting and destructive functions disabled";
+        let procs = if pids_cgroups() {
+            "processes (64, by a pids cgroup of its own, whose every process is killed when it ends)"
+        } else {
+            "processes (64 by RLIMIT_NPROC, which binds only a non-root user: no pids cgroup could be made)"
+        };
+        let base = format!("python3 -I in a fresh temporary folder, own process group killed at the timeout, empty environment, limits on memory (2 GiB address space), CPU time, file size (16 MiB) and {procs}, process-starting and destructive functions disabled");
         match self {
             Isolation::NetworkAndFiles => format!("{base}; own network namespace (no network); every file system read-only but its folder"),
             Isolation::Network => format!("{base}; own network namespace (no network); NOT shut off from writing files outside its folder (mount namespaces unavailable)"),
@@ -184,7 +195,7 @@ pub fn isolation() -> Isolation {
     *LEVEL.get_or_init(|| {
         let Ok(dir) = tempfile::Builder::new().prefix("openweigh-probe-").tempdir() else { return Isolation::None };
         for level in [Isolation::NetworkAndFiles, Isolation::Network] {
-            if spawn_isolated(Command::new("true").stdout(Stdio::null()).stderr(Stdio::null()), level, dir.path())
+            if spawn_isolated(Command::new("true").stdout(Stdio::null()).stderr(Stdio::null()), level, dir.path(), None)
                 .and_then(|mut c| c.wait())
                 .is_ok_and(|s| s.success())
             {
@@ -195,12 +206,140 @@ pub fn isolation() -> Isolation {
     })
 }
 
-/// Starts `cmd` inside `level`'s namespaces, its folder `folder`.
-fn spawn_isolated(cmd: &mut Command, level: Isolation, folder: &Path) -> std::io::Result<std::process::Child> {
+/// Starts `cmd` inside `level`'s namespaces, its folder `folder`, in
+/// `cgroup` when given.
+fn spawn_isolated(
+    cmd: &mut Command,
+    level: Isolation,
+    folder: &Path,
+    cgroup: Option<&PidsCgroup>,
+) -> std::io::Result<std::process::Child> {
     let folder = CString::new(folder.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
     let mounts = if level == Isolation::NetworkAndFiles { writable_mounts() } else { vec![] };
-    // SAFETY: `enter` makes only system calls (async-signal-safe) on data built before the fork.
-    unsafe { cmd.pre_exec(move || enter(level, &folder, &mounts)) }.spawn()
+    let procs = cgroup.map(|c| c.procs.clone());
+    // SAFETY: `join_cgroup` and `enter` make only system calls (async-signal-safe) on data built before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(procs) = &procs {
+                join_cgroup(procs)?;
+            }
+            enter(level, &folder, &mounts)
+        })
+    }
+    .spawn()
+}
+
+/// A pids cgroup made for one program: `pids.max` bounds everything it
+/// starts (a fork bomb stops at [`MAX_PROCESSES`], root or not), and when
+/// it is dropped every process still in it is killed and it is removed.
+struct PidsCgroup {
+    dir: PathBuf,
+    /// Its `cgroup.procs`, which the child writes itself into before exec.
+    procs: CString,
+}
+
+/// Where pids cgroups can be made: cgroup v1's pids hierarchy, else this
+/// process's own cgroup v2 folder when the pids controller is on there.
+fn pids_hierarchy() -> Option<PathBuf> {
+    let v1 = Path::new("/sys/fs/cgroup/pids");
+    if v1.join("cgroup.procs").exists() {
+        return Some(v1.into());
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let dir = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
+    std::fs::read_to_string(dir.join("cgroup.subtree_control")).ok()?.contains("pids").then_some(dir)
+}
+
+impl PidsCgroup {
+    fn new(max: u32) -> Option<Self> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = pids_hierarchy()?.join(format!("openweigh-exec-{}-{seq}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let cg = PidsCgroup { procs: CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok()?, dir };
+        std::fs::write(cg.dir.join("pids.max"), max.to_string()).ok()?;
+        Some(cg)
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let text = std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
+        text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+
+    /// Kills every process in the cgroup, until none is left (or ~2 s pass).
+    fn kill_all(&self) {
+        for _ in 0..200 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                // SAFETY: a signal to a process of the program's own cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        self.kill_all();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// In the child before exec: moves itself into the cgroup whose
+/// `cgroup.procs` is `procs` (writing "0" means "the writer").
+fn join_cgroup(procs: &CStr) -> std::io::Result<()> {
+    // SAFETY: open/write/close on a C string built before the fork.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if ok {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+}
+
+/// Whether this machine lets openweigh make pids cgroups (found once).
+pub fn pids_cgroups() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| PidsCgroup::new(MAX_PROCESSES).is_some())
+}
+
+/// Runs `cmd` shut in (namespaces as [`isolation`] grants, a pids cgroup
+/// where [`pids_cgroups`]), killed with everything it started after
+/// `timeout`; `None` when it timed out.
+fn run_contained(cmd: &mut Command, folder: &Path, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
+    let cgroup = if pids_cgroups() { PidsCgroup::new(MAX_PROCESSES) } else { None };
+    let mut child = spawn_isolated(cmd, isolation(), folder, cgroup.as_ref()).context("starting python3")?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if start.elapsed() > timeout {
+            // The child leads its own process group: kill everything it started.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // Anything left behind (in the cgroup, even outside the group) dies here.
+    drop(cgroup);
+    Ok(status)
 }
 
 /// Runs `program` with python3 in a new temporary folder, killed after `timeout`.
@@ -219,22 +358,7 @@ pub fn run_python(program: &str, timeout: Duration) -> Result<Outcome> {
         .stdout(Stdio::null())
         .stderr(stderr)
         .process_group(0);
-    let mut child = spawn_isolated(&mut cmd, isolation(), dir.path()).context("starting python3")?;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if start.elapsed() > timeout {
-            // The child leads its own process group: kill everything it started.
-            unsafe {
-                libc::kill(-(child.id() as i32), libc::SIGKILL);
-            }
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = run_contained(&mut cmd, dir.path(), timeout)?;
     let outcome = match status {
         None => Outcome::TimedOut,
         Some(s) if s.success() => Outcome::Passed,
@@ -278,6 +402,7 @@ mod tests {
             "import os\nwhile True:\n    os.fork()\n",
             "import os\nos.posix_spawn('/bin/true', ['true'], {})\n",
             "import os\nos.setsid()\n",
+            "import posix\nwhile True:\n    posix.fork()\n",
             "import ctypes\nctypes.CDLL(None).fork()\n",
             "import multiprocessing\n",
             "import _posixsubprocess\n",
@@ -314,5 +439,26 @@ mod tests {
         assert!(!target.exists());
         // Its own folder stays writable.
         assert_eq!(run_python("open('scratch.txt', 'w').write('x')\n", T).unwrap(), Outcome::Passed);
+    }
+
+    /// A fork bomb that no Python guard stops (a shell's) runs as root here,
+    /// where RLIMIT_NPROC does not bind: the pids cgroup stops it at
+    /// MAX_PROCESSES, and every process it left is killed when it ends.
+    #[test]
+    fn fork_bomb_stops_at_the_process_limit_and_leaves_nothing() {
+        assert!(pids_cgroups(), "no pids cgroup could be made: {}", isolation().describe());
+        let dir = tempfile::tempdir().unwrap();
+        let marker = format!("openweigh-bomb-{}", std::process::id());
+        // 200 sleepers wanted, each marking a file as it starts.
+        let script = format!("for n in $(seq 200); do (: > started.$n; exec -a {marker} sleep 60) & done; wait");
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &script]).current_dir(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+        let status = run_contained(&mut cmd, dir.path(), Duration::from_secs(3)).unwrap();
+        assert!(status.is_none(), "the shell was meant to wait until killed: {status:?}");
+        let started = std::fs::read_dir(dir.path()).unwrap().count() as u32;
+        eprintln!("fork bomb: {started} of 200 processes started (limit {MAX_PROCESSES})");
+        assert!((10..MAX_PROCESSES).contains(&started), "{started} processes started; the limit is {MAX_PROCESSES}");
+        let left = Command::new("pgrep").args(["-c", "-f", &marker]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "0", "processes of the bomb outlived it");
     }
 }

@@ -163,13 +163,9 @@ pub fn read_price_file(path: &Path) -> Result<Vec<PriceEntry>> {
 
 /// Writes a table as CSV with a provenance comment.
 pub fn write_csv(path: &Path, entries: &[PriceEntry], provenance: &str) -> Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for e in entries {
-        w.serialize(e)?;
-    }
-    let body = String::from_utf8(w.into_inner()?)?;
+    let body = String::from_utf8(crate::results::io::csv_bytes(entries)?)?;
     let text = format!("# {provenance}\n{body}");
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    crate::results::io::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Where `openweigh prices import` keeps the user's table.

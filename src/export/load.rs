@@ -163,29 +163,26 @@ impl Exporter<LoadDrawn<'_>> for Csv {
         "load.csv".into()
     }
     fn serialize(&self, d: &LoadDrawn) -> Result<Vec<u8>> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        for l in &d.result.levels {
-            w.serialize(CsvRow {
-                concurrency: l.concurrency,
-                completed: l.completed,
-                errors: l.errors,
-                duration_s: l.duration_s,
-                request_per_s: l.request_per_s,
-                output_tok_per_s: l.output_tok_per_s,
-                goodput_request_per_s: l.goodput_request_per_s,
-                ttft_p50_s: l.ttft.p50_s,
-                ttft_p90_s: l.ttft.p90_s,
-                ttft_p99_s: l.ttft.p99_s,
-                tpot_p50_s: l.tpot.p50_s,
-                tpot_p90_s: l.tpot.p90_s,
-                tpot_p99_s: l.tpot.p99_s,
-                itl_p50_s: l.itl.p50_s,
-                itl_p99_s: l.itl.p99_s,
-                e2e_p50_s: l.e2e.p50_s,
-                e2e_p99_s: l.e2e.p99_s,
-            })?;
-        }
-        Ok(w.into_inner()?)
+        let rows = d.result.levels.iter().map(|l| CsvRow {
+            concurrency: l.concurrency,
+            completed: l.completed,
+            errors: l.errors,
+            duration_s: l.duration_s,
+            request_per_s: l.request_per_s,
+            output_tok_per_s: l.output_tok_per_s,
+            goodput_request_per_s: l.goodput_request_per_s,
+            ttft_p50_s: l.ttft.p50_s,
+            ttft_p90_s: l.ttft.p90_s,
+            ttft_p99_s: l.ttft.p99_s,
+            tpot_p50_s: l.tpot.p50_s,
+            tpot_p90_s: l.tpot.p90_s,
+            tpot_p99_s: l.tpot.p99_s,
+            itl_p50_s: l.itl.p50_s,
+            itl_p99_s: l.itl.p99_s,
+            e2e_p50_s: l.e2e.p50_s,
+            e2e_p99_s: l.e2e.p99_s,
+        });
+        crate::results::io::csv_bytes(rows)
     }
 }
 

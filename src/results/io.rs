@@ -93,11 +93,37 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Writes summary.csv, atomically ([`write_atomic`]).
 pub fn write_summary_csv(path: &Path, rows: &[TaskSummary]) -> Result<()> {
+    write_atomic(path, &csv_bytes(rows)?)
+}
+
+/// Rows as CSV (a header from the first row's field names), each text cell
+/// made safe to open in a spreadsheet: one that starts with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return and is not a number is prefixed with `'`,
+/// so a model, task or provider name from a stranger's file cannot become a
+/// formula (OWASP's "CSV injection"). Numbers, negative ones too, are kept.
+pub fn csv_bytes<T: Serialize>(rows: impl IntoIterator<Item = T>) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r)?;
     }
-    write_atomic(path, &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    let plain = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(plain.as_slice());
+    let mut out = csv::Writer::from_writer(Vec::new());
+    for record in r.records() {
+        let record = record?;
+        out.write_record(record.iter().map(|c| spreadsheet_safe(c).into_owned()))?;
+    }
+    Ok(out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+}
+
+/// `cell`, prefixed with `'` when a spreadsheet would read it as a formula.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && cell.trim().parse::<f64>().is_err() {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
 }
 
 /// Reads the `samples.jsonl` of an interrupted run for `run --resume`:
@@ -197,6 +223,27 @@ pub fn load_runs(dirs: &[PathBuf]) -> Result<Vec<RunData>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_that_spreadsheets_run_are_quoted_and_numbers_kept() {
+        #[derive(Serialize)]
+        struct Row {
+            model: &'static str,
+            score: f64,
+        }
+        let rows = [
+            Row { model: "=HYPERLINK(\"http://x\",\"a\")", score: -0.25 },
+            Row { model: "+1+1", score: 1e-7 },
+            Row { model: "@SUM(A1)", score: 0.5 },
+            Row { model: "-cmd|' /C calc'!A0", score: -3.0 },
+            Row { model: "SmolLM2-135M + lora", score: 0.0 },
+        ];
+        let text = String::from_utf8(csv_bytes(rows).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "model,score\n\"'=HYPERLINK(\"\"http://x\"\",\"\"a\"\")\",-0.25\n'+1+1,1e-7\n'@SUM(A1),0.5\n'-cmd|' /C calc'!A0,-3.0\nSmolLM2-135M + lora,0.0\n"
+        );
+    }
     use crate::analysis::fixtures::item;
 
     fn line(i: usize) -> String {

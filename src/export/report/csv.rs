@@ -80,9 +80,5 @@ pub fn csv_rows(r: &Report) -> Vec<CsvRow> {
 }
 
 pub fn to_csv(r: &Report) -> Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for row in csv_rows(r) {
-        w.serialize(row)?;
-    }
-    Ok(String::from_utf8(w.into_inner()?)?)
+    Ok(String::from_utf8(crate::results::io::csv_bytes(csv_rows(r))?)?)
 }

@@ -1,8 +1,9 @@
 //! Hostile and broken input, one table: suites, data files, model files,
 //! price files, run folders and flags, each written by a stranger or cut
 //! off. Every case must end with exit 2 and one `error:` line naming the
-//! file (and line or field) or the flag, within a bounded time, with no panic
-//! and nothing half-written in the output folder.
+//! file (and line or field) or the flag, within a bounded time and memory
+//! (peak RSS, from the kernel's accounting of the finished process), with no
+//! panic and nothing half-written in the output folder.
 
 mod common;
 use common::*;
@@ -205,6 +206,35 @@ fn cases(d: &Path) -> Vec<Case> {
     ]
 }
 
+/// Most memory one case may take: the inputs claim gigabytes (tensor shapes,
+/// string lengths, gzip bombs, 50 MB lines); reading them must not.
+const MAX_RSS_BYTE: u64 = 512 << 20;
+
+/// Runs `cmd` to the end like `Command::output`, and returns its peak
+/// resident set size (bytes) as the kernel counted it (`wait4`'s rusage).
+fn output_and_peak_rss(mut cmd: std::process::Command) -> (std::process::Output, u64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        out.read_to_end(&mut b).unwrap();
+        b
+    });
+    let mut stderr = Vec::new();
+    err.read_to_end(&mut stderr).unwrap();
+    let stdout = out_reader.join().unwrap();
+    let (mut status, mut usage) = (0i32, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: waits for our own child, writing into the two locals.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    let output = std::process::Output { status: std::process::ExitStatus::from_raw(status), stdout, stderr };
+    // ru_maxrss is in KiB on Linux.
+    (output, usage.ru_maxrss as u64 * 1024)
+}
+
 #[test]
 fn hostile_inputs_end_in_one_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -212,22 +242,25 @@ fn hostile_inputs_end_in_one_clear_error() {
     let cases = cases(d);
     let mut failures = Vec::new();
     let mut slowest = (0.0f64, "");
+    let mut biggest = (0u64, "");
     for c in &cases {
         let out_dir = d.join("out").join(c.name.replace(' ', "-"));
         let start = Instant::now();
-        let o = openweigh_std()
-            .args(&c.args)
+        let mut cmd = openweigh_std();
+        cmd.args(&c.args)
             .args(if c.args[0] == "run" || c.args[0] == "compare" || c.args[0] == "report" {
                 vec!["--out".into(), out_dir.display().to_string()]
             } else {
                 vec![]
             })
-            .current_dir(d)
-            .output()
-            .unwrap();
+            .current_dir(d);
+        let (o, rss) = output_and_peak_rss(cmd);
         let secs = start.elapsed().as_secs_f64();
         if secs > slowest.0 {
             slowest = (secs, c.name);
+        }
+        if rss > biggest.0 {
+            biggest = (rss, c.name);
         }
         let err = String::from_utf8_lossy(&o.stderr);
         // Progress lines may come first; clap adds its usage lines after.
@@ -239,6 +272,7 @@ fn hostile_inputs_end_in_one_clear_error() {
             (!error.contains(c.says.as_str()), "the error does not say what it should"),
             (err.contains("panicked"), "panic"),
             (secs > 30.0, "took more than 30 s"),
+            (rss > MAX_RSS_BYTE, "peak RSS above 512 MiB"),
             (
                 out_dir.join("run.json").exists() || out_dir.read_dir().is_ok_and(|mut r| r.next().is_some()),
                 "wrote into the output folder",
@@ -258,7 +292,14 @@ fn hostile_inputs_end_in_one_clear_error() {
             ));
         }
     }
-    eprintln!("{} hostile cases; slowest {:.1} s ({})", cases.len(), slowest.0, slowest.1);
+    eprintln!(
+        "{} hostile cases; slowest {:.1} s ({}); largest peak RSS {} MiB ({})",
+        cases.len(),
+        slowest.0,
+        slowest.1,
+        biggest.0 >> 20,
+        biggest.1
+    );
     assert!(cases.len() >= 40);
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
     let _ = (Duration::ZERO, PathBuf::new());

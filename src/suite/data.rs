@@ -137,6 +137,69 @@ fn read_jsonl(path: &Path, reader: impl BufRead) -> Result<Vec<Value>> {
     Ok(docs)
 }
 
+/// Checks that every length an Arrow IPC file gives for its messages (the
+/// stream format's framing, or the file format's footer and blocks) stays
+/// inside the file, before arrow reads it: arrow allocates what a length
+/// claims (`not arrow at all` claims a 519 MiB message).
+fn check_arrow_framing(bytes: &[u8]) -> std::result::Result<(), String> {
+    let size = bytes.len() as u64;
+    let past_end = |what: &str, at: u64, len: u64| {
+        format!("{what} of {len} bytes at byte {at} runs past the end of the file ({size} bytes)")
+    };
+    if bytes.starts_with(b"ARROW1") {
+        if size < 16 || !bytes.ends_with(b"ARROW1") {
+            return Err("the file format's end marker is missing (cut short?)".into());
+        }
+        let footer_len = i32::from_le_bytes(bytes[bytes.len() - 10..bytes.len() - 6].try_into().unwrap());
+        let footer_start = (size - 10).checked_sub(footer_len.max(0) as u64).filter(|_| footer_len >= 0);
+        let Some(footer_start) = footer_start.filter(|s| *s >= 8) else {
+            return Err(past_end("footer", size - 10, footer_len as u64));
+        };
+        let footer = arrow_ipc::root_as_footer(&bytes[footer_start as usize..(size - 10) as usize])
+            .map_err(|e| format!("unreadable footer: {e}"))?;
+        let blocks = footer.recordBatches().into_iter().chain(footer.dictionaries()).flatten();
+        for b in blocks {
+            let (at, meta, body) = (b.offset(), b.metaDataLength(), b.bodyLength());
+            let end = (at >= 0 && meta >= 0 && body >= 0)
+                .then(|| (at as u64).checked_add(meta as u64)?.checked_add(body as u64))
+                .flatten();
+            if end.is_none_or(|e| e > footer_start) {
+                return Err(past_end(
+                    "a record batch",
+                    at.max(0) as u64,
+                    (meta.max(0) as u64).saturating_add(body.max(0) as u64),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    // Streams one after another: [0xFFFFFFFF] <i32 metadata length> <metadata> <body>, 0 ends a stream.
+    let mut at = 0u64;
+    while at < size {
+        let word = |p: u64| bytes.get(p as usize..p as usize + 4).map(|w| u32::from_le_bytes(w.try_into().unwrap()));
+        let Some(first) = word(at) else { return Err(format!("{} stray bytes at the end", size - at)) };
+        let (len_at, meta_start) = if first == u32::MAX { (at + 4, at + 8) } else { (at, at + 4) };
+        let Some(len) = word(len_at) else { return Err(format!("a message cut short at byte {at}")) };
+        let len = len as i32;
+        if len == 0 {
+            at = meta_start;
+            continue;
+        }
+        if len < 0 || meta_start + len as u64 > size {
+            return Err(past_end("a message header", at, len as u32 as u64));
+        }
+        let meta = &bytes[meta_start as usize..(meta_start + len as u64) as usize];
+        let message = arrow_ipc::root_as_message(meta).map_err(|e| format!("unreadable message at byte {at}: {e}"))?;
+        let body = message.bodyLength();
+        let body_start = meta_start + len as u64;
+        if body < 0 || body_start.checked_add(body as u64).is_none_or(|e| e > size) {
+            return Err(past_end("a message body", body_start, body.max(0) as u64));
+        }
+        at = body_start + body as u64;
+    }
+    Ok(())
+}
+
 fn read_arrow(path: &Path) -> Result<Vec<Value>> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
@@ -144,6 +207,12 @@ fn read_arrow(path: &Path) -> Result<Vec<Value>> {
         path: path.into(),
         message: format!("not a readable Arrow IPC file ({e}); re-export it with datasets.save_to_disk or use JSONL"),
     };
+    check_arrow_framing(&bytes).map_err(|message| UserError::BadFile {
+        path: path.into(),
+        message: format!(
+            "not a readable Arrow IPC file ({message}); re-export it with datasets.save_to_disk or use JSONL"
+        ),
+    })?;
     let mut batches: Vec<arrow_array::RecordBatch> = Vec::new();
     if bytes.starts_with(b"ARROW1") {
         let r = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(bad)?;

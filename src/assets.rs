@@ -34,6 +34,15 @@ pub fn cache_dir() -> PathBuf {
     }
 }
 
+/// Set (to anything but `0`) to forbid fetching: a file missing from the
+/// cache is an error instead of a download (offline machines, fuzzing).
+pub const OFFLINE_VAR: &str = "OPENWEIGH_OFFLINE";
+
+/// Whether fetching is off ([`OFFLINE_VAR`]).
+pub fn offline() -> bool {
+    std::env::var(OFFLINE_VAR).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 /// Where a catalog asset lives once fetched.
 pub fn cached_path(asset: &Asset) -> PathBuf {
     cache_dir().join("files").join(asset.file_name)
@@ -83,6 +92,9 @@ pub fn fetch(asset: &Asset) -> Result<PathBuf> {
     let dest = cached_path(asset);
     if verified(&dest, asset)? {
         return Ok(dest);
+    }
+    if offline() {
+        return Err(UserError::Offline { name: asset.name.into(), var: OFFLINE_VAR }.into());
     }
     std::fs::create_dir_all(dest.parent().unwrap())?;
     let lock_path = cache_dir().join("fetch.lock");

@@ -41,7 +41,7 @@ fn hub_error(spec: &str, reason: impl Into<String>) -> anyhow::Error {
 }
 
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0")
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0") || crate::assets::offline()
 }
 
 /// Fails fast when the hub cannot be reached.
@@ -82,7 +82,10 @@ pub fn download(spec: &str, rest: &str) -> Result<PathBuf> {
         return Ok(if hs.file.is_some() { first } else { first.parent().unwrap().to_path_buf() });
     }
     if offline() {
-        return Err(hub_error(spec, "not in the Hugging Face cache and HF_HUB_OFFLINE is set"));
+        return Err(hub_error(
+            spec,
+            "not in the Hugging Face cache and HF_HUB_OFFLINE or OPENWEIGH_OFFLINE is set; unset it to download",
+        ));
     }
     check_reachable(spec)?;
     let api = ApiBuilder::from_env().with_progress(true).build().map_err(|e| hub_error(spec, e.to_string()))?;

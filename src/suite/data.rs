@@ -5,7 +5,7 @@
 //! `serde_json::Value`.
 
 use crate::catalog::DataLayout;
-use crate::error::UserError;
+use crate::error::{fold_lines, UserError};
 use anyhow::{Context, Result};
 use serde_json::Value;
 use std::fs::File;
@@ -137,15 +137,35 @@ fn read_jsonl(path: &Path, reader: impl BufRead) -> Result<Vec<Value>> {
     Ok(docs)
 }
 
-/// Checks that every length an Arrow IPC file gives for its messages (the
-/// stream format's framing, or the file format's footer and blocks) stays
-/// inside the file, before arrow reads it: arrow allocates what a length
-/// claims (`not arrow at all` claims a 519 MiB message).
+/// The rows of Arrow IPC bytes (a file, or streams one after another) as a JSON array.
+fn arrow_to_json(bytes: &[u8]) -> std::result::Result<Vec<u8>, arrow_schema::ArrowError> {
+    let mut batches: Vec<arrow_array::RecordBatch> = Vec::new();
+    if bytes.starts_with(b"ARROW1") {
+        let r = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)?;
+        batches = r.collect::<std::result::Result<_, _>>()?;
+    } else {
+        // Each stream reader stops after its end-of-stream marker.
+        let mut cursor = std::io::Cursor::new(bytes);
+        while (cursor.position() as usize) < bytes.len() {
+            for b in arrow_ipc::reader::StreamReader::try_new(&mut cursor, None)? {
+                batches.push(b?);
+            }
+        }
+    }
+    let mut w = arrow_json::ArrayWriter::new(Vec::new());
+    let refs: Vec<&arrow_array::RecordBatch> = batches.iter().collect();
+    w.write_batches(&refs)?;
+    w.finish()?;
+    Ok(w.into_inner())
+}
+
+/// Checks that every length and offset an Arrow IPC file gives for its
+/// messages (the stream format's framing, or the file format's footer and
+/// blocks) and for each record batch's buffers stays inside the file, before
+/// arrow reads it: arrow allocates what a length claims (`not arrow at all`
+/// claims a 519 MiB message) and panics on a buffer past its body.
 fn check_arrow_framing(bytes: &[u8]) -> std::result::Result<(), String> {
     let size = bytes.len() as u64;
-    let past_end = |what: &str, at: u64, len: u64| {
-        format!("{what} of {len} bytes at byte {at} runs past the end of the file ({size} bytes)")
-    };
     if bytes.starts_with(b"ARROW1") {
         if size < 16 || !bytes.ends_with(b"ARROW1") {
             return Err("the file format's end marker is missing (cut short?)".into());
@@ -153,85 +173,91 @@ fn check_arrow_framing(bytes: &[u8]) -> std::result::Result<(), String> {
         let footer_len = i32::from_le_bytes(bytes[bytes.len() - 10..bytes.len() - 6].try_into().unwrap());
         let footer_start = (size - 10).checked_sub(footer_len.max(0) as u64).filter(|_| footer_len >= 0);
         let Some(footer_start) = footer_start.filter(|s| *s >= 8) else {
-            return Err(past_end("footer", size - 10, footer_len as u64));
+            return Err(past_end(size, "the footer", size - 10, footer_len as u32 as u64));
         };
         let footer = arrow_ipc::root_as_footer(&bytes[footer_start as usize..(size - 10) as usize])
-            .map_err(|e| format!("unreadable footer: {e}"))?;
-        let blocks = footer.recordBatches().into_iter().chain(footer.dictionaries()).flatten();
-        for b in blocks {
+            .map_err(|e| format!("unreadable footer: {}", fold_lines(&e.to_string())))?;
+        let inside = &bytes[..footer_start as usize];
+        for b in footer.recordBatches().into_iter().chain(footer.dictionaries()).flatten() {
+            // arrow reads a block as the footer sizes it, then the message as it frames itself.
             let (at, meta, body) = (b.offset(), b.metaDataLength(), b.bodyLength());
-            let end = (at >= 0 && meta >= 0 && body >= 0)
-                .then(|| (at as u64).checked_add(meta as u64)?.checked_add(body as u64))
-                .flatten();
+            let end = u64::try_from(at).ok().zip(u64::try_from(meta).ok()).zip(u64::try_from(body).ok());
+            let end = end.and_then(|((a, m), b)| a.checked_add(m)?.checked_add(b));
             if end.is_none_or(|e| e > footer_start) {
-                return Err(past_end(
-                    "a record batch",
-                    at.max(0) as u64,
-                    (meta.max(0) as u64).saturating_add(body.max(0) as u64),
+                return Err(format!(
+                    "a block at byte {at} of {meta} + {body} bytes runs past the data ({footer_start} bytes)"
                 ));
             }
+            arrow_message(inside, at as u64)?;
         }
         return Ok(());
     }
-    // Streams one after another: [0xFFFFFFFF] <i32 metadata length> <metadata> <body>, 0 ends a stream.
+    // Streams one after another, each ended by a zero length.
     let mut at = 0u64;
     while at < size {
-        let word = |p: u64| bytes.get(p as usize..p as usize + 4).map(|w| u32::from_le_bytes(w.try_into().unwrap()));
-        let Some(first) = word(at) else { return Err(format!("{} stray bytes at the end", size - at)) };
-        let (len_at, meta_start) = if first == u32::MAX { (at + 4, at + 8) } else { (at, at + 4) };
-        let Some(len) = word(len_at) else { return Err(format!("a message cut short at byte {at}")) };
-        let len = len as i32;
-        if len == 0 {
-            at = meta_start;
-            continue;
-        }
-        if len < 0 || meta_start + len as u64 > size {
-            return Err(past_end("a message header", at, len as u32 as u64));
-        }
-        let meta = &bytes[meta_start as usize..(meta_start + len as u64) as usize];
-        let message = arrow_ipc::root_as_message(meta).map_err(|e| format!("unreadable message at byte {at}: {e}"))?;
-        let body = message.bodyLength();
-        let body_start = meta_start + len as u64;
-        if body < 0 || body_start.checked_add(body as u64).is_none_or(|e| e > size) {
-            return Err(past_end("a message body", body_start, body.max(0) as u64));
-        }
-        at = body_start + body as u64;
+        at = arrow_message(bytes, at)?;
     }
     Ok(())
+}
+
+fn past_end(size: u64, what: &str, at: u64, len: u64) -> String {
+    format!("{what} of {len} bytes at byte {at} runs past the end of the file ({size} bytes)")
+}
+
+/// Checks the IPC message at byte `at` (`[0xFFFFFFFF] <i32 length> <flatbuffer
+/// metadata> <body>`, a zero length ending a stream) and every buffer of a
+/// record batch in it; returns where the next message starts.
+fn arrow_message(bytes: &[u8], at: u64) -> std::result::Result<u64, String> {
+    let size = bytes.len() as u64;
+    let word = |p: u64| {
+        bytes.get(p as usize..(p as usize).saturating_add(4)).map(|w| i32::from_le_bytes(w.try_into().unwrap()))
+    };
+    let first = word(at).ok_or_else(|| format!("a message cut short at byte {at}"))?;
+    let (len_at, meta_start) = if first == -1 { (at + 4, at + 8) } else { (at, at + 4) };
+    let len = word(len_at).ok_or_else(|| format!("a message cut short at byte {at}"))?;
+    if len == 0 {
+        return Ok(meta_start);
+    }
+    if len < 0 || meta_start + len as u64 > size {
+        return Err(past_end(size, "a message header", at, len as u32 as u64));
+    }
+    let body_start = meta_start + len as u64;
+    let message = arrow_ipc::root_as_message(&bytes[meta_start as usize..body_start as usize])
+        .map_err(|e| format!("unreadable message at byte {at}: {}", fold_lines(&e.to_string())))?;
+    let body = u64::try_from(message.bodyLength()).map_err(|_| format!("a negative body length at byte {at}"))?;
+    if body_start.checked_add(body).is_none_or(|e| e > size) {
+        return Err(past_end(size, "a message body", body_start, body));
+    }
+    let batch =
+        message.header_as_record_batch().or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
+    for buf in batch.and_then(|b| b.buffers()).into_iter().flatten() {
+        let end =
+            u64::try_from(buf.offset()).ok().zip(u64::try_from(buf.length()).ok()).and_then(|(o, l)| o.checked_add(l));
+        if end.is_none_or(|e| e > body) {
+            return Err(format!(
+                "a buffer at {} of {} bytes runs past its message body ({body} bytes at byte {body_start})",
+                buf.offset(),
+                buf.length()
+            ));
+        }
+    }
+    Ok(body_start + body)
 }
 
 fn read_arrow(path: &Path) -> Result<Vec<Value>> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
-    let bad = |e: arrow_schema::ArrowError| UserError::BadFile {
-        path: path.into(),
-        message: format!("not a readable Arrow IPC file ({e}); re-export it with datasets.save_to_disk or use JSONL"),
-    };
-    check_arrow_framing(&bytes).map_err(|message| UserError::BadFile {
+    let bad = |message: String| UserError::BadFile {
         path: path.into(),
         message: format!(
             "not a readable Arrow IPC file ({message}); re-export it with datasets.save_to_disk or use JSONL"
         ),
-    })?;
-    let mut batches: Vec<arrow_array::RecordBatch> = Vec::new();
-    if bytes.starts_with(b"ARROW1") {
-        let r = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(bad)?;
-        batches = r.collect::<Result<_, _>>().map_err(bad)?;
-    } else {
-        // Streams one after another: each reader stops after its end-of-stream marker.
-        let mut cursor = std::io::Cursor::new(bytes.as_slice());
-        while (cursor.position() as usize) < bytes.len() {
-            let r = arrow_ipc::reader::StreamReader::try_new(&mut cursor, None).map_err(bad)?;
-            for b in r {
-                batches.push(b.map_err(bad)?);
-            }
-        }
-    }
-    let mut w = arrow_json::ArrayWriter::new(Vec::new());
-    let refs: Vec<&arrow_array::RecordBatch> = batches.iter().collect();
-    w.write_batches(&refs).context("converting Arrow rows to JSON")?;
-    w.finish()?;
-    let buf = w.into_inner();
+    };
+    check_arrow_framing(&bytes).map_err(bad)?;
+    // arrow's reader panics on some malformed files: contained, reported as the file's error.
+    let buf = crate::error::contain_panic(|| arrow_to_json(&bytes))
+        .map_err(|panic| bad(format!("arrow's reader failed: {panic}")))?
+        .map_err(|e| bad(fold_lines(&e.to_string())))?;
     if buf.is_empty() {
         return Ok(Vec::new());
     }

@@ -36,6 +36,28 @@ fn line_of(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(1)
 }
 
+/// Parses a suite's text and validates each of its tasks, reading no data:
+/// what an imported or generated suite must pass before it is written.
+pub fn validate_text(path: &Path, text: &str) -> Result<()> {
+    let file = parse_file(path, text)?;
+    for spec in &file.tasks {
+        validate_task(path, text, spec)?;
+    }
+    Ok(())
+}
+
+/// [`validate`] with the error pointing at the task's line of the file.
+fn validate_task(path: &Path, text: &str, spec: &super::TaskSpec) -> Result<()> {
+    validate(spec).map_err(|message| {
+        UserError::BadFileAt {
+            path: path.into(),
+            line: line_of(text, &format!("task: {}", spec.task)),
+            message: format!("task '{}': {message}", spec.task),
+        }
+        .into()
+    })
+}
+
 impl Suite {
     /// Parses and validates a suite, fetches its data, and renders its items.
     /// `limit` caps the items per task (a prefix of the task's seeded sample).
@@ -117,11 +139,7 @@ impl Suite {
         let sha256 = hex::encode(sha.finalize());
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for spec in &file.tasks {
-            validate(spec).map_err(|message| UserError::BadFileAt {
-                path: path.clone(),
-                line: line_of(&text, &format!("task: {}", spec.task)),
-                message: format!("task '{}': {message}", spec.task),
-            })?;
+            validate_task(&path, &text, spec)?;
         }
         let mut tasks = Vec::new();
         for spec in file.tasks {

@@ -94,6 +94,10 @@ pub fn import(path: &Path, dataset: Option<&str>, split: Option<&str>) -> Result
         fewshot_match: None,
         exec_timeout_s: 10.0,
     };
+    super::validate::validate(&spec).map_err(|message| crate::error::UserError::BadFile {
+        path: path.into(),
+        message: format!("converts to a task openweigh cannot run ({message}); fix the task file"),
+    })?;
     #[derive(serde::Serialize)]
     struct SuiteOut<'a> {
         name: &'a str,

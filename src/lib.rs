@@ -10,7 +10,7 @@
 //! cost) → `export` (report and comparison files). `stats` holds the pure
 //! statistics; `catalog`, `assets` and `hub` find and fetch models and data;
 //! `quantize` rewrites GGUF files and `merge` writes a LoRA adapter into
-//! one; `error` holds the user-facing errors.
+//! one; `error` holds the user-facing errors; `fuzz` the fuzzing entry points.
 
 pub mod analysis;
 pub mod assets;
@@ -18,6 +18,8 @@ pub mod backend;
 pub mod catalog;
 pub mod error;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hub;
 pub mod load;
 pub mod merge;

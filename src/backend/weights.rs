@@ -163,12 +163,40 @@ pub fn one_line(e: &candle_core::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
-/// Opens a GGUF file and reads its header (metadata and tensor table).
+/// Opens a GGUF file and reads its header (metadata and tensor table),
+/// checked by [`check_tensor_table`].
 pub fn open_gguf(path: &Path) -> Result<(File, gguf_file::Content)> {
     let mut file = File::open(path).map_err(|e| bad_model(path, e))?;
     let ct = gguf_file::Content::read(&mut file)
         .map_err(|e| bad_model(path, anyhow::anyhow!("header: {}", one_line(&e))))?;
+    let file_len = file.metadata().map_err(|e| bad_model(path, e))?.len();
+    check_tensor_table(&ct, file_len).map_err(|e| bad_model(path, anyhow::anyhow!(e)))?;
     Ok((file, ct))
+}
+
+/// Refuses a tensor with a zero or impossible shape (a hostile header's
+/// dimensions can overflow any product; candle reads a zero-size tensor
+/// through a misaligned pointer) or whose data runs past the end of the file
+/// (a truncated download), before any tensor is read.
+pub fn check_tensor_table(ct: &gguf_file::Content, file_len: u64) -> std::result::Result<(), String> {
+    let mut data_end = 0u64;
+    for (name, t) in &ct.tensor_infos {
+        let dims = t.shape.dims();
+        let end = dims
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64).filter(|_| d > 0))
+            .and_then(|n| n.checked_mul(t.ggml_dtype.type_size() as u64))
+            .map(|b| b / t.ggml_dtype.block_size() as u64)
+            .and_then(|b| b.checked_add(ct.tensor_data_offset)?.checked_add(t.offset));
+        let Some(end) = end else {
+            return Err(format!("tensor {name} has an impossible shape {dims:?}"));
+        };
+        data_end = data_end.max(end);
+    }
+    if data_end > file_len {
+        return Err(format!("truncated: tensors need {data_end} bytes, file has {file_len}"));
+    }
+    Ok(())
 }
 
 /// Tensors of an open GGUF file.

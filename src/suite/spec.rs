@@ -194,7 +194,10 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<SuiteFile> {
         UserError::BadFileAt {
             path: path.to_path_buf(),
             line,
-            message: format!("{e}; see suites/standard.yaml for the accepted fields"),
+            message: format!(
+                "{}; see suites/standard.yaml for the accepted fields",
+                crate::error::fold_lines(&e.to_string())
+            ),
         }
         .into()
     })

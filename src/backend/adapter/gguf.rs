@@ -9,7 +9,7 @@
 use super::{bad, AdapterInfo, LoraAdapter, LoraPair};
 use crate::assets::sha256_file;
 use crate::backend::candle::transformer::Hparams;
-use crate::backend::weights::{md, one_line, RowOrder};
+use crate::backend::weights::{check_tensor_table, md, one_line, RowOrder};
 use anyhow::{Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
@@ -21,6 +21,8 @@ pub fn read(path: &Path) -> Result<LoraAdapter> {
     let mut file = std::fs::File::open(path).map_err(|e| bad(path, e.to_string()))?;
     let ct =
         gguf_file::Content::read(&mut file).map_err(|e| bad(path, format!("not a GGUF file ({})", one_line(&e))))?;
+    let file_len = file.metadata().map_err(|e| bad(path, e.to_string()))?.len();
+    check_tensor_table(&ct, file_len).map_err(|e| bad(path, e))?;
     let text = |k: &str| md(&ct, k).and_then(|v| v.to_string().ok()).cloned();
     match text("general.type").as_deref() {
         Some("adapter") => {}

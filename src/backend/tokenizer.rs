@@ -12,7 +12,7 @@
 //! that `<|im_start|>` or `<start_of_turn>` encode as one token. A safetensors
 //! model folder brings its own `tokenizer.json`, loaded as is.
 
-use super::weights::md;
+use super::weights::{md, one_line};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file;
 use std::collections::HashMap;
@@ -59,10 +59,17 @@ fn md_u32(ct: &gguf_file::Content, key: &str) -> Option<u32> {
 fn md_strings(ct: &gguf_file::Content, key: &str) -> Result<Vec<String>> {
     md(ct, key)
         .with_context(|| format!("GGUF has no {key}"))?
-        .to_vec()?
+        .to_vec()
+        .map_err(|e| short(key, e))?
         .iter()
-        .map(|v| Ok(v.to_string()?.clone()))
+        .map(|v| Ok(v.to_string().map_err(|e| short(key, e))?.clone()))
         .collect()
+}
+
+/// A candle metadata error as one line naming the key (candle appends a
+/// backtrace to its message when RUST_BACKTRACE is set).
+fn short(key: &str, e: candle_core::Error) -> anyhow::Error {
+    anyhow::anyhow!("{key}: {}", one_line(&e))
 }
 
 fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
@@ -109,12 +116,20 @@ pub fn merges_from_scores(tokens: &[String], scores: &[f32]) -> Vec<(String, Str
 }
 
 impl ModelTokenizer {
-    /// Builds the tokenizer a GGUF file describes.
+    /// Builds the tokenizer a GGUF file describes; an error is one line (a
+    /// token quoted from the file may hold a line break).
     pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
+        Self::build_from_gguf(ct).map_err(|e| anyhow::anyhow!(crate::error::fold_lines(&format!("{e:#}"))))
+    }
+
+    fn build_from_gguf(ct: &gguf_file::Content) -> Result<Self> {
         let kind = md(ct, "tokenizer.ggml.model").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
         let tokens = md_strings(ct, "tokenizer.ggml.tokens")?;
         let types: Vec<i32> = match md(ct, "tokenizer.ggml.token_type") {
-            Some(v) => v.to_vec()?.iter().map(|t| t.to_i32()).collect::<candle_core::Result<_>>()?,
+            Some(v) => v
+                .to_vec()
+                .and_then(|v| v.iter().map(|t| t.to_i32()).collect::<candle_core::Result<_>>())
+                .map_err(|e| short("tokenizer.ggml.token_type", e))?,
             None => vec![1; tokens.len()],
         };
         let vocab: tokenizers::models::bpe::Vocab =
@@ -138,10 +153,9 @@ impl ModelTokenizer {
             "llama" => {
                 let scores: Vec<f32> = md(ct, "tokenizer.ggml.scores")
                     .context("GGUF has no tokenizer.ggml.scores")?
-                    .to_vec()?
-                    .iter()
-                    .map(|v| v.to_f32())
-                    .collect::<candle_core::Result<_>>()?;
+                    .to_vec()
+                    .and_then(|v| v.iter().map(|v| v.to_f32()).collect::<candle_core::Result<_>>())
+                    .map_err(|e| short("tokenizer.ggml.scores", e))?;
                 let merges = merges_from_scores(&tokens, &scores);
                 let unk = md_u32(ct, "tokenizer.ggml.unknown_token_id").and_then(|i| tokens.get(i as usize)).cloned();
                 let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true);

@@ -205,36 +205,63 @@ fn chromium_opens_the_report_offline() {
 }
 
 /// A hostile model name (a file name or models-file entry written by a
-/// stranger) stays text in every file of the report: HTML escaped, every
-/// SVG well-formed XML with no element of its own, Markdown cells intact.
+/// stranger) stays text in every file of the report and of a comparison:
+/// HTML escaped, every SVG well-formed XML with no element of its own,
+/// Markdown cells intact, and a name a spreadsheet would run as a formula
+/// quoted in the CSV.
 #[test]
 fn a_hostile_model_name_stays_text_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    std::fs::create_dir(&run).unwrap();
     let fixture = repo_path("tests/fixtures/report/runs/smollm2");
-    std::fs::copy(fixture.join("samples.jsonl"), run.join("samples.jsonl")).unwrap();
-    let mut meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("run.json")).unwrap()).unwrap();
     let hostile = "<script>alert(2)</script> & \"x\" | <img src=http://example.com/p.png>";
-    meta["model"]["name"] = hostile.into();
-    std::fs::write(run.join("run.json"), meta.to_string()).unwrap();
+    let formula = "=HYPERLINK(\"http://example.com/x\",\"click\")";
+    let runs: Vec<PathBuf> = [hostile, formula]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let run = tmp.path().join(format!("run{i}"));
+            std::fs::create_dir(&run).unwrap();
+            std::fs::copy(fixture.join("samples.jsonl"), run.join("samples.jsonl")).unwrap();
+            let mut meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(fixture.join("run.json")).unwrap()).unwrap();
+            meta["model"]["name"] = (*name).into();
+            std::fs::write(run.join("run.json"), meta.to_string()).unwrap();
+            run
+        })
+        .collect();
     let hw = HardwarePrice::choose(None, "cpu-2vcpu").unwrap();
     let prices = openweigh::analysis::prices::builtin_table().unwrap();
-    let r = report::build(load_runs(&[run]).unwrap(), hw, &prices).unwrap();
+    let r = report::build(load_runs(&runs).unwrap(), hw, &prices).unwrap();
     let out = tmp.path().join("report");
     export::report::write(&r, &out).unwrap();
+    let gate =
+        openweigh::analysis::compare::GateOptions { max_drop_points: 1.0, max_aggregate_drop_points: 1.0, alpha: 0.05 };
+    let loaded = load_runs(&runs).unwrap();
+    let c = openweigh::analysis::compare::compare(&loaded[0], &loaded[1], gate).unwrap();
+    export::write_all(&out, &export::compare::exporters(), &c).unwrap();
+    let mut seen = Vec::new();
     for entry in std::fs::read_dir(&out).unwrap().flatten() {
         let path = entry.path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
+        seen.push(name.clone());
         if name.ends_with(".png") {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
         if name.ends_with(".csv") {
-            // Data, not markup: the name comes back exactly, quoted as CSV quotes.
-            let mut rows = csv::Reader::from_reader(text.as_bytes());
-            assert!(rows.records().any(|r| r.unwrap().iter().any(|f| f == hostile)), "{name}: {text}");
+            // Data, not markup: the name comes back exactly, quoted as CSV quotes;
+            // the formula comes back behind a ' that keeps a spreadsheet from running it.
+            let rows: Vec<csv::StringRecord> =
+                csv::Reader::from_reader(text.as_bytes()).records().map(|r| r.unwrap()).collect();
+            assert!(rows.iter().any(|r| r.iter().any(|f| f == hostile)), "{name}: {text}");
+            assert!(rows.iter().any(|r| r.iter().any(|f| f == format!("'{formula}"))), "{name}: {text}");
+            assert!(!rows.iter().any(|r| r.iter().any(|f| f.starts_with('='))), "{name}: {text}");
+            continue;
+        }
+        if name.ends_with(".json") {
+            // Data too: the names come back exactly from the JSON strings.
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!((v["base_model"].as_str(), v["candidate_model"].as_str()), (Some(hostile), Some(formula)));
             continue;
         }
         assert!(!text.contains("<script>alert(2)") && !text.contains("<img src="), "{name} holds live markup");
@@ -243,6 +270,11 @@ fn a_hostile_model_name_stays_text_everywhere() {
             assert!(doc.descendants().all(|n| !matches!(n.tag_name().name(), "script" | "img" | "foreignObject")));
         }
     }
+    for file in ["index.html", "models.csv", "summary.md", "compare.html", "compare.md", "compare.json"] {
+        assert!(seen.iter().any(|s| s == file), "{file} not written: {seen:?}");
+    }
+    let compare_html = std::fs::read_to_string(out.join("compare.html")).unwrap();
+    assert!(compare_html.contains("&lt;script&gt;alert(2)"), "compare.html names the base as text");
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     let row = md.lines().find(|l| l.contains("alert(2)")).unwrap();
     assert!(row.contains("\\|"), "the name's | is escaped in Markdown: {row}");

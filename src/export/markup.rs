@@ -18,10 +18,20 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Text from results made safe inside a Markdown table cell: `|` escaped,
-/// newlines as spaces, `<` and `>` as entities (GitHub renders inline HTML).
+/// Text from results made safe inside a Markdown table cell or a line of
+/// text: `|` escaped, newlines as spaces, `<` and `>` as entities (GitHub
+/// renders inline HTML).
 pub fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// `text` as a fenced Markdown code block whose fence is longer than any run
+/// of backticks inside it, so a hostile prompt cannot close the block early
+/// and have the rest rendered as Markdown or HTML (CommonMark's rule).
+pub fn md_code_block(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}text\n{text}\n{fence}\n")
 }
 
 /// One Markdown table row; an empty cell is written `| |`.

@@ -4,7 +4,7 @@
 
 use super::{aggregate_cells, setup_warnings, speed_cells, task_cells, SPEED_HEADER, TASK_HEADER};
 use crate::analysis::compare::{Comparison, Flip};
-use crate::export::markup::{md_row, tail_chars};
+use crate::export::markup::{md_cell, md_code_block, md_row, tail_chars};
 use crate::export::Exporter;
 use anyhow::Result;
 
@@ -28,24 +28,26 @@ impl Exporter<Comparison> for Markdown {
 pub fn to_markdown(c: &Comparison, max_flips: Option<usize>) -> String {
     let mut s = String::new();
     let verdict = if c.regressions.is_empty() { "PASS" } else { "FAIL" };
-    s.push_str(&format!("# openweigh compare: {} vs {} on {}\n\n", c.candidate_model, c.base_model, c.suite));
+    // Names and texts come from strangers' files: each one made safe (md_cell, md_code_block).
+    let (cand, base, suite) = (md_cell(&c.candidate_model), md_cell(&c.base_model), md_cell(&c.suite));
+    s.push_str(&format!("# openweigh compare: {cand} vs {base} on {suite}\n\n"));
     s.push_str(&format!(
         "Gate: **{verdict}** (max drop {} points of a task's metric, {} chance-normalised points of the aggregate; α = {}, Holm-corrected across tasks)\n\n",
         c.gate.max_drop_points, c.gate.max_aggregate_drop_points, c.gate.alpha
     ));
     for r in &c.regressions {
-        s.push_str(&format!("- {r}\n"));
+        s.push_str(&format!("- {}\n", md_cell(r)));
     }
     if !c.regressions.is_empty() {
         s.push('\n');
     }
     for w in setup_warnings(c) {
-        s.push_str(&format!("> **{w}**\n\n"));
+        s.push_str(&format!("> **{}**\n\n", md_cell(&w)));
     }
     s.push_str(&md_row(&TASK_HEADER));
     s.push_str("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
     for t in &c.tasks {
-        let mut cells = task_cells(t);
+        let mut cells: Vec<String> = task_cells(t).iter().map(|c| md_cell(c)).collect();
         if t.regression {
             cells.last_mut().unwrap().push_str(" ⚠");
         }
@@ -57,6 +59,7 @@ pub fn to_markdown(c: &Comparison, max_flips: Option<usize>) -> String {
     s.push('\n');
     for (role, status) in [("base", &c.base_status), ("candidate", &c.candidate_status)] {
         if status != "complete" {
+            let status = md_cell(status);
             s.push_str(&format!("Note: the {role} run's status is '{status}', not complete: it may lack items.\n\n"));
         }
     }
@@ -75,10 +78,10 @@ pub fn to_markdown(c: &Comparison, max_flips: Option<usize>) -> String {
         let items: Vec<&Flip> = c.flips.iter().filter(|f| f.kind == kind).collect();
         s.push_str(&format!("\n## {heading} ({})\n\n", items.len()));
         for f in items.iter().take(max_flips.unwrap_or(usize::MAX)) {
-            s.push_str(&format!("### {}\n\n```text\n{}\n```\n\n", f.id, tail_chars(&f.prompt, 400)));
+            s.push_str(&format!("### {}\n\n{}\n", md_cell(&f.id), md_code_block(&tail_chars(&f.prompt, 400))));
             if let Some(ch) = &f.choices {
                 for (i, t) in ch.iter().enumerate() {
-                    s.push_str(&format!("{i}. {t}\n"));
+                    s.push_str(&format!("{i}. {}\n", md_cell(t)));
                 }
                 s.push('\n');
             }

@@ -25,19 +25,22 @@ else
 fi
 
 corpus_root=${OPENWEIGH_FUZZ_CORPUS:-fuzz/corpus}
-# -O: release with debug assertions (overflow checks stay on);
-# one build for all targets.
-cargo "${toolchain[@]}" fuzz build -O
+# -O -a: release with debug assertions (overflow checks on: a length that
+# wraps is a crash, not a wrong number); AddressSanitizer by default. One
+# build for all targets, in $OPENWEIGH_FUZZ_TARGET when set (CI keeps it in
+# the download cache, so a later run rebuilds only openweigh).
+build=(-O -a --target-dir "${OPENWEIGH_FUZZ_TARGET:-fuzz/target}")
+cargo "${toolchain[@]}" fuzz build "${build[@]}"
 for t in "${targets[@]}"; do
     mkdir -p "$corpus_root/$t" "fuzz/artifacts/$t"
     echo "== fuzz $t: ${seconds}s"
     # timeout: one input may take 10 s (a template's fuel, a gzip bomb's cap);
     # rss_limit: 2 GiB, so a reader that allocates what the input claims fails.
-    if ! cargo "${toolchain[@]}" fuzz run -O "$t" "$corpus_root/$t" "fuzz/seeds/$t" -- \
+    if ! cargo "${toolchain[@]}" fuzz run "${build[@]}" "$t" "$corpus_root/$t" "fuzz/seeds/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" 2>"fuzz/artifacts/$t.log"; then
         tail -40 "fuzz/artifacts/$t.log" >&2
-        echo "fuzz/run.sh: target $t crashed; input in fuzz/artifacts/$t/, reproduce with: cargo +nightly fuzz run -O $t fuzz/artifacts/$t/<file>" >&2
+        echo "fuzz/run.sh: target $t crashed; input in fuzz/artifacts/$t/, reproduce with: cargo +nightly fuzz run ${build[*]} $t fuzz/artifacts/$t/<file>" >&2
         exit 1
     fi
     grep -E "^stat::(number_of_executed_units|peak_rss_mb)|^Done" "fuzz/artifacts/$t.log" || true

@@ -17,11 +17,13 @@ targets=("$@")
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz@0.13.2
 toolchain=()
+no_asan=()
 if rustup run nightly rustc --version >/dev/null 2>&1; then
     toolchain=(+nightly)
 else
-    echo "fuzz/run.sh: no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1" >&2
+    echo "fuzz/run.sh: no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1, without AddressSanitizer" >&2
     export RUSTC_BOOTSTRAP=1
+    no_asan=(-s none)
 fi
 
 corpus_root=${OPENWEIGH_FUZZ_CORPUS:-fuzz/corpus}
@@ -29,7 +31,7 @@ corpus_root=${OPENWEIGH_FUZZ_CORPUS:-fuzz/corpus}
 # wraps is a crash, not a wrong number); AddressSanitizer by default. One
 # build for all targets, in $OPENWEIGH_FUZZ_TARGET when set (CI keeps it in
 # the download cache, so a later run rebuilds only openweigh).
-build=(-O -a --target-dir "${OPENWEIGH_FUZZ_TARGET:-fuzz/target}")
+build=(-O -a "${no_asan[@]}" --target-dir "${OPENWEIGH_FUZZ_TARGET:-fuzz/target}")
 cargo "${toolchain[@]}" fuzz build "${build[@]}"
 for t in "${targets[@]}"; do
     mkdir -p "$corpus_root/$t" "fuzz/artifacts/$t"

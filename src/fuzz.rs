@@ -54,6 +54,12 @@ fn scratch() -> &'static Path {
     })
 }
 
+/// Removes this process's scratch folder (the regression test calls it when
+/// done; a fuzzer process leaves its folder to the system's temp cleaning).
+pub fn remove_scratch() {
+    let _ = std::fs::remove_dir_all(scratch());
+}
+
 /// Writes `bytes` to `name` in the scratch folder and returns its path.
 fn file(name: &str, bytes: &[u8]) -> PathBuf {
     let path = scratch().join(name);

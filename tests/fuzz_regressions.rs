@@ -28,4 +28,5 @@ fn seeds_and_found_crashes_replay_without_panic() {
         }
         println!("{name}: {} seeds ({} accepted), {} regressions", seeds.len(), accepted.len(), found.len());
     }
+    openweigh::fuzz::remove_scratch();
 }

@@ -166,6 +166,7 @@ fn arrow_to_json(bytes: &[u8]) -> std::result::Result<Vec<u8>, arrow_schema::Arr
 /// claims a 519 MiB message) and panics on a buffer past its body.
 fn check_arrow_framing(bytes: &[u8]) -> std::result::Result<(), String> {
     let size = bytes.len() as u64;
+    let mut values = 0u64;
     if bytes.starts_with(b"ARROW1") {
         if size < 16 || !bytes.ends_with(b"ARROW1") {
             return Err("the file format's end marker is missing (cut short?)".into());
@@ -188,17 +189,24 @@ fn check_arrow_framing(bytes: &[u8]) -> std::result::Result<(), String> {
                     "a block at byte {at} of {meta} + {body} bytes runs past the data ({footer_start} bytes)"
                 ));
             }
-            arrow_message(inside, at as u64)?;
+            arrow_message(inside, at as u64, &mut values)?;
         }
         return Ok(());
     }
     // Streams one after another, each ended by a zero length.
     let mut at = 0u64;
     while at < size {
-        at = arrow_message(bytes, at)?;
+        at = arrow_message(bytes, at, &mut values)?;
     }
     Ok(())
 }
+
+/// Values (rows and column entries) an Arrow file may claim per byte of the
+/// file, plus a free allowance: a real column needs bytes for its values
+/// (a bit each for booleans, more for the rest), so only a forged file
+/// claims more.
+const MAX_ARROW_VALUES_PER_BYTE: u64 = 64;
+const MAX_ARROW_VALUES_FREE: u64 = 1 << 20;
 
 fn past_end(size: u64, what: &str, at: u64, len: u64) -> String {
     format!("{what} of {len} bytes at byte {at} runs past the end of the file ({size} bytes)")
@@ -206,8 +214,9 @@ fn past_end(size: u64, what: &str, at: u64, len: u64) -> String {
 
 /// Checks the IPC message at byte `at` (`[0xFFFFFFFF] <i32 length> <flatbuffer
 /// metadata> <body>`, a zero length ending a stream) and every buffer of a
-/// record batch in it; returns where the next message starts.
-fn arrow_message(bytes: &[u8], at: u64) -> std::result::Result<u64, String> {
+/// record batch in it, adding the rows and column values it claims to
+/// `values` (bounded by the file's size); returns where the next message starts.
+fn arrow_message(bytes: &[u8], at: u64, values: &mut u64) -> std::result::Result<u64, String> {
     let size = bytes.len() as u64;
     let word = |p: u64| {
         bytes.get(p as usize..(p as usize).saturating_add(4)).map(|w| i32::from_le_bytes(w.try_into().unwrap()))
@@ -230,6 +239,21 @@ fn arrow_message(bytes: &[u8], at: u64) -> std::result::Result<u64, String> {
     }
     let batch =
         message.header_as_record_batch().or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
+    if let Some(b) = batch {
+        // Rows and each column's values: a Null column (or a struct of them)
+        // claims any length with no bytes behind it, and every value becomes JSON.
+        let lengths = std::iter::once(b.length()).chain(b.nodes().into_iter().flatten().map(|n| n.length()));
+        for n in lengths {
+            *values = values.saturating_add(u64::try_from(n).map_err(|_| format!("a negative length at byte {at}"))?);
+        }
+        let budget = MAX_ARROW_VALUES_PER_BYTE * size + MAX_ARROW_VALUES_FREE;
+        if *values > budget {
+            return Err(format!(
+                "its record batches claim {} values in a file of {size} bytes (at most {budget}); it is not a dataset file",
+                *values
+            ));
+        }
+    }
     for buf in batch.and_then(|b| b.buffers()).into_iter().flatten() {
         let end =
             u64::try_from(buf.offset()).ok().zip(u64::try_from(buf.length()).ok()).and_then(|(o, l)| o.checked_add(l));

@@ -30,13 +30,13 @@ pub const MEMORY_LIMIT_BYTE: u64 = 2 << 30;
 /// Sets the limits, disables destructive functions, then runs the program.
 const RUNNER: &str = r#"
 import resource, sys
-mem, cpu = int(sys.argv[2]), int(sys.argv[3])
+mem, cpu, procs = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
 resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 24, 1 << 24))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))  # MAX_PROCESSES
+resource.setrlimit(resource.RLIMIT_NPROC, (procs, procs))
 with open(sys.argv[1]) as f:
     source = f.read()
 import builtins, os, posix, shutil, subprocess, faulthandler
@@ -117,9 +117,11 @@ impl Isolation {
     /// What `run.json` records as `code_sandbox`.
     pub fn describe(self) -> String {
         let procs = if pids_cgroups() {
-            "processes (64, by a pids cgroup of its own, whose every process is killed when it ends)"
+            format!(
+                "processes ({MAX_PROCESSES}, by a pids cgroup of its own, whose every process is killed when it ends)"
+            )
         } else {
-            "processes (64 by RLIMIT_NPROC, which binds only a non-root user: no pids cgroup could be made)"
+            format!("processes ({MAX_PROCESSES} by RLIMIT_NPROC, which binds only a non-root user: no pids cgroup could be made)")
         };
         let base = format!("python3 -I in a fresh temporary folder, own process group killed at the timeout, empty environment, limits on memory (2 GiB address space), CPU time, file size (16 MiB) and {procs}, process-starting and destructive functions disabled");
         match self {
@@ -321,7 +323,8 @@ pub fn pids_cgroups() -> bool {
 /// `timeout`; `None` when it timed out.
 fn run_contained(cmd: &mut Command, folder: &Path, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
     let cgroup = if pids_cgroups() { PidsCgroup::new(MAX_PROCESSES) } else { None };
-    let mut child = spawn_isolated(cmd, isolation(), folder, cgroup.as_ref()).context("starting python3")?;
+    let mut child = spawn_isolated(cmd, isolation(), folder, cgroup.as_ref())
+        .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -350,7 +353,8 @@ pub fn run_python(program: &str, timeout: Duration) -> Result<Outcome> {
     let stderr = std::fs::File::create(&stderr_path)?;
     let cpu_s = timeout.as_secs().max(1);
     let mut cmd = Command::new("python3");
-    cmd.args(["-I", "-B", "-c", RUNNER, "program.py", &MEMORY_LIMIT_BYTE.to_string(), &cpu_s.to_string()])
+    let (mem, cpu, procs) = (MEMORY_LIMIT_BYTE.to_string(), cpu_s.to_string(), MAX_PROCESSES.to_string());
+    cmd.args(["-I", "-B", "-c", RUNNER, "program.py", &mem, &cpu, &procs])
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")

@@ -17,8 +17,11 @@ use crate::error::error_text;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// A fuzz target: takes any bytes, returns whether they were accepted.
+pub type Target = fn(&[u8]) -> bool;
+
 /// The targets by name, as `fuzz/fuzz_targets/*.rs` and the regression test use them.
-pub const TARGETS: &[(&str, fn(&[u8]) -> bool)] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("suite", suite),
     ("template", template),
     ("data", data),

@@ -113,7 +113,7 @@ pub fn csv_bytes<T: Serialize>(rows: impl IntoIterator<Item = T>) -> Result<Vec<
         let record = record?;
         out.write_record(record.iter().map(|c| spreadsheet_safe(c).into_owned()))?;
     }
-    Ok(out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `cell`, prefixed with `'` when a spreadsheet would read it as a formula.

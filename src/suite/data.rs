@@ -213,8 +213,8 @@ fn past_end(size: u64, what: &str, at: u64, len: u64) -> String {
 }
 
 /// Checks the IPC message at byte `at` (`[0xFFFFFFFF] <i32 length> <flatbuffer
-/// metadata> <body>`, a zero length ending a stream) and every buffer of a
-/// record batch in it, adding the rows and column values it claims to
+/// metadata> <body>`, a zero length ending a stream) and, for a record or
+/// dictionary batch, that every buffer lies inside the body, adding the rows and column values it claims to
 /// `values` (bounded by the file's size); returns where the next message starts.
 fn arrow_message(bytes: &[u8], at: u64, values: &mut u64) -> std::result::Result<u64, String> {
     let size = bytes.len() as u64;
@@ -253,16 +253,15 @@ fn arrow_message(bytes: &[u8], at: u64, values: &mut u64) -> std::result::Result
                 *values
             ));
         }
-    }
-    for buf in batch.and_then(|b| b.buffers()).into_iter().flatten() {
-        let end =
-            u64::try_from(buf.offset()).ok().zip(u64::try_from(buf.length()).ok()).and_then(|(o, l)| o.checked_add(l));
-        if end.is_none_or(|e| e > body) {
-            return Err(format!(
-                "a buffer at {} of {} bytes runs past its message body ({body} bytes at byte {body_start})",
-                buf.offset(),
-                buf.length()
-            ));
+        for buf in b.buffers().into_iter().flatten() {
+            let (o, l) = (u64::try_from(buf.offset()).ok(), u64::try_from(buf.length()).ok());
+            if o.zip(l).and_then(|(o, l)| o.checked_add(l)).is_none_or(|e| e > body) {
+                return Err(format!(
+                    "a buffer at {} of {} bytes runs past its message body ({body} bytes at byte {body_start})",
+                    buf.offset(),
+                    buf.length()
+                ));
+            }
         }
     }
     Ok(body_start + body)

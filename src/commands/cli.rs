@@ -115,6 +115,19 @@ pub enum SuitesCommand {
         #[arg(long)]
         split: Option<String>,
     },
+    /// Print a suite's rendered items as JSON lines (id, prompt, choices, gold or
+    /// target), in the order they run: what the model is asked, for inspection
+    /// or for feeding the same items to another tool.
+    Items {
+        /// Suite name or .yaml path.
+        suite: String,
+        /// Only this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// At most N items per task (as `run --limit`).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
 }
 
 /// How self-hosted prices are computed: shared by `run` and `report`.
@@ -283,6 +296,12 @@ pub struct BenchArgs {
     /// Compute threads (default: physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Prompt tokens prefilled per repetition (llama-bench's pp512 is 512).
+    #[arg(long, default_value_t = openweigh::run::measure::PROBE_PROMPT_TOKENS)]
+    pub prompt_tokens: usize,
+    /// Tokens generated per repetition (llama-bench's tg128 is 128).
+    #[arg(long, default_value_t = openweigh::run::measure::PROBE_OUTPUT_TOKENS)]
+    pub output_tokens: usize,
     /// Also write the measurements as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -4,6 +4,7 @@
 use super::cli::{SuitesArgs, SuitesCommand};
 use anyhow::Result;
 use openweigh::suite::{self, lm_eval, Suite};
+use std::io::Write;
 use std::path::Path;
 
 pub fn suites(args: SuitesArgs) -> Result<i32> {
@@ -27,6 +28,20 @@ pub fn suites(args: SuitesArgs) -> Result<i32> {
             std::fs::rename(&tmp, &out)?;
             let t = &loaded.tasks[0];
             println!("{} -> {} (task {}, {} items)", file.display(), out.display(), t.spec.task, t.items.len());
+        }
+        Some(SuitesCommand::Items { suite, task, limit }) => {
+            let loaded = Suite::load(&suite, limit)?;
+            let tasks: Vec<_> = loaded.tasks.iter().filter(|t| task.as_ref().is_none_or(|n| &t.spec.task == n)).collect();
+            if tasks.is_empty() {
+                let names: Vec<&str> = loaded.tasks.iter().map(|t| t.spec.task.as_str()).collect();
+                anyhow::bail!("suite '{}' has no task '{}' (it has: {})", loaded.name, task.unwrap_or_default(), names.join(", "));
+            }
+            let mut out = std::io::stdout().lock();
+            for t in tasks {
+                for item in &t.items {
+                    writeln!(out, "{}", serde_json::to_string(item)?)?;
+                }
+            }
         }
         None if args.datasets => print!("{}", suite::listing::datasets_table()),
         None => print!("{}", suite::listing::suites_table(args.suite.as_deref())?),

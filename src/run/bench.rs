@@ -23,13 +23,19 @@ pub struct BenchRow {
     pub probe: SpeedProbe,
 }
 
-pub fn bench(model: &str, formats: &[WeightFormat], reps: usize, threads: usize) -> Result<Vec<BenchRow>> {
+pub fn bench(
+    model: &str,
+    formats: &[WeightFormat],
+    reps: usize,
+    threads: usize,
+    shape: measure::ProbeShape,
+) -> Result<Vec<BenchRow>> {
     let model = assets::resolve_model(model)?;
     let dev = device(false)?;
     let mut loaded: Vec<CandleBackend> =
         formats.iter().map(|&w| CandleBackend::load(&model.path, &dev, w)).collect::<Result<_>>()?;
     let mut engines: Vec<&mut dyn Engine> = loaded.iter_mut().map(|c| c as &mut dyn Engine).collect();
-    let probes = measure::interleaved_probes(&mut engines, reps)?;
+    let probes = measure::interleaved_probes(&mut engines, reps, shape)?;
     Ok(formats
         .iter()
         .zip(&loaded)

@@ -21,16 +21,29 @@ fn spread(values: Vec<f64>) -> Spread {
 
 /// Measures prefill and decode throughput on a fixed workload.
 pub fn speed_probe(backend: &mut dyn Engine, repetitions: usize) -> Result<SpeedProbe> {
-    Ok(interleaved_probes(&mut [backend], repetitions)?.remove(0))
+    Ok(interleaved_probes(&mut [backend], repetitions, ProbeShape::default())?.remove(0))
 }
 
 /// The probe's prompt in `engine`'s tokens.
-fn probe_ids(engine: &dyn Engine) -> Result<Vec<u32>> {
+/// Tokens prefilled and generated per repetition of the probe.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeShape {
+    pub prompt_tokens: usize,
+    pub output_tokens: usize,
+}
+
+impl Default for ProbeShape {
+    fn default() -> Self {
+        Self { prompt_tokens: PROBE_PROMPT_TOKENS, output_tokens: PROBE_OUTPUT_TOKENS }
+    }
+}
+
+fn probe_ids(engine: &dyn Engine, n: usize) -> Result<Vec<u32>> {
     let mut ids = Vec::new();
-    while ids.len() < PROBE_PROMPT_TOKENS {
+    while ids.len() < n {
         ids.extend(engine.encode(PROBE_TEXT)?);
     }
-    ids.truncate(PROBE_PROMPT_TOKENS);
+    ids.truncate(n);
     Ok(ids)
 }
 
@@ -38,28 +51,36 @@ fn probe_ids(engine: &dyn Engine) -> Result<Vec<u32>> {
 /// B, …) after one untimed warm-up each, so that drifts in machine load
 /// (another process, thermal state) fall on every engine alike; returns one
 /// probe per engine, in order.
-pub fn interleaved_probes(engines: &mut [&mut dyn Engine], repetitions: usize) -> Result<Vec<SpeedProbe>> {
+pub fn interleaved_probes(
+    engines: &mut [&mut dyn Engine],
+    repetitions: usize,
+    shape: ProbeShape,
+) -> Result<Vec<SpeedProbe>> {
     if repetitions == 0 {
         bail!("the speed probe needs at least one repetition");
     }
-    let prompts: Vec<Vec<u32>> = engines.iter().map(|e| probe_ids(&**e)).collect::<Result<_>>()?;
+    if shape.prompt_tokens == 0 || shape.output_tokens < 2 {
+        bail!("the speed probe needs a prompt of at least 1 token and at least 2 output tokens");
+    }
+    let (n_in, n_out) = (shape.prompt_tokens, shape.output_tokens);
+    let prompts: Vec<Vec<u32>> = engines.iter().map(|e| probe_ids(&**e, n_in)).collect::<Result<_>>()?;
     for (e, ids) in engines.iter_mut().zip(&prompts) {
-        e.timed_generate(ids, PROBE_OUTPUT_TOKENS)?; // warm-up, not timed
+        e.timed_generate(ids, n_out)?; // warm-up, not timed
     }
     let mut times: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = engines.iter().map(|_| Default::default()).collect();
     for _ in 0..repetitions {
         for ((e, ids), (prefill, decode, ttft)) in engines.iter_mut().zip(&prompts).zip(&mut times) {
-            let (p, d) = e.timed_generate(ids, PROBE_OUTPUT_TOKENS)?;
-            prefill.push(PROBE_PROMPT_TOKENS as f64 / p);
-            decode.push((PROBE_OUTPUT_TOKENS - 1) as f64 / d);
+            let (p, d) = e.timed_generate(ids, n_out)?;
+            prefill.push(n_in as f64 / p);
+            decode.push((n_out - 1) as f64 / d);
             ttft.push(p);
         }
     }
     Ok(times
         .into_iter()
         .map(|(prefill, decode, ttft)| SpeedProbe {
-            prompt_tokens: PROBE_PROMPT_TOKENS,
-            generated_tokens: PROBE_OUTPUT_TOKENS,
+            prompt_tokens: n_in,
+            generated_tokens: n_out,
             repetitions,
             prefill_tok_per_s: spread(prefill),
             decode_tok_per_s: spread(decode),
@@ -163,7 +184,7 @@ mod tests {
     fn repetitions_are_interleaved_after_one_warm_up_each() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (mut a, mut b) = (Named("a", log.clone()), Named("b", log.clone()));
-        let probes = interleaved_probes(&mut [&mut a, &mut b], 3).unwrap();
+        let probes = interleaved_probes(&mut [&mut a, &mut b], 3, ProbeShape::default()).unwrap();
         assert_eq!(*log.lock().unwrap(), ["a", "b", "a", "b", "a", "b", "a", "b"]);
         assert_eq!(probes.len(), 2);
         assert_eq!(probes[1].prefill_tok_per_s.values, vec![512.0; 3]);

@@ -7,7 +7,7 @@
 
 use super::data;
 use super::sample::seeded_order;
-use super::spec::{ChoiceSpec, FewshotSampler, GenerationKwargs, OutputType, TargetSpec, TaskSpec};
+use super::spec::{ChoiceSpec, FewshotSampler, GenerationKwargs, OutputType, SampleOrder, TargetSpec, TaskSpec};
 use super::template;
 use super::{Item, ItemKind, Task};
 use crate::catalog;
@@ -129,7 +129,10 @@ pub(super) fn build_task(spec: TaskSpec, base: &Path, limit: Option<usize>) -> R
     };
     let docs = data::load_documents(&data_path, layout)?;
     let data_sha256 = crate::assets::sha256_file(&data_path)?;
-    let order = seeded_order(docs.len(), spec.seed);
+    let order = match spec.sample_order {
+        SampleOrder::Seeded => seeded_order(docs.len(), spec.seed),
+        SampleOrder::File => (0..docs.len()).collect(),
+    };
     // A separate pool of examples, or the far end of this task's own order.
     let pool: Option<Vec<serde_json::Value>> = match (&spec.fewshot_dataset, &spec.fewshot_data_files) {
         (Some(name), _) => {

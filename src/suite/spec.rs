@@ -80,6 +80,18 @@ pub enum FewshotSampler {
     FirstN,
 }
 
+/// Which documents a task evaluates when it does not evaluate them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleOrder {
+    /// A seeded shuffle: `sample`/`--limit` take a spread of the whole file.
+    #[default]
+    Seeded,
+    /// The file's own order: the first documents, as lm-eval's `--limit` and
+    /// llama.cpp's `llama-perplexity` take them (comparisons with those tools).
+    File,
+}
+
 /// How a generated answer is reduced before exact match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -138,6 +150,10 @@ pub struct TaskSpec {
     pub sample: Option<usize>,
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// `seeded` (default) or `file`: which documents `sample` and `--limit`
+    /// take, and from which end few-shot examples are held out.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub sample_order: SampleOrder,
     /// Wrap each prompt in the model's chat template.
     #[serde(default)]
     pub chat_template: bool,
@@ -201,4 +217,8 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<SuiteFile> {
         }
         .into()
     })
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }

@@ -6,6 +6,7 @@
 //! `tokenizer.chat_template` or `tokenizer_config.json`). It answers a batch
 //! of requests one by one, in order.
 
+pub mod linear;
 pub mod transformer;
 
 use super::adapter::{Adapted, LoraAdapter};
@@ -52,6 +53,17 @@ pub fn device(cuda: bool) -> Result<Device> {
         });
     }
     Ok(Device::Cpu)
+}
+
+/// log p(`token`) under the softmax of `logits` (one position's row), and
+/// whether `token` is that row's argmax (greedy): one pass for the maximum,
+/// one for Σ exp, in f64; no log-softmax of the whole vocabulary is kept.
+pub fn token_logprob(logits: &[f32], token: u32) -> (f64, bool) {
+    let best = argmax(logits);
+    let max = logits[best as usize] as f64;
+    let sum: f64 = logits.iter().map(|&v| (v as f64 - max).exp()).sum();
+    let lp = logits.get(token as usize).map_or(f64::NEG_INFINITY, |&v| v as f64 - max - sum.ln());
+    (lp, best == token)
 }
 
 fn argmax(row: &[f32]) -> u32 {
@@ -232,7 +244,14 @@ impl CandleBackend {
         // Each continuation's first token is scored by the context's last
         // position; the rest by its own tokens but the last, evaluated packed
         // with the other continuations' (one pass over at most `budget` rows).
-        let mut rows_of: Vec<Vec<Vec<f32>>> = conts.iter().map(|_| vec![last.clone()]).collect();
+        // Each row is reduced to its token's log-prob as soon as it arrives.
+        let mut scores: Vec<ChoiceLogLik> = conts
+            .iter()
+            .map(|c| {
+                let (logprob, is_greedy) = token_logprob(&last, c[0]);
+                ChoiceLogLik { logprob, n_tokens: c.len(), is_greedy }
+            })
+            .collect();
         let budget = (PACKED_LOGITS / last.len().max(1)).max(32);
         let mut next = 0;
         while next < conts.len() {
@@ -254,25 +273,22 @@ impl CandleBackend {
             let segments: Vec<usize> = group.iter().map(|&g| conts[g].len() - 1).collect();
             let tokens: Vec<u32> = group.iter().flat_map(|&g| conts[g][..conts[g].len() - 1].iter().copied()).collect();
             let mut snap: KvCache = cache.clone();
-            let lp: Tensor = self
+            let logits: Tensor = self
                 .model
                 .forward_segments(&tokens, &segments, &mut snap, tokens.len())?
                 .context("no logits for the continuations")?;
-            let mut packed = lp.to_vec2::<f32>()?.into_iter();
-            for (&g, &n) in group.iter().zip(&segments) {
-                rows_of[g].extend(packed.by_ref().take(n));
+            let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+            let mut rows = logits.chunks_exact(last.len());
+            for &g in &group {
+                // Row i scores the continuation's token i + 1 (tokens first:
+                // zip must not pull a row past the segment's end).
+                for (&tok, row) in conts[g][1..].iter().zip(rows.by_ref()) {
+                    let (lp, greedy) = token_logprob(row, tok);
+                    scores[g].logprob += lp;
+                    scores[g].is_greedy &= greedy;
+                }
             }
             tokens_in += tokens.len();
-        }
-        let mut scores = Vec::with_capacity(conts.len());
-        for (cont_ids, rows) in conts.iter().zip(&rows_of) {
-            let mut logprob = 0f64;
-            let mut is_greedy = true;
-            for (row, &tok) in rows.iter().zip(cont_ids.iter()) {
-                logprob += row[tok as usize] as f64;
-                is_greedy &= argmax(row) == tok;
-            }
-            scores.push(ChoiceLogLik { logprob, n_tokens: cont_ids.len(), is_greedy });
         }
         Ok(Response {
             served: None,
@@ -420,5 +436,28 @@ impl Engine for CandleBackend {
 
     fn timed_generate(&mut self, prompt: &[u32], n_out: usize) -> Result<(f64, f64)> {
         CandleBackend::timed_generate(self, prompt, n_out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-token log-prob equals candle's full log-softmax at that token,
+    /// and greedy means the row's argmax.
+    #[test]
+    fn token_logprob_matches_log_softmax() {
+        let logits = Tensor::randn(0f32, 4.0, (3, 1000), &Device::Cpu).unwrap();
+        let full = candle_nn::ops::log_softmax(&logits, 1).unwrap().to_vec2::<f32>().unwrap();
+        for (r, row) in logits.to_vec2::<f32>().unwrap().iter().enumerate() {
+            let best = argmax(row);
+            for tok in [0u32, 17, 999, best] {
+                let (lp, greedy) = token_logprob(row, tok);
+                assert!((lp - full[r][tok as usize] as f64).abs() < 1e-4, "{lp} vs {}", full[r][tok as usize]);
+                assert_eq!(greedy, tok == best);
+            }
+        }
+        // A token outside the vocabulary has probability 0, never a panic.
+        assert_eq!(token_logprob(&[0.0, 1.0], 5).0, f64::NEG_INFINITY);
     }
 }

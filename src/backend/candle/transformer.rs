@@ -22,8 +22,9 @@
 //! switch over several files.
 
 use anyhow::{bail, Result};
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor, D};
+use super::linear::Linear;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -158,10 +159,10 @@ impl Embedding {
 }
 
 struct Attention {
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
     bq: Option<Tensor>,
     bk: Option<Tensor>,
     bv: Option<Tensor>,
@@ -175,9 +176,9 @@ struct Layer {
     post_attn_norm: Option<RmsNorm>,
     ffn_norm: RmsNorm,
     post_ffn_norm: Option<RmsNorm>,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
     /// Sliding window of this layer (None: attends to every earlier position).
     window: Option<usize>,
     /// Index into the model's RoPE tables.
@@ -211,7 +212,7 @@ pub struct Transformer {
     embed_scale: Option<f64>,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: Linear,
     /// (cos, sin) tables, one per RoPE base in use.
     ropes: Vec<(Tensor, Tensor)>,
     max_seq_len: usize,
@@ -255,12 +256,12 @@ fn prepare(
     format: WeightFormat,
     device: &Device,
     tally: &mut Tally,
-) -> Result<QMatMul> {
+) -> Result<Linear> {
     let t = src.get(name, device)?;
     let file = src.file_dtype(name).unwrap_or(t.dtype());
     let t = repacked(&t, format, device)?.unwrap_or(t);
     tally.add(file, &t);
-    Ok(QMatMul::from_qtensor(t)?)
+    Linear::new(t)
 }
 
 /// Whether `format` asks to repack a tensor of type `t` for the matmuls.
@@ -375,11 +376,11 @@ impl Transformer {
             match repacked(&embd, format, device)? {
                 None => {
                     tally.add(embd_file, &embd);
-                    (QMatMul::from_arc(embd.clone())?, true)
+                    (Linear::from_arc(embd.clone())?, true)
                 }
                 Some(t) => {
                     tally.add(embd_file, &t);
-                    (QMatMul::from_qtensor(t)?, false)
+                    (Linear::new(t)?, false)
                 }
             }
         };
@@ -402,7 +403,7 @@ impl Transformer {
                     rope_bases.len() - 1
                 }
             };
-            let mut mm = |src: &mut dyn WeightSource, name: &str| -> Result<QMatMul> {
+            let mut mm = |src: &mut dyn WeightSource, name: &str| -> Result<Linear> {
                 prepare(src, &format!("{p}.{name}.weight"), format, device, &mut tally)
             };
             // Gemma's extra norms: per-head q/k norms and sandwich norms around attention and MLP.
@@ -481,8 +482,10 @@ impl Transformer {
     }
 
     /// Runs `tokens` after the positions already in `cache` and extends it.
-    /// Returns log-probabilities (f32, `[n, vocab]`) for the last
-    /// `n_logits` positions of the chunk (0 means none: prefill only).
+    /// Returns logits (f32, `[n, vocab]`, before softmax) for the last
+    /// `n_logits` positions of the chunk (0 means none: prefill only);
+    /// callers take what they need ([`super::token_logprob`], argmax) instead
+    /// of a full-vocabulary log-softmax per position.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, n_logits: usize) -> Result<Option<Tensor>> {
         self.forward_segments(tokens, &[tokens.len()], cache, n_logits)
     }
@@ -535,7 +538,7 @@ impl Transformer {
             let residual = h.clone();
             let xs = layer.attn_norm.forward(&h)?;
             let a = &layer.attn;
-            let proj = |w: &QMatMul, b: &Option<Tensor>| -> Result<Tensor> {
+            let proj = |w: &Linear, b: &Option<Tensor>| -> Result<Tensor> {
                 let y = w.forward(&xs)?;
                 Ok(match b {
                     Some(b) => y.broadcast_add(b)?,
@@ -588,8 +591,7 @@ impl Transformer {
         let n = n_logits.min(seq_len);
         let h = h.narrow(1, seq_len - n, n)?;
         let h = self.norm.forward(&h)?;
-        let logits = self.output.forward(&h)?.squeeze(0)?.to_dtype(DType::F32)?;
-        Ok(Some(candle_nn::ops::log_softmax(&logits, D::Minus1)?))
+        Ok(Some(self.output.forward(&h)?.squeeze(0)?.to_dtype(DType::F32)?))
     }
 }
 

@@ -86,6 +86,7 @@ pub fn import(path: &Path, dataset: Option<&str>, split: Option<&str>) -> Result
         filter,
         sample: None,
         seed: 1234,
+        sample_order: Default::default(),
         chat_template: false,
         group_by: None,
         fewshot_dataset: splits.fewshot_dataset,

@@ -1,0 +1,601 @@
+//! The forward pass's matrix products, `x · Wᵀ` for a quantized weight `W`
+//! (one per projection), and the choice of kernel for each call.
+//!
+//! candle's quantized matmul computes every output as a one-row dot product
+//! and has only scalar dot products for Q4_1/Q5_x; that is fine for one row
+//! (decode) and slow for many (prefill, multiple-choice scoring). So on x86
+//! CPUs with AVX2, FMA and F16C:
+//! - **many rows** (at least [`GEMM_MIN_ROWS`]): the weight is dequantized to
+//!   f32 one panel of output rows at a time, straight into a per-thread
+//!   scratch buffer small enough to stay in cache, and multiplied with the
+//!   `gemm` crate (the f32 kernel candle's own matmul uses). Panels run in
+//!   parallel, so no thread waits on another's dequantization, and the f32
+//!   copy of the weights never exists whole (no memory cost beyond one panel
+//!   per thread). Any GGUF block type: dequantization is the type's own
+//!   `to_float`, with our AVX2 versions for Q4_1 and Q8_0.
+//! - **few rows** of a Q4_1 or Q8_0 weight: our own AVX2 dot products of the
+//!   file's blocks against the activation row quantized to 8 bits (as
+//!   llama.cpp's `q4_1_q8_1`/`q8_0_q8_0`), so Q4_1 files stream their 4-bit
+//!   weights per token instead of a Q8_0 repack.
+//! - everything else (other types with few rows, f32 weights, CUDA, CPUs
+//!   without AVX2): candle's `QMatMul`.
+//!
+//! [`KernelUse`] counts which path ran, for the speed probe's report.
+
+use anyhow::Result;
+use candle_core::quantized::k_quants::{self, GgmlType};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Rows (tokens in one call) from which the dequantize-and-GEMM path runs
+/// instead of row-by-row dot products. Measured with `benches/kernels.rs`
+/// (`linear/*`): on the default model's shapes the two paths cross between
+/// 4 and 8 rows.
+pub const GEMM_MIN_ROWS: usize = 6;
+
+/// Output rows dequantized together: 64 rows × 576 inputs is 144 KiB of f32,
+/// which stays in a core's L2 while the GEMM reads it `rows / 4` times.
+const PANEL_ROWS: usize = 64;
+
+/// A projection's weight and the kernels that can multiply by it.
+pub struct Linear {
+    mm: QMatMul,
+    /// The weight when our own CPU paths may run (quantized, on the CPU,
+    /// a CPU with AVX2/FMA/F16C): None means candle's kernels only.
+    own: Option<Arc<QTensor>>,
+    /// Output features (rows of W).
+    n: usize,
+    /// Input features (columns of W).
+    k: usize,
+}
+
+/// Whether this CPU runs our x86 kernels (checked once per weight at load).
+fn cpu_has_kernels() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the GEMM path knows how to dequantize `t`.
+fn dequantizable(t: GgmlDType) -> bool {
+    use GgmlDType::*;
+    matches!(t, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K)
+}
+
+/// Whether we have our own few-row dot product for `t`.
+fn own_dot(t: GgmlDType) -> bool {
+    matches!(t, GgmlDType::Q4_1 | GgmlDType::Q8_0)
+}
+
+impl Linear {
+    pub fn new(w: QTensor) -> Result<Self> {
+        Self::from_arc(Arc::new(w))
+    }
+
+    pub fn from_arc(w: Arc<QTensor>) -> Result<Self> {
+        let (n, k) = w.shape().dims2()?;
+        let own = (w.device().is_cpu()
+            && dequantizable(w.dtype())
+            && k % w.dtype().block_size() == 0
+            && cpu_has_kernels()
+            && std::env::var_os("OPENWEIGH_CANDLE_KERNELS").is_none())
+        .then(|| w.clone());
+        Ok(Self { mm: QMatMul::from_arc(w)?, own, n, k })
+    }
+
+    /// `x` (…, k) times Wᵀ: (…, n).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(w) = &self.own else { return Ok(self.mm.forward(x)?) };
+        let rows = x.elem_count() / self.k.max(1);
+        let op = if rows >= GEMM_MIN_ROWS {
+            Op::Gemm
+        } else if own_dot(w.dtype()) {
+            Op::Dot
+        } else {
+            return Ok(self.mm.forward(x)?);
+        };
+        let x = if x.dtype() == candle_core::DType::F32 { x.contiguous()? } else { x.to_dtype(candle_core::DType::F32)? };
+        Ok(x.apply_op1_no_bwd(&Call { w, n: self.n, k: self.k, op })?)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Gemm,
+    Dot,
+}
+
+struct Call<'a> {
+    w: &'a QTensor,
+    n: usize,
+    k: usize,
+    op: Op,
+}
+
+impl CustomOp1 for Call<'_> {
+    fn name(&self) -> &'static str {
+        "openweigh-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(all) = storage else { candle_core::bail!("openweigh-linear: f32 input expected") };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("openweigh-linear: contiguous input expected")
+        };
+        let x = &all[start..end];
+        let dims = layout.shape().dims();
+        if dims.last() != Some(&self.k) {
+            candle_core::bail!("openweigh-linear: input {dims:?} does not end in {}", self.k)
+        }
+        let m = x.len() / self.k;
+        let mut dst = vec![0f32; m * self.n];
+        let data = self.w.data()?;
+        match self.op {
+            Op::Gemm => gemm_dispatch(self.w.dtype(), &data, x, m, self.k, self.n, &mut dst),
+            Op::Dot => dot_rows(self.w.dtype(), &data, x, m, self.k, self.n, &mut dst),
+        }
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("non-empty dims") = self.n;
+        Ok((CpuStorage::F32(dst), Shape::from(out)))
+    }
+}
+
+/// `data` (a QTensor's storage) seen as blocks of `T`.
+fn blocks<T: GgmlType>(data: &[u8]) -> &[T] {
+    // SAFETY: candle stores a quantized tensor as a Vec<T> of plain-data
+    // blocks; `align_to` only reinterprets, and the check below proves the
+    // bytes are exactly that whole, aligned slice.
+    let (pre, blocks, post) = unsafe { data.align_to::<T>() };
+    assert!(pre.is_empty() && post.is_empty(), "misaligned {:?} storage", T::DTYPE);
+    blocks
+}
+
+/// Runs `f(i)` for every `i` in `0..items` on candle's compute threads (a
+/// spinning pool: a decode step makes about 200 calls of a few microseconds
+/// each, where waking rayon's sleeping workers cost more than the work).
+/// Threads take the next item from a shared counter, so a slow core does less.
+fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
+    let next = AtomicUsize::new(0);
+    candle_core::utils::barrier_pool().execute(|_thread| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= items {
+            break;
+        }
+        f(i);
+    });
+}
+
+/// A raw pointer to `dst` that worker threads write disjoint parts of.
+#[derive(Clone, Copy)]
+struct DstPtr(*mut f32);
+// SAFETY: each worker writes its own columns only (see the callers).
+unsafe impl Send for DstPtr {}
+unsafe impl Sync for DstPtr {}
+
+impl DstPtr {
+    /// The element at `offset` (a method, so closures capture the whole
+    /// Send + Sync wrapper rather than its raw pointer field).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+fn gemm_dispatch(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
+    use k_quants::*;
+    match t {
+        GgmlDType::Q4_0 => gemm_panels(blocks::<BlockQ4_0>(data), BlockQ4_0::to_float, x, m, k, n, dst),
+        GgmlDType::Q4_1 => gemm_panels(blocks::<BlockQ4_1>(data), dequant_q4_1, x, m, k, n, dst),
+        GgmlDType::Q5_0 => gemm_panels(blocks::<BlockQ5_0>(data), BlockQ5_0::to_float, x, m, k, n, dst),
+        GgmlDType::Q5_1 => gemm_panels(blocks::<BlockQ5_1>(data), BlockQ5_1::to_float, x, m, k, n, dst),
+        GgmlDType::Q8_0 => gemm_panels(blocks::<BlockQ8_0>(data), dequant_q8_0, x, m, k, n, dst),
+        GgmlDType::Q2K => gemm_panels(blocks::<BlockQ2K>(data), BlockQ2K::to_float, x, m, k, n, dst),
+        GgmlDType::Q3K => gemm_panels(blocks::<BlockQ3K>(data), BlockQ3K::to_float, x, m, k, n, dst),
+        GgmlDType::Q4K => gemm_panels(blocks::<BlockQ4K>(data), BlockQ4K::to_float, x, m, k, n, dst),
+        GgmlDType::Q5K => gemm_panels(blocks::<BlockQ5K>(data), BlockQ5K::to_float, x, m, k, n, dst),
+        GgmlDType::Q6K => gemm_panels(blocks::<BlockQ6K>(data), BlockQ6K::to_float, x, m, k, n, dst),
+        other => unreachable!("{other:?} is not dequantizable (checked at load)"),
+    }
+}
+
+thread_local! {
+    /// One panel of dequantized weights per worker thread, reused across calls.
+    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `dst` (m × n) = `x` (m × k) · Wᵀ for W (n × k) stored as `w` blocks:
+/// panels of [`PANEL_ROWS`] output rows in parallel, each dequantized into
+/// the worker's scratch and multiplied with a single-threaded f32 GEMM.
+fn gemm_panels<T: GgmlType + Sync>(
+    w: &[T],
+    dequant: fn(&[T], &mut [f32]),
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    dst: &mut [f32],
+) {
+    let kb = k / T::BLCK_SIZE;
+    assert!(w.len() >= n * kb && x.len() == m * k && dst.len() == m * n);
+    let out = DstPtr(dst.as_mut_ptr());
+    parallel_for(n.div_ceil(PANEL_ROWS), |p| {
+        let j0 = p * PANEL_ROWS;
+        let nj = PANEL_ROWS.min(n - j0);
+        PANEL.with(|cell| {
+            let mut panel = cell.borrow_mut();
+            panel.resize(nj * k, 0.0);
+            dequant(&w[j0 * kb..(j0 + nj) * kb], &mut panel[..nj * k]);
+            // SAFETY: lhs is m × k row-major (x), rhs is k × nj with column j
+            // at panel[j·k..], dst is the m × nj block at column j0 of the
+            // m × n row-major output; sizes asserted above. Panels are
+            // disjoint column ranges, so threads never write the same element.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    nj,
+                    k,
+                    out.at(j0),
+                    1,
+                    n as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    panel.as_ptr(),
+                    k as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            }
+        });
+    });
+}
+
+/// Q4_1 blocks (f16 d, f16 m, 16 bytes of nibbles) to f32.
+fn dequant_q4_1(w: &[k_quants::BlockQ4_1], out: &mut [f32]) {
+    // SAFETY: only reached when `cpu_has_kernels()` (see Linear::from_arc).
+    unsafe { x86::dequant_q4_1(bytes_of(w), out) }
+}
+
+/// Q8_0 blocks (f16 d, 32 signed bytes) to f32.
+fn dequant_q8_0(w: &[k_quants::BlockQ8_0], out: &mut [f32]) {
+    // SAFETY: as above.
+    unsafe { x86::dequant_q8_0(bytes_of(w), out) }
+}
+
+fn bytes_of<T>(w: &[T]) -> &[u8] {
+    // SAFETY: plain-data blocks viewed as their bytes.
+    unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u8, std::mem::size_of_val(w)) }
+}
+
+/// Activation rows quantized to 8 bits per block of 32 (llama.cpp's Q8_1).
+/// `ds` holds per block its scale `d` and `s = d · Σq` (the Q4_1 offset
+/// term), interleaved; `q` the 32 signed bytes of each block. With
+/// `paired`, the middle halves of each pair of blocks (b, b+1) of a row are
+/// swapped, `[b 0..16 | b+1 0..16 | b 16..32 | b+1 16..32]`, the order in
+/// which the Q4_1 kernel unpacks two blocks' nibbles in one register.
+struct Q8Rows {
+    ds: Vec<f32>,
+    q: Vec<i8>,
+}
+
+fn quantize_rows(x: &[f32], k: usize, paired: bool) -> Q8Rows {
+    let nb = x.len() / 32;
+    let mut r = Q8Rows { ds: vec![0.0; 2 * nb], q: vec![0; x.len()] };
+    for (b, xs) in x.chunks_exact(32).enumerate() {
+        let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, v) in r.q[b * 32..(b + 1) * 32].iter_mut().zip(xs) {
+            *q = (v * inv).round() as i8;
+            sum += *q as i32;
+        }
+        r.ds[2 * b] = d;
+        r.ds[2 * b + 1] = d * sum as f32;
+    }
+    if paired {
+        for row in r.q.chunks_exact_mut(k) {
+            for pair in row.chunks_exact_mut(64) {
+                let (first, second) = pair.split_at_mut(32);
+                first[16..].swap_with_slice(&mut second[..16]);
+            }
+        }
+    }
+    r
+}
+
+/// Output columns per parallel work item of the few-row path.
+const DOT_COLUMNS: usize = 64;
+
+/// `dst` (m × n) = `x` (m × k) · Wᵀ with our own dot products (m small).
+fn dot_rows(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
+    let kb = k / 32;
+    match t {
+        GgmlDType::Q4_1 => dot_columns(data, kb * 20, x86::dot_q4_1::<4>, x86::dot_q4_1::<1>, true, x, m, k, n, dst),
+        GgmlDType::Q8_0 => dot_columns(data, kb * 34, x86::dot_q8_0::<4>, x86::dot_q8_0::<1>, false, x, m, k, n, dst),
+        other => unreachable!("no own dot product for {other:?}"),
+    }
+}
+
+/// A kernel computing `C` columns: (weight rows, row stride, activations, first block, blocks).
+type DotKernel<const C: usize> = unsafe fn(*const u8, usize, &Q8Rows, usize, usize) -> [f32; C];
+
+#[allow(clippy::too_many_arguments)]
+fn dot_columns(
+    data: &[u8],
+    row_bytes: usize,
+    four: DotKernel<4>,
+    one: DotKernel<1>,
+    paired: bool,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    dst: &mut [f32],
+) {
+    let kb = k / 32;
+    assert!(data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
+    let q = quantize_rows(x, k, paired);
+    let out = DstPtr(dst.as_mut_ptr());
+    parallel_for(n.div_ceil(DOT_COLUMNS), |c| {
+        let (mut j, end) = (c * DOT_COLUMNS, ((c + 1) * DOT_COLUMNS).min(n));
+        // SAFETY: CPU features checked at load; rows j..j+4 lie inside
+        // `data` (asserted above); (r, j) is written by this item only.
+        unsafe {
+            while j + 4 <= end {
+                for r in 0..m {
+                    let v = four(data.as_ptr().add(j * row_bytes), row_bytes, &q, r * kb, kb);
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), out.at(r * n + j), 4);
+                }
+                j += 4;
+            }
+            for j in j..end {
+                for r in 0..m {
+                    *out.at(r * n + j) = one(data.as_ptr().add(j * row_bytes), row_bytes, &q, r * kb, kb)[0];
+                }
+            }
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! AVX2 kernels on the GGUF block layouts (little-endian f16 scales).
+    use super::Q8Rows;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16_at(p: *const u8) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([*p, *p.add(1)]) as i32)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// The 32 nibbles of a Q4_1/Q4_0 block at `qs` as 32 unsigned bytes,
+    /// low nibbles (elements 0..16) first.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn nibbles(qs: *const u8) -> __m256i {
+        let q = _mm_loadu_si128(qs as *const __m128i);
+        let mask = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(q, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+        _mm256_set_m128i(hi, lo)
+    }
+
+    /// Σ over 32 byte pairs of unsigned `a` × signed `b`, as 8 f32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_u8_i8(a: __m256i, b: __m256i) -> __m256 {
+        let p16 = _mm256_maddubs_epi16(a, b);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    }
+
+    /// `C` consecutive Q4_1 weight rows (blocks of 20 bytes: f16 d, f16 m,
+    /// 16 bytes of nibbles; `row_bytes` apart, from `w`) · the activation row
+    /// starting at block `b0` of `x` (quantized `paired`). Two blocks per
+    /// step: both blocks' nibbles in one register, their byte products summed
+    /// in 16 bits (at most 2 · 2 · 15 · 128, no overflow) and widened once;
+    /// both blocks' (d, m) converted and scaled in one 128-bit operation.
+    /// Several columns per pass share each activation load.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q4_1<const C: usize>(w: *const u8, row_bytes: usize, x: &Q8Rows, b0: usize, kb: usize) -> [f32; C] {
+        let mut acc = [_mm256_setzero_ps(); C];
+        // Per column: Σ of [d·dx, m·s, d·dx, m·s] over block pairs; lanes 1 and 3 are the offset term.
+        let mut off = [_mm_setzero_ps(); C];
+        let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
+        let (mask, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
+        let spread = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
+        for b in (0..kb & !1).step_by(2) {
+            let y_lo = _mm256_loadu_si256(xq.add(b * 32) as *const __m256i);
+            let y_hi = _mm256_loadu_si256(xq.add(b * 32 + 32) as *const __m256i);
+            let xv = _mm_loadu_ps(xds.add(2 * b));
+            for c in 0..C {
+                let blk = w.add(c * row_bytes + b * 20);
+                let q = _mm256_loadu2_m128i(blk.add(24) as *const __m128i, blk.add(4) as *const __m128i);
+                let lo = _mm256_and_si256(q, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+                let p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, y_lo), _mm256_maddubs_epi16(hi, y_hi));
+                let f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                let dm = _mm_cvtph_ps(_mm_set_epi32(
+                    0,
+                    0,
+                    (blk.add(20) as *const i32).read_unaligned(),
+                    (blk as *const i32).read_unaligned(),
+                ));
+                let prod = _mm_mul_ps(dm, xv);
+                off[c] = _mm_add_ps(off[c], prod);
+                acc[c] = _mm256_fmadd_ps(f, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(prod), spread), acc[c]);
+            }
+        }
+        let mut out: [f32; C] = std::array::from_fn(|c| {
+            let o = off[c];
+            hsum(acc[c]) + _mm_cvtss_f32(_mm_shuffle_ps(o, o, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(o, o, 3))
+        });
+        if kb % 2 == 1 {
+            // The last block has no partner (its activations are in natural order).
+            let b = kb - 1;
+            let y = _mm256_loadu_si256(xq.add(b * 32) as *const __m256i);
+            let (dx, sx) = (*xds.add(2 * b), *xds.add(2 * b + 1));
+            for (c, o) in out.iter_mut().enumerate() {
+                let blk = w.add(c * row_bytes + b * 20);
+                let p = dot_u8_i8(nibbles(blk.add(4)), y);
+                *o += hsum(p) * f16_at(blk) * dx + f16_at(blk.add(2)) * sx;
+            }
+        }
+        out
+    }
+
+    /// `C` consecutive Q8_0 weight rows (blocks of 34 bytes) · an activation row.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q8_0<const C: usize>(w: *const u8, row_bytes: usize, x: &Q8Rows, b0: usize, kb: usize) -> [f32; C] {
+        let mut acc = [_mm256_setzero_ps(); C];
+        let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
+        for b in 0..kb {
+            let y = _mm256_loadu_si256(xq.add(b * 32) as *const __m256i);
+            let dx = *xds.add(2 * b);
+            for (c, a) in acc.iter_mut().enumerate() {
+                let blk = w.add(c * row_bytes + b * 34);
+                let q = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+                // |q| · (y with q's sign): unsigned × signed, as maddubs wants.
+                let p = dot_u8_i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+                *a = _mm256_fmadd_ps(p, _mm256_set1_ps(f16_at(blk) * dx), *a);
+            }
+        }
+        acc.map(|a| hsum(a))
+    }
+
+    /// Q4_1 blocks to f32: d · q + m.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequant_q4_1(w: &[u8], out: &mut [f32]) {
+        assert!(w.len() / 20 * 32 <= out.len());
+        for (b, o) in out.chunks_exact_mut(32).take(w.len() / 20).enumerate() {
+            let blk = w.as_ptr().add(b * 20);
+            let (d, m) = (_mm256_set1_ps(f16_at(blk)), _mm256_set1_ps(f16_at(blk.add(2))));
+            let q = nibbles(blk.add(4));
+            let parts = [
+                _mm256_cvtepu8_epi32(_mm256_castsi256_si128(q)),
+                _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8)),
+                _mm256_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)),
+                _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)),
+            ];
+            for (i, v) in parts.into_iter().enumerate() {
+                _mm256_storeu_ps(o.as_mut_ptr().add(i * 8), _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), d, m));
+            }
+        }
+    }
+
+    /// Q8_0 blocks to f32: d · q.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequant_q8_0(w: &[u8], out: &mut [f32]) {
+        assert!(w.len() / 34 * 32 <= out.len());
+        for (b, o) in out.chunks_exact_mut(32).take(w.len() / 34).enumerate() {
+            let blk = w.as_ptr().add(b * 34);
+            let d = _mm256_set1_ps(f16_at(blk));
+            for i in 0..4 {
+                let q = _mm_loadl_epi64(blk.add(2 + i * 8) as *const __m128i);
+                let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                _mm256_storeu_ps(o.as_mut_ptr().add(i * 8), _mm256_mul_ps(v, d));
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    //! Never called off x86_64 (`cpu_has_kernels` is false there).
+    use super::Q8Rows;
+    pub unsafe fn dot_q4_1<const C: usize>(_: *const u8, _: usize, _: &Q8Rows, _: usize, _: usize) -> [f32; C] {
+        unreachable!()
+    }
+    pub unsafe fn dot_q8_0<const C: usize>(_: *const u8, _: usize, _: &Q8Rows, _: usize, _: usize) -> [f32; C] {
+        unreachable!()
+    }
+    pub unsafe fn dequant_q4_1(_: &[u8], _: &mut [f32]) {
+        unreachable!()
+    }
+    pub unsafe fn dequant_q8_0(_: &[u8], _: &mut [f32]) {
+        unreachable!()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Our paths against candle's kernels and against f32 weights, for each
+    /// row count (dot path, GEMM path) and weight type.
+    #[test]
+    fn own_kernels_match_candle_and_f32() {
+        if !cpu_has_kernels() {
+            eprintln!("no AVX2/FMA/F16C: nothing of ours to test");
+            return;
+        }
+        let dev = Device::Cpu;
+        let (n, k) = (200, 576);
+        let w = Tensor::randn(0f32, 0.05, (n, k), &dev).unwrap();
+        // 544 = 17 blocks: an odd block count leaves the Q4_1 kernel a last block without a pair.
+        let cases = [
+            (GgmlDType::Q4_1, k),
+            (GgmlDType::Q4_1, 544),
+            (GgmlDType::Q8_0, k),
+            (GgmlDType::Q8_0, 544),
+            (GgmlDType::Q4K, 512),
+            (GgmlDType::Q5_0, k),
+            (GgmlDType::Q6K, 512),
+        ];
+        for (dtype, k) in cases {
+            let w = w.narrow(1, 0, k).unwrap().contiguous().unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let exact = q.dequantize(&dev).unwrap();
+            let ours = Linear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap();
+            assert!(ours.own.is_some());
+            let theirs = QMatMul::from_qtensor(q).unwrap();
+            for rows in [1, 3, GEMM_MIN_ROWS, 37] {
+                let x = Tensor::randn(0f32, 1.0, (1, rows, k), &dev).unwrap();
+                let a = ours.forward(&x).unwrap();
+                let b = theirs.forward(&x).unwrap();
+                let f = x.broadcast_matmul(&exact.t().unwrap()).unwrap();
+                assert_eq!(a.dims(), &[1, rows, n]);
+                let err = |u: &Tensor, v: &Tensor| -> f32 {
+                    (u - v).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+                };
+                let scale: f32 = f.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+                // The GEMM path is the exact f32 product of the dequantized
+                // weights; the dot path quantizes activations to 8 bits as
+                // candle's does, so it sits as close to f32 as candle's.
+                let (ea, eb) = (err(&a, &f) / scale, err(&b, &f) / scale);
+                if rows >= GEMM_MIN_ROWS {
+                    assert!(ea < 1e-5, "{dtype:?} rows {rows}: {ea}");
+                } else {
+                    assert!(ea < 2.0 * eb + 1e-4, "{dtype:?} rows {rows}: ours {ea}, candle {eb}");
+                    assert!(ea < 0.02, "{dtype:?} rows {rows}: {ea}");
+                }
+            }
+        }
+    }
+}

@@ -79,7 +79,7 @@ fn quick_suite_end_to_end_and_deterministic() {
     let run: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["status"], "complete");
     assert_eq!(run["model"]["sha256"], "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
-    assert_eq!(run["model"]["load"]["weight_format"], "q8_0");
+    assert_eq!(run["model"]["load"]["weight_format"], "native");
     assert!(run["model"]["load_s"].as_f64().unwrap() > 0.0);
     assert_eq!(run["threads"], 2);
     assert!(run["peak_rss_byte"].as_u64().unwrap() > 50_000_000);

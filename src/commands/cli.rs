@@ -219,9 +219,10 @@ pub struct RunArgs {
     /// adapter_model.safetensors) or a llama.cpp GGUF adapter. One --model only.
     #[arg(long, value_name = "DIR_OR_FILE")]
     pub adapter: Option<PathBuf>,
-    /// How weights are held: q8_0 repacks Q4_1/Q5_0/Q5_1 (scalar kernels in candle) to Q8_0
-    /// (SIMD); native keeps the file's types; f32 dequantizes all (exact weights, slow decode).
-    #[arg(long, value_enum, default_value = "q8_0")]
+    /// How weights are held: native keeps the file's types (openweigh's own AVX2 kernels);
+    /// q8_0 repacks Q4_1/Q5_0/Q5_1 to Q8_0 (for CPUs without AVX2, where candle's
+    /// Q4_1/Q5_x kernels are scalar); f32 dequantizes all (exact weights, slow decode).
+    #[arg(long, value_enum, default_value = "native")]
     pub weights: WeightFormat,
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,

@@ -1,26 +1,25 @@
 //! The forward pass's matrix products, `x · Wᵀ` for a quantized weight `W`
 //! (one per projection), and the choice of kernel for each call.
 //!
-//! candle's quantized matmul computes every output as a one-row dot product
-//! and has only scalar dot products for Q4_1/Q5_x; that is fine for one row
-//! (decode) and slow for many (prefill, multiple-choice scoring). So on x86
-//! CPUs with AVX2, FMA and F16C:
-//! - **many rows** (at least [`GEMM_MIN_ROWS`]): the weight is dequantized to
-//!   f32 one panel of output rows at a time, straight into a per-thread
-//!   scratch buffer small enough to stay in cache, and multiplied with the
-//!   `gemm` crate (the f32 kernel candle's own matmul uses). Panels run in
-//!   parallel, so no thread waits on another's dequantization, and the f32
-//!   copy of the weights never exists whole (no memory cost beyond one panel
-//!   per thread). Any GGUF block type: dequantization is the type's own
-//!   `to_float`, with our AVX2 versions for Q4_1 and Q8_0.
-//! - **few rows** of a Q4_1 or Q8_0 weight: our own AVX2 dot products of the
-//!   file's blocks against the activation row quantized to 8 bits (as
-//!   llama.cpp's `q4_1_q8_1`/`q8_0_q8_0`), so Q4_1 files stream their 4-bit
-//!   weights per token instead of a Q8_0 repack.
-//! - everything else (other types with few rows, f32 weights, CUDA, CPUs
-//!   without AVX2): candle's `QMatMul`.
+//! candle's quantized matmul has only scalar dot products for Q4_1 and Q5_0
+//! (the default model's type, and most of Gemma 3's and Qwen2.5's tensors),
+//! and computes many rows as many one-row products. So for Q4_1, Q5_0 and
+//! Q8_0 weights, on x86 CPUs with AVX2, FMA and F16C:
+//! - **fewer than [`GEMM_MIN_ROWS`] rows** (decode, packed continuations):
+//!   our own AVX2 dot products of the file's blocks against the activation
+//!   rows quantized to 8 bits (as llama.cpp's `q4_1_q8_1`, `q5_0_q8_0`,
+//!   `q8_0_q8_0`; `vpdpbusd` where AVX-512 VNNI is compiled in), four weight
+//!   rows per pass, so Q4_1 files stream their 4-bit weights per token;
+//! - **more rows** (prefill chunks): the weight dequantized to f32 one panel
+//!   of output rows at a time into a per-thread scratch buffer small enough to
+//!   stay in cache, multiplied with the `gemm` crate (the f32 kernel candle's
+//!   own matmul uses); panels in parallel, and the f32 copy of the weights
+//!   never exists whole (no memory beyond one panel per thread).
 //!
-//! [`KernelUse`] counts which path ran, for the speed probe's report.
+//! Everything else — the K-quants (candle's AVX2 dot products and AVX-512
+//! VNNI repacks are fast), f32 weights, CUDA, CPUs without AVX2, or
+//! `OPENWEIGH_CANDLE_KERNELS=1` (to compare) — runs candle's `QMatMul`.
+//! Work is spread over candle's spinning thread pool (see [`parallel_for`]).
 
 use anyhow::Result;
 use candle_core::quantized::k_quants::{self, GgmlType};
@@ -32,9 +31,10 @@ use std::sync::Arc;
 
 /// Rows (tokens in one call) from which the dequantize-and-GEMM path runs
 /// instead of row-by-row dot products. Measured with `benches/kernels.rs`
-/// (`linear/*`): on the default model's shapes the two paths cross between
-/// 4 and 8 rows.
-pub const GEMM_MIN_ROWS: usize = 6;
+/// (Q4_1 1536 × 576 on a 2-core AMD EPYC Zen 5): dot products cost about
+/// 7.5 µs + 9 µs per row, dequantize-and-GEMM 148 µs + 7 µs per row, so the
+/// GEMM pays from about 64 rows (prefill chunks, long packed continuations).
+pub const GEMM_MIN_ROWS: usize = 64;
 
 /// Output rows dequantized together: 64 rows × 576 inputs is 144 KiB of f32,
 /// which stays in a core's L2 while the GEMM reads it `rows / 4` times.
@@ -66,15 +66,13 @@ fn cpu_has_kernels() -> bool {
     }
 }
 
-/// Whether the GEMM path knows how to dequantize `t`.
-fn dequantizable(t: GgmlDType) -> bool {
-    use GgmlDType::*;
-    matches!(t, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K)
-}
-
-/// Whether we have our own few-row dot product for `t`.
+/// The types our kernels take over from candle's: those with our own dot
+/// product (and dequantization for the GEMM path). The K-quants stay with
+/// candle, whose AVX2 dot products and AVX-512 VNNI repacks (K a multiple
+/// of 256) beat dequantize-and-GEMM (`benches/kernels.rs`: 64 rows of a Q4_K
+/// 1536 × 512 weight took 135 µs in candle, 680 µs dequantized).
 fn own_dot(t: GgmlDType) -> bool {
-    matches!(t, GgmlDType::Q4_1 | GgmlDType::Q8_0)
+    matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q8_0)
 }
 
 impl Linear {
@@ -85,7 +83,7 @@ impl Linear {
     pub fn from_arc(w: Arc<QTensor>) -> Result<Self> {
         let (n, k) = w.shape().dims2()?;
         let own = (w.device().is_cpu()
-            && dequantizable(w.dtype())
+            && own_dot(w.dtype())
             && k % w.dtype().block_size() == 0
             && cpu_has_kernels()
             && std::env::var_os("OPENWEIGH_CANDLE_KERNELS").is_none())
@@ -97,13 +95,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let Some(w) = &self.own else { return Ok(self.mm.forward(x)?) };
         let rows = x.elem_count() / self.k.max(1);
-        let op = if rows >= GEMM_MIN_ROWS {
-            Op::Gemm
-        } else if own_dot(w.dtype()) {
-            Op::Dot
-        } else {
-            return Ok(self.mm.forward(x)?);
-        };
+        let op = if rows >= GEMM_MIN_ROWS { Op::Gemm } else { Op::Dot };
         let x = if x.dtype() == candle_core::DType::F32 { x.contiguous()? } else { x.to_dtype(candle_core::DType::F32)? };
         Ok(x.apply_op1_no_bwd(&Call { w, n: self.n, k: self.k, op })?)
     }
@@ -175,6 +167,23 @@ fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
     });
 }
 
+/// Runs `f(range)` on candle's compute threads, `0..items` cut into one
+/// contiguous range per thread: for memory-bound work (one activation row
+/// against a large weight), where each core streaming its own stretch of
+/// the weights reads memory faster than interleaved chunks do.
+fn parallel_ranges(items: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    let parts = candle_core::utils::get_num_threads().max(1);
+    let next = AtomicUsize::new(0);
+    // Ranges handed out by a counter: right whatever the pool's size.
+    candle_core::utils::barrier_pool().execute(|_thread| loop {
+        let t = next.fetch_add(1, Ordering::Relaxed);
+        if t >= parts {
+            break;
+        }
+        f(items * t / parts..items * (t + 1) / parts);
+    });
+}
+
 /// A raw pointer to `dst` that worker threads write disjoint parts of.
 #[derive(Clone, Copy)]
 struct DstPtr(*mut f32);
@@ -191,19 +200,12 @@ impl DstPtr {
 }
 
 fn gemm_dispatch(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
-    use k_quants::*;
+    use k_quants::{BlockQ4_1, BlockQ5_0, BlockQ8_0};
     match t {
-        GgmlDType::Q4_0 => gemm_panels(blocks::<BlockQ4_0>(data), BlockQ4_0::to_float, x, m, k, n, dst),
         GgmlDType::Q4_1 => gemm_panels(blocks::<BlockQ4_1>(data), dequant_q4_1, x, m, k, n, dst),
-        GgmlDType::Q5_0 => gemm_panels(blocks::<BlockQ5_0>(data), BlockQ5_0::to_float, x, m, k, n, dst),
-        GgmlDType::Q5_1 => gemm_panels(blocks::<BlockQ5_1>(data), BlockQ5_1::to_float, x, m, k, n, dst),
+        GgmlDType::Q5_0 => gemm_panels(blocks::<BlockQ5_0>(data), dequant_q5_0, x, m, k, n, dst),
         GgmlDType::Q8_0 => gemm_panels(blocks::<BlockQ8_0>(data), dequant_q8_0, x, m, k, n, dst),
-        GgmlDType::Q2K => gemm_panels(blocks::<BlockQ2K>(data), BlockQ2K::to_float, x, m, k, n, dst),
-        GgmlDType::Q3K => gemm_panels(blocks::<BlockQ3K>(data), BlockQ3K::to_float, x, m, k, n, dst),
-        GgmlDType::Q4K => gemm_panels(blocks::<BlockQ4K>(data), BlockQ4K::to_float, x, m, k, n, dst),
-        GgmlDType::Q5K => gemm_panels(blocks::<BlockQ5K>(data), BlockQ5K::to_float, x, m, k, n, dst),
-        GgmlDType::Q6K => gemm_panels(blocks::<BlockQ6K>(data), BlockQ6K::to_float, x, m, k, n, dst),
-        other => unreachable!("{other:?} is not dequantizable (checked at load)"),
+        other => unreachable!("{other:?} has no kernels of ours (checked at load)"),
     }
 }
 
@@ -277,6 +279,12 @@ fn dequant_q8_0(w: &[k_quants::BlockQ8_0], out: &mut [f32]) {
     unsafe { x86::dequant_q8_0(bytes_of(w), out) }
 }
 
+/// Q5_0 blocks (f16 d, 32 high bits, 16 bytes of nibbles) to f32.
+fn dequant_q5_0(w: &[k_quants::BlockQ5_0], out: &mut [f32]) {
+    // SAFETY: as above.
+    unsafe { x86::dequant_q5_0(bytes_of(w), out) }
+}
+
 fn bytes_of<T>(w: &[T]) -> &[u8] {
     // SAFETY: plain-data blocks viewed as their bytes.
     unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u8, std::mem::size_of_val(w)) }
@@ -319,28 +327,31 @@ fn quantize_rows(x: &[f32], k: usize, paired: bool) -> Q8Rows {
     r
 }
 
-/// Output columns per parallel work item of the few-row path.
-const DOT_COLUMNS: usize = 64;
-
 /// `dst` (m × n) = `x` (m × k) · Wᵀ with our own dot products (m small).
 fn dot_rows(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
     let kb = k / 32;
     match t {
-        GgmlDType::Q4_1 => dot_columns(data, kb * 20, x86::dot_q4_1::<4>, x86::dot_q4_1::<1>, true, x, m, k, n, dst),
-        GgmlDType::Q8_0 => dot_columns(data, kb * 34, x86::dot_q8_0::<4>, x86::dot_q8_0::<1>, false, x, m, k, n, dst),
+        GgmlDType::Q4_1 => dot_columns(data, kb * 20, x86::dot_q4_1, true, x, m, k, n, dst),
+        GgmlDType::Q5_0 => dot_columns(data, kb * 22, x86::dot_q5_0, false, x, m, k, n, dst),
+        GgmlDType::Q8_0 => dot_columns(data, kb * 34, x86::dot_q8_0, false, x, m, k, n, dst),
         other => unreachable!("no own dot product for {other:?}"),
     }
 }
 
-/// A kernel computing `C` columns: (weight rows, row stride, activations, first block, blocks).
-type DotKernel<const C: usize> = unsafe fn(*const u8, usize, &Q8Rows, usize, usize) -> [f32; C];
+/// A kernel: (weight row, activations, first block of the activation row, blocks) → dot product.
+type DotKernel = unsafe fn(*const u8, &Q8Rows, usize, usize) -> f32;
 
+/// `dst` (m × n) = `x` (m × k) · Wᵀ, one weight row at a time against every
+/// activation row. Each thread walks its own contiguous stretch of weight
+/// rows and reads each row as one sequential stream: interleaving four
+/// rows' blocks in one pass (to share activation loads) measured up to 1.7×
+/// slower per token on whole models, whose weights come from memory rather
+/// than cache (decode, Zen 5: SmolLM2 140 → 238 tok/s, Qwen2.5-0.5B 31 → 56).
 #[allow(clippy::too_many_arguments)]
 fn dot_columns(
     data: &[u8],
     row_bytes: usize,
-    four: DotKernel<4>,
-    one: DotKernel<1>,
+    dot: DotKernel,
     paired: bool,
     x: &[f32],
     m: usize,
@@ -352,22 +363,12 @@ fn dot_columns(
     assert!(data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
     let q = quantize_rows(x, k, paired);
     let out = DstPtr(dst.as_mut_ptr());
-    parallel_for(n.div_ceil(DOT_COLUMNS), |c| {
-        let (mut j, end) = (c * DOT_COLUMNS, ((c + 1) * DOT_COLUMNS).min(n));
-        // SAFETY: CPU features checked at load; rows j..j+4 lie inside
-        // `data` (asserted above); (r, j) is written by this item only.
-        unsafe {
-            while j + 4 <= end {
-                for r in 0..m {
-                    let v = four(data.as_ptr().add(j * row_bytes), row_bytes, &q, r * kb, kb);
-                    std::ptr::copy_nonoverlapping(v.as_ptr(), out.at(r * n + j), 4);
-                }
-                j += 4;
-            }
-            for j in j..end {
-                for r in 0..m {
-                    *out.at(r * n + j) = one(data.as_ptr().add(j * row_bytes), row_bytes, &q, r * kb, kb)[0];
-                }
+    parallel_ranges(n, |columns| {
+        for j in columns {
+            for r in 0..m {
+                // SAFETY: CPU features checked at load; row j lies inside
+                // `data` (asserted above); (r, j) is written by this range only.
+                unsafe { *out.at(r * n + j) = dot(data.as_ptr().add(j * row_bytes), &q, r * kb, kb) };
             }
         }
     });
@@ -410,82 +411,149 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_u8_i8(a: __m256i, b: __m256i) -> __m256 {
-        let p16 = _mm256_maddubs_epi16(a, b);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+        let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b);
+        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
+        _mm256_cvtepi32_ps(p)
     }
 
-    /// `C` consecutive Q4_1 weight rows (blocks of 20 bytes: f16 d, f16 m,
-    /// 16 bytes of nibbles; `row_bytes` apart, from `w`) · the activation row
-    /// starting at block `b0` of `x` (quantized `paired`). Two blocks per
-    /// step: both blocks' nibbles in one register, their byte products summed
-    /// in 16 bits (at most 2 · 2 · 15 · 128, no overflow) and widened once;
-    /// both blocks' (d, m) converted and scaled in one 128-bit operation.
-    /// Several columns per pass share each activation load.
+    /// Σ over byte pairs of `a`·`b` + `c`·`d` (unsigned × signed) as 8 i32
+    /// lanes, lane i summing bytes 4i..4i+4 of both products. With AVX-512
+    /// VNNI compiled in (`target-cpu=native` on such a CPU) two `vpdpbusd`,
+    /// as llama.cpp's kernels use there; else `maddubs` pairs summed in 16
+    /// bits (callers keep |a|,|c| ≤ 15 or pass a zero `c`/`d`, so no
+    /// saturation) and widened once.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q4_1<const C: usize>(w: *const u8, row_bytes: usize, x: &Q8Rows, b0: usize, kb: usize) -> [f32; C] {
-        let mut acc = [_mm256_setzero_ps(); C];
-        // Per column: Σ of [d·dx, m·s, d·dx, m·s] over block pairs; lanes 1 and 3 are the offset term.
-        let mut off = [_mm_setzero_ps(); C];
+    unsafe fn dot2_u8_i8(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m256i {
+        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+        {
+            _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b), c, d)
+        }
+        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        {
+            let p = _mm256_add_epi16(_mm256_maddubs_epi16(a, b), _mm256_maddubs_epi16(c, d));
+            _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+        }
+    }
+
+    /// One Q4_1 weight row (blocks of 20 bytes: f16 d, f16 m, 16 bytes of
+    /// nibbles) · the activation row starting at block `b0` of `x`
+    /// (quantized `paired`). Two blocks per step: both blocks' nibbles in one
+    /// register, their byte products summed before widening, both blocks'
+    /// (d, m) converted and scaled in one 128-bit operation.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q4_1(w: *const u8, x: &Q8Rows, b0: usize, kb: usize) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        // Σ of [d·dx, m·s, d·dx, m·s] over block pairs; lanes 1 and 3 are the offset term.
+        let mut off = _mm_setzero_ps();
         let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
-        let (mask, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
+        let mask = _mm256_set1_epi8(0x0F);
         let spread = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
         for b in (0..kb & !1).step_by(2) {
             let y_lo = _mm256_loadu_si256(xq.add(b * 32) as *const __m256i);
             let y_hi = _mm256_loadu_si256(xq.add(b * 32 + 32) as *const __m256i);
-            let xv = _mm_loadu_ps(xds.add(2 * b));
-            for c in 0..C {
-                let blk = w.add(c * row_bytes + b * 20);
-                let q = _mm256_loadu2_m128i(blk.add(24) as *const __m128i, blk.add(4) as *const __m128i);
-                let lo = _mm256_and_si256(q, mask);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
-                let p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, y_lo), _mm256_maddubs_epi16(hi, y_hi));
-                let f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                let dm = _mm_cvtph_ps(_mm_set_epi32(
-                    0,
-                    0,
-                    (blk.add(20) as *const i32).read_unaligned(),
-                    (blk as *const i32).read_unaligned(),
-                ));
-                let prod = _mm_mul_ps(dm, xv);
-                off[c] = _mm_add_ps(off[c], prod);
-                acc[c] = _mm256_fmadd_ps(f, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(prod), spread), acc[c]);
-            }
+            let blk = w.add(b * 20);
+            let q = _mm256_loadu2_m128i(blk.add(24) as *const __m128i, blk.add(4) as *const __m128i);
+            let lo = _mm256_and_si256(q, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+            let f = _mm256_cvtepi32_ps(dot2_u8_i8(lo, y_lo, hi, y_hi));
+            let dm = _mm_cvtph_ps(_mm_set_epi32(
+                0,
+                0,
+                (blk.add(20) as *const i32).read_unaligned(),
+                (blk as *const i32).read_unaligned(),
+            ));
+            let prod = _mm_mul_ps(dm, _mm_loadu_ps(xds.add(2 * b)));
+            off = _mm_add_ps(off, prod);
+            acc = _mm256_fmadd_ps(f, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(prod), spread), acc);
         }
-        let mut out: [f32; C] = std::array::from_fn(|c| {
-            let o = off[c];
-            hsum(acc[c]) + _mm_cvtss_f32(_mm_shuffle_ps(o, o, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(o, o, 3))
-        });
+        let mut out =
+            hsum(acc) + _mm_cvtss_f32(_mm_shuffle_ps(off, off, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(off, off, 3));
         if kb % 2 == 1 {
             // The last block has no partner (its activations are in natural order).
             let b = kb - 1;
-            let y = _mm256_loadu_si256(xq.add(b * 32) as *const __m256i);
-            let (dx, sx) = (*xds.add(2 * b), *xds.add(2 * b + 1));
-            for (c, o) in out.iter_mut().enumerate() {
-                let blk = w.add(c * row_bytes + b * 20);
-                let p = dot_u8_i8(nibbles(blk.add(4)), y);
-                *o += hsum(p) * f16_at(blk) * dx + f16_at(blk.add(2)) * sx;
-            }
+            let blk = w.add(b * 20);
+            let p = dot_u8_i8(nibbles(blk.add(4)), _mm256_loadu_si256(xq.add(b * 32) as *const __m256i));
+            out += hsum(p) * f16_at(blk) * *xds.add(2 * b) + f16_at(blk.add(2)) * *xds.add(2 * b + 1);
         }
         out
     }
 
-    /// `C` consecutive Q8_0 weight rows (blocks of 34 bytes) · an activation row.
+    /// One Q8_0 weight row (blocks of 34 bytes: f16 d, 32 signed bytes) · an activation row.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q8_0<const C: usize>(w: *const u8, row_bytes: usize, x: &Q8Rows, b0: usize, kb: usize) -> [f32; C] {
-        let mut acc = [_mm256_setzero_ps(); C];
+    pub unsafe fn dot_q8_0(w: *const u8, x: &Q8Rows, b0: usize, kb: usize) -> f32 {
+        let mut acc = _mm256_setzero_ps();
         let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
         for b in 0..kb {
             let y = _mm256_loadu_si256(xq.add(b * 32) as *const __m256i);
-            let dx = *xds.add(2 * b);
-            for (c, a) in acc.iter_mut().enumerate() {
-                let blk = w.add(c * row_bytes + b * 34);
-                let q = _mm256_loadu_si256(blk.add(2) as *const __m256i);
-                // |q| · (y with q's sign): unsigned × signed, as maddubs wants.
-                let p = dot_u8_i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
-                *a = _mm256_fmadd_ps(p, _mm256_set1_ps(f16_at(blk) * dx), *a);
+            let blk = w.add(b * 34);
+            let q = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+            // |q| · (y with q's sign): unsigned × signed, as maddubs wants.
+            let p = dot_u8_i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+            acc = _mm256_fmadd_ps(p, _mm256_set1_ps(f16_at(blk) * *xds.add(2 * b)), acc);
+        }
+        hsum(acc)
+    }
+
+    /// The 32 five-bit values q of a Q5_0 block at `blk` (f16 d, u32 of
+    /// high bits, 16 bytes of nibbles) as unsigned bytes 0..32, in element
+    /// order (llama.cpp's `bytes_from_bits_32` trick spreads bit i of the
+    /// high bits to byte i). The block's values are d · (q − 16).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q5_0_unsigned(blk: *const u8) -> __m256i {
+        let qh = (blk.add(2) as *const i32).read_unaligned();
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(qh),
+            _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
+        );
+        let bits = _mm256_cmpeq_epi8(
+            _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)),
+            _mm256_set1_epi64x(-1),
+        );
+        _mm256_or_si256(nibbles(blk.add(6)), _mm256_and_si256(bits, _mm256_set1_epi8(0x10)))
+    }
+
+
+    /// One Q5_0 weight row (blocks of 22 bytes) · an activation row:
+    /// Σ d·dx·(q − 16)·y = d·(dx·Σ q·y − 16·s), with s = dx·Σy from the
+    /// activation's quantization, so bytes multiply unsigned × signed.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q5_0(w: *const u8, x: &Q8Rows, b0: usize, kb: usize) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut off = 0f32;
+        let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
+        for b in 0..kb {
+            let y = _mm256_loadu_si256(xq.add(b * 32) as *const __m256i);
+            let blk = w.add(b * 22);
+            let d = f16_at(blk);
+            let p = dot_u8_i8(q5_0_unsigned(blk), y);
+            acc = _mm256_fmadd_ps(p, _mm256_set1_ps(d * *xds.add(2 * b)), acc);
+            off += d * *xds.add(2 * b + 1);
+        }
+        hsum(acc) - 16.0 * off
+    }
+
+    /// Q5_0 blocks to f32: d · (q − 16).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequant_q5_0(w: &[u8], out: &mut [f32]) {
+        assert!(w.len() / 22 * 32 <= out.len());
+        for (b, o) in out.chunks_exact_mut(32).take(w.len() / 22).enumerate() {
+            let blk = w.as_ptr().add(b * 22);
+            let d = _mm256_set1_ps(f16_at(blk));
+            let q = _mm256_sub_epi8(q5_0_unsigned(blk), _mm256_set1_epi8(16));
+            let parts = [
+                _mm256_cvtepi8_epi32(_mm256_castsi256_si128(q)),
+                _mm256_cvtepi8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8)),
+                _mm256_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)),
+                _mm256_cvtepi8_epi32(_mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)),
+            ];
+            for (i, v) in parts.into_iter().enumerate() {
+                _mm256_storeu_ps(o.as_mut_ptr().add(i * 8), _mm256_mul_ps(_mm256_cvtepi32_ps(v), d));
             }
         }
-        acc.map(|a| hsum(a))
     }
 
     /// Q4_1 blocks to f32: d · q + m.
@@ -528,13 +596,19 @@ mod x86 {
 mod x86 {
     //! Never called off x86_64 (`cpu_has_kernels` is false there).
     use super::Q8Rows;
-    pub unsafe fn dot_q4_1<const C: usize>(_: *const u8, _: usize, _: &Q8Rows, _: usize, _: usize) -> [f32; C] {
+    pub unsafe fn dot_q4_1(_: *const u8, _: &Q8Rows, _: usize, _: usize) -> f32 {
         unreachable!()
     }
-    pub unsafe fn dot_q8_0<const C: usize>(_: *const u8, _: usize, _: &Q8Rows, _: usize, _: usize) -> [f32; C] {
+    pub unsafe fn dot_q5_0(_: *const u8, _: &Q8Rows, _: usize, _: usize) -> f32 {
+        unreachable!()
+    }
+    pub unsafe fn dot_q8_0(_: *const u8, _: &Q8Rows, _: usize, _: usize) -> f32 {
         unreachable!()
     }
     pub unsafe fn dequant_q4_1(_: &[u8], _: &mut [f32]) {
+        unreachable!()
+    }
+    pub unsafe fn dequant_q5_0(_: &[u8], _: &mut [f32]) {
         unreachable!()
     }
     pub unsafe fn dequant_q8_0(_: &[u8], _: &mut [f32]) {
@@ -564,9 +638,8 @@ mod tests {
             (GgmlDType::Q4_1, 544),
             (GgmlDType::Q8_0, k),
             (GgmlDType::Q8_0, 544),
-            (GgmlDType::Q4K, 512),
             (GgmlDType::Q5_0, k),
-            (GgmlDType::Q6K, 512),
+            (GgmlDType::Q5_0, 544),
         ];
         for (dtype, k) in cases {
             let w = w.narrow(1, 0, k).unwrap().contiguous().unwrap();
@@ -575,7 +648,7 @@ mod tests {
             let ours = Linear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap();
             assert!(ours.own.is_some());
             let theirs = QMatMul::from_qtensor(q).unwrap();
-            for rows in [1, 3, GEMM_MIN_ROWS, 37] {
+            for rows in [1, 3, 37, GEMM_MIN_ROWS, GEMM_MIN_ROWS + 5] {
                 let x = Tensor::randn(0f32, 1.0, (1, rows, k), &dev).unwrap();
                 let a = ours.forward(&x).unwrap();
                 let b = theirs.forward(&x).unwrap();

@@ -2,7 +2,8 @@
 # openweigh against llama.cpp on the same GGUF file, the same threads, the
 # same machine, in one run of this script:
 #   1. speed: llama-bench (pp512, tg128) and openweigh's speed probe
-#      (`openweigh bench --prompt-tokens 512 --output-tokens 128`), alternated
+#      (`openweigh bench`: a 512-token prefill; 128 tokens decoded after a
+#      1-token prompt, as tg128 starts from an empty context), alternated
 #      REPS times so machine drift falls on both; the median of each side.
 #   2. multiple choice: `llama-perplexity --hellaswag` and `openweigh run` on the
 #      same first ITEMS HellaSwag validation documents (file order, lm-eval's
@@ -54,8 +55,12 @@ echo "model: $MODEL ($GGUF); llama.cpp: $(cat "$LLAMA/COMMIT" 2>/dev/null || ech
 for r in $(seq 1 "$REPS"); do
     "$LLAMA/bin/llama-bench" -m "$GGUF" -t "$THREADS" -p 512 -n 128 -r 1 -o json \
         > "$WORK/llama-bench.$r.json" 2>"$WORK/llama-bench.$r.log"
+    # Prefill as pp512; decode as tg128 (128 tokens from an empty context,
+    # so the KV cache is as short as llama-bench's).
     "$OW" bench --model "$GGUF" --weights native --reps 1 --threads "$THREADS" \
-        --prompt-tokens 512 --output-tokens 128 --json "$WORK/ow-bench.$r.json" >/dev/null
+        --prompt-tokens 512 --output-tokens 2 --json "$WORK/ow-pp.$r.json" >/dev/null
+    "$OW" bench --model "$GGUF" --weights native --reps 1 --threads "$THREADS" \
+        --prompt-tokens 1 --output-tokens 129 --json "$WORK/ow-tg.$r.json" >/dev/null
     echo "speed repetition $r/$REPS done" >&2
 done
 
@@ -87,9 +92,8 @@ pp, tg, ow_pp, ow_tg = [], [], [], []
 for r in range(1, reps + 1):
     for test in json.load(open(f"{work}/llama-bench.{r}.json")):
         (pp if test["n_prompt"] > 0 else tg).append(test["avg_ts"])
-    probe = json.load(open(f"{work}/ow-bench.{r}.json"))[0]["probe"]
-    ow_pp.append(probe["prefill_tok_per_s"]["mean"])
-    ow_tg.append(probe["decode_tok_per_s"]["mean"])
+    ow_pp.append(json.load(open(f"{work}/ow-pp.{r}.json"))[0]["probe"]["prefill_tok_per_s"]["mean"])
+    ow_tg.append(json.load(open(f"{work}/ow-tg.{r}.json"))[0]["probe"]["decode_tok_per_s"]["mean"])
 med = statistics.median
 log = open(f"{work}/perplexity.log").read()
 # The last row of llama-perplexity's HellaSwag table: "400\t35.25000000%\t[low%, high%]"

@@ -5,12 +5,13 @@
 //! (the default model's type, and most of Gemma 3's and Qwen2.5's tensors),
 //! and computes many rows as many one-row products. So for Q4_1, Q5_0 and
 //! Q8_0 weights, on x86 CPUs with AVX2, FMA and F16C:
-//! - **fewer than [`GEMM_MIN_ROWS`] rows** (decode, packed continuations):
-//!   our own AVX2 dot products of the file's blocks against the activation
-//!   rows quantized to 8 bits (as llama.cpp's `q4_1_q8_1`, `q5_0_q8_0`,
-//!   `q8_0_q8_0`; `vpdpbusd` where AVX-512 VNNI is compiled in), four weight
-//!   rows per pass, so Q4_1 files stream their 4-bit weights per token;
-//! - **more rows** (prefill chunks): the weight dequantized to f32 one panel
+//! - **fewer than [`GEMM_MIN_ROWS`] rows** (decode): our own AVX2 dot
+//!   products of the file's blocks against the activation rows quantized to
+//!   8 bits (as llama.cpp's `q4_1_q8_1`, `q5_0_q8_0`, `q8_0_q8_0`;
+//!   `vpdpbusd` where AVX-512 VNNI is compiled in), each weight row read as
+//!   one stream, so Q4_1 files stream their 4-bit weights per token; with
+//!   several rows, a Q4_1/Q5_0 weight row is unpacked to bytes once for all;
+//! - **more rows** (prefill chunks, packed continuations): the weight dequantized to f32 one panel
 //!   of output rows at a time into a per-thread scratch buffer small enough to
 //!   stay in cache, multiplied with the `gemm` crate (the f32 kernel candle's
 //!   own matmul uses); panels in parallel, and the f32 copy of the weights
@@ -20,6 +21,7 @@
 //! VNNI repacks are fast), f32 weights, CUDA, CPUs without AVX2, or
 //! `OPENWEIGH_CANDLE_KERNELS=1` (to compare) — runs candle's `QMatMul`.
 //! Work is spread over candle's spinning thread pool (see [`parallel_for`]).
+//! `benches/kernels.rs` times each path against candle's.
 
 use anyhow::Result;
 use candle_core::quantized::k_quants::{self, GgmlType};
@@ -30,11 +32,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Rows (tokens in one call) from which the dequantize-and-GEMM path runs
-/// instead of row-by-row dot products. Measured with `benches/kernels.rs`
-/// (Q4_1 1536 × 576 on a 2-core AMD EPYC Zen 5): dot products cost about
-/// 7.5 µs + 9 µs per row, dequantize-and-GEMM 148 µs + 7 µs per row, so the
-/// GEMM pays from about 64 rows (prefill chunks, long packed continuations).
-pub const GEMM_MIN_ROWS: usize = 64;
+/// instead of row-by-row dot products. Kernel benchmarks alone
+/// (`benches/kernels.rs`, one cache-resident Q4_1 1536 × 576 weight) put the
+/// crossing near 64 rows, but whole models, whose weights stream from
+/// memory, score multiple-choice items fastest from about 8: HellaSwag
+/// items/s against llama.cpp on a 2-core Zen 5 went from 0.75× (64) to
+/// 0.81× (16) and 0.82× (8) for Qwen2.5-Coder-0.5B, and from 0.66× (64) to
+/// 0.80× (8) for Gemma 3 270M, SmolLM2 unchanged (1.16×).
+pub const GEMM_MIN_ROWS: usize = 8;
 
 /// Output rows dequantized together: 64 rows × 576 inputs is 144 KiB of f32,
 /// which stays in a core's L2 while the GEMM reads it `rows / 4` times.
@@ -330,12 +335,47 @@ fn quantize_rows(x: &[f32], k: usize, paired: bool) -> Q8Rows {
 /// `dst` (m × n) = `x` (m × k) · Wᵀ with our own dot products (m small).
 fn dot_rows(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
     let kb = k / 32;
-    match t {
-        GgmlDType::Q4_1 => dot_columns(data, kb * 20, x86::dot_q4_1, true, x, m, k, n, dst),
-        GgmlDType::Q5_0 => dot_columns(data, kb * 22, x86::dot_q5_0, false, x, m, k, n, dst),
-        GgmlDType::Q8_0 => dot_columns(data, kb * 34, x86::dot_q8_0, false, x, m, k, n, dst),
-        other => unreachable!("no own dot product for {other:?}"),
+    // Several rows of a Q4_1/Q5_0 weight: each weight row is unpacked to
+    // bytes once and reused for every activation row (the unpacking costs
+    // more than the products).
+    let unpack: Option<Unpack> = match t {
+        GgmlDType::Q4_1 if m > 1 => Some(x86::unpack_q4_1),
+        GgmlDType::Q5_0 if m > 1 => Some(x86::unpack_q5_0),
+        _ => None,
+    };
+    match (t, unpack) {
+        (_, Some(u)) => dot_columns(data, kb * t.type_size(), Kernel::Unpacked(u), x, m, k, n, dst),
+        (GgmlDType::Q4_1, None) => dot_columns(data, kb * 20, Kernel::Direct(x86::dot_q4_1, true), x, m, k, n, dst),
+        (GgmlDType::Q5_0, None) => dot_columns(data, kb * 22, Kernel::Direct(x86::dot_q5_0, false), x, m, k, n, dst),
+        (GgmlDType::Q8_0, None) => dot_columns(data, kb * 34, Kernel::Direct(x86::dot_q8_0, false), x, m, k, n, dst),
+        (other, None) => unreachable!("no own dot product for {other:?}"),
     }
+}
+
+/// Unpacks one weight row (its blocks at the pointer, `kb` of them) into
+/// bytes `q` (0..32, element order) and per-block `d`, `m` with
+/// value = d · q + m.
+type Unpack = unsafe fn(*const u8, usize, &mut UnpackedRow);
+
+/// One weight row unpacked to bytes (see [`Unpack`]).
+#[derive(Default)]
+pub struct UnpackedRow {
+    q: Vec<u8>,
+    d: Vec<f32>,
+    m: Vec<f32>,
+}
+
+thread_local! {
+    /// The weight row a worker thread has unpacked, reused across rows and calls.
+    static UNPACKED: RefCell<UnpackedRow> = RefCell::new(UnpackedRow::default());
+}
+
+enum Kernel {
+    /// A dot product on the file's blocks, and whether it wants the
+    /// activations quantized `paired`.
+    Direct(DotKernel, bool),
+    /// Unpack each weight row once, then a byte dot product per activation row.
+    Unpacked(Unpack),
 }
 
 /// A kernel: (weight row, activations, first block of the activation row, blocks) → dot product.
@@ -351,8 +391,7 @@ type DotKernel = unsafe fn(*const u8, &Q8Rows, usize, usize) -> f32;
 fn dot_columns(
     data: &[u8],
     row_bytes: usize,
-    dot: DotKernel,
-    paired: bool,
+    kernel: Kernel,
     x: &[f32],
     m: usize,
     k: usize,
@@ -361,15 +400,29 @@ fn dot_columns(
 ) {
     let kb = k / 32;
     assert!(data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
-    let q = quantize_rows(x, k, paired);
+    let q = quantize_rows(x, k, matches!(kernel, Kernel::Direct(_, true)));
     let out = DstPtr(dst.as_mut_ptr());
     parallel_ranges(n, |columns| {
-        for j in columns {
-            for r in 0..m {
-                // SAFETY: CPU features checked at load; row j lies inside
-                // `data` (asserted above); (r, j) is written by this range only.
-                unsafe { *out.at(r * n + j) = dot(data.as_ptr().add(j * row_bytes), &q, r * kb, kb) };
+        // SAFETY (all unsafe below): CPU features checked at load; row j
+        // lies inside `data` (asserted above); (r, j) is written by this
+        // range only.
+        match kernel {
+            Kernel::Direct(dot, _) => {
+                for j in columns {
+                    for r in 0..m {
+                        unsafe { *out.at(r * n + j) = dot(data.as_ptr().add(j * row_bytes), &q, r * kb, kb) };
+                    }
+                }
             }
+            Kernel::Unpacked(unpack) => UNPACKED.with(|cell| {
+                let row = &mut *cell.borrow_mut();
+                for j in columns {
+                    unsafe { unpack(data.as_ptr().add(j * row_bytes), kb, row) };
+                    for r in 0..m {
+                        unsafe { *out.at(r * n + j) = x86::dot_unpacked(row, &q, r * kb, kb) };
+                    }
+                }
+            }),
         }
     });
 }
@@ -377,7 +430,7 @@ fn dot_columns(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! AVX2 kernels on the GGUF block layouts (little-endian f16 scales).
-    use super::Q8Rows;
+    use super::{Q8Rows, UnpackedRow};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -536,6 +589,51 @@ mod x86 {
         hsum(acc) - 16.0 * off
     }
 
+    /// One Q4_1 weight row of `kb` blocks as bytes q (0..16), d and m.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn unpack_q4_1(w: *const u8, kb: usize, row: &mut UnpackedRow) {
+        row.q.resize(kb * 32, 0);
+        row.d.resize(kb, 0.0);
+        row.m.resize(kb, 0.0);
+        for b in 0..kb {
+            let blk = w.add(b * 20);
+            _mm256_storeu_si256(row.q.as_mut_ptr().add(b * 32) as *mut __m256i, nibbles(blk.add(4)));
+            row.d[b] = f16_at(blk);
+            row.m[b] = f16_at(blk.add(2));
+        }
+    }
+
+    /// One Q5_0 weight row of `kb` blocks as bytes q (0..32), d and m = −16·d.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn unpack_q5_0(w: *const u8, kb: usize, row: &mut UnpackedRow) {
+        row.q.resize(kb * 32, 0);
+        row.d.resize(kb, 0.0);
+        row.m.resize(kb, 0.0);
+        for b in 0..kb {
+            let blk = w.add(b * 22);
+            _mm256_storeu_si256(row.q.as_mut_ptr().add(b * 32) as *mut __m256i, q5_0_unsigned(blk));
+            row.d[b] = f16_at(blk);
+            row.m[b] = -16.0 * row.d[b];
+        }
+    }
+
+    /// An unpacked weight row · the activation row starting at block `b0`
+    /// (quantized in natural order): Σ d·dx·Σq·y + m·s per block.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_unpacked(w: &UnpackedRow, x: &Q8Rows, b0: usize, kb: usize) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut off = 0f32;
+        let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
+        let (wq, wd, wm) = (w.q.as_ptr(), w.d.as_ptr(), w.m.as_ptr());
+        for b in 0..kb {
+            let y = _mm256_loadu_si256(xq.add(b * 32) as *const __m256i);
+            let q = _mm256_loadu_si256(wq.add(b * 32) as *const __m256i);
+            acc = _mm256_fmadd_ps(dot_u8_i8(q, y), _mm256_set1_ps(*wd.add(b) * *xds.add(2 * b)), acc);
+            off += *wm.add(b) * *xds.add(2 * b + 1);
+        }
+        hsum(acc) + off
+    }
+
     /// Q5_0 blocks to f32: d · (q − 16).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dequant_q5_0(w: &[u8], out: &mut [f32]) {
@@ -595,7 +693,16 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
     //! Never called off x86_64 (`cpu_has_kernels` is false there).
-    use super::Q8Rows;
+    use super::{Q8Rows, UnpackedRow};
+    pub unsafe fn unpack_q4_1(_: *const u8, _: usize, _: &mut UnpackedRow) {
+        unreachable!()
+    }
+    pub unsafe fn unpack_q5_0(_: *const u8, _: usize, _: &mut UnpackedRow) {
+        unreachable!()
+    }
+    pub unsafe fn dot_unpacked(_: &UnpackedRow, _: &Q8Rows, _: usize, _: usize) -> f32 {
+        unreachable!()
+    }
     pub unsafe fn dot_q4_1(_: *const u8, _: &Q8Rows, _: usize, _: usize) -> f32 {
         unreachable!()
     }

@@ -212,6 +212,8 @@ const MAX_RSS_BYTE: u64 = 512 << 20;
 
 /// Runs `cmd` to the end like `Command::output`, and returns its peak
 /// resident set size (bytes) as the kernel counted it (`wait4`'s rusage).
+// The child is reaped by `wait4` below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn output_and_peak_rss(mut cmd: std::process::Command) -> (std::process::Output, u64) {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;

@@ -16,7 +16,12 @@ use std::time::Duration;
 
 fn kernels(c: &mut Criterion) {
     let dev = Device::Cpu;
-    for (n, k, rows_list) in [(1536usize, 576usize, &[1usize, 4, 8, 64][..]), (49152, 576, &[1][..]), (4864, 896, &[1, 32][..]), (65536, 896, &[1][..])] {
+    for (n, k, rows_list) in [
+        (1536usize, 576usize, &[1usize, 4, 8, 64][..]),
+        (49152, 576, &[1][..]),
+        (4864, 896, &[1, 32][..]),
+        (65536, 896, &[1][..]),
+    ] {
         let w = Tensor::randn(0f32, 0.05, (n, k), &dev).unwrap();
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
             let w = if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K) {

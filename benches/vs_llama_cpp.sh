@@ -106,6 +106,14 @@ meta = json.load(open(run))
 summary = {(r["task"], r["group"], r["metric"]): r for r in csv.DictReader(open(run.replace("run.json", "summary.csv")))}
 acc_ours = 100 * float(summary[("hellaswag", "", "acc_norm")]["score"])
 acc_ours_raw = 100 * float(summary[("hellaswag", "", "acc")]["score"])
+# llama.cpp's rule on our log-likelihoods: the choice with the highest mean
+# log-prob per token (its score is that, not lm-eval's per-character acc_norm).
+per_token = []
+for line in open(run.replace("run.json", "samples.jsonl")):
+    it = json.loads(line)
+    ll = [c["logprob"] / c["n_tokens"] for c in it["loglik"]]
+    per_token.append(max(range(len(ll)), key=ll.__getitem__) == int(it["gold"]))
+acc_tok_ours = 100 * sum(per_token) / len(per_token)
 if meta["n_items"] != items or meta["n_failed"]:
     sys.exit(f"openweigh ran {meta['n_items']} items with {meta['n_failed']} failures, expected {items}")
 llama_ips, ours_ips = items / (t1 - t0), items / (t2 - t1)
@@ -113,7 +121,8 @@ print(f"prefill tok/s   llama-bench pp512 {med(pp):8.1f}   openweigh {med(ow_pp)
 print(f"decode  tok/s   llama-bench tg128 {med(tg):8.1f}   openweigh {med(ow_tg):8.1f}   (medians of {reps}: {tg} / {[round(x, 1) for x in ow_tg]})")
 print(f"HellaSwag {items} items  llama-perplexity {t1 - t0:6.1f} s ({llama_ips:.2f} items/s, score {acc_llama:.2f})"
       f"   openweigh {t2 - t1:6.1f} s ({ours_ips:.2f} items/s; items alone {meta['eval_s']:.1f} s;"
-      f" acc_norm {acc_ours:.2f}, acc {acc_ours_raw:.2f}); peak RSS openweigh {meta['peak_rss_byte'] / 2**20:.0f} MiB")
+      f" acc_norm {acc_ours:.2f}, acc {acc_ours_raw:.2f}, llama.cpp's per-token rule {acc_tok_ours:.2f});"
+      f" peak RSS openweigh {meta['peak_rss_byte'] / 2**20:.0f} MiB")
 print(f"decode_ratio={med(ow_tg) / med(tg):.2f} prefill_ratio={med(ow_pp) / med(pp):.2f} "
       f"mc_ratio={ours_ips / llama_ips:.2f} acc_norm_ours={acc_ours:.2f} acc_norm_llamacpp={acc_llama:.2f}")
 PY

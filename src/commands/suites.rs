@@ -31,10 +31,16 @@ pub fn suites(args: SuitesArgs) -> Result<i32> {
         }
         Some(SuitesCommand::Items { suite, task, limit }) => {
             let loaded = Suite::load(&suite, limit)?;
-            let tasks: Vec<_> = loaded.tasks.iter().filter(|t| task.as_ref().is_none_or(|n| &t.spec.task == n)).collect();
+            let tasks: Vec<_> =
+                loaded.tasks.iter().filter(|t| task.as_ref().is_none_or(|n| &t.spec.task == n)).collect();
             if tasks.is_empty() {
                 let names: Vec<&str> = loaded.tasks.iter().map(|t| t.spec.task.as_str()).collect();
-                anyhow::bail!("suite '{}' has no task '{}' (it has: {})", loaded.name, task.unwrap_or_default(), names.join(", "));
+                anyhow::bail!(
+                    "suite '{}' has no task '{}' (it has: {})",
+                    loaded.name,
+                    task.unwrap_or_default(),
+                    names.join(", ")
+                );
             }
             let mut out = std::io::stdout().lock();
             for t in tasks {

@@ -101,7 +101,8 @@ impl Linear {
         let Some(w) = &self.own else { return Ok(self.mm.forward(x)?) };
         let rows = x.elem_count() / self.k.max(1);
         let op = if rows >= GEMM_MIN_ROWS { Op::Gemm } else { Op::Dot };
-        let x = if x.dtype() == candle_core::DType::F32 { x.contiguous()? } else { x.to_dtype(candle_core::DType::F32)? };
+        let x =
+            if x.dtype() == candle_core::DType::F32 { x.contiguous()? } else { x.to_dtype(candle_core::DType::F32)? };
         Ok(x.apply_op1_no_bwd(&Call { w, n: self.n, k: self.k, op })?)
     }
 }
@@ -562,13 +563,10 @@ mod x86 {
             _mm256_set1_epi32(qh),
             _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
         );
-        let bits = _mm256_cmpeq_epi8(
-            _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)),
-            _mm256_set1_epi64x(-1),
-        );
+        let bits =
+            _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi64x(-1));
         _mm256_or_si256(nibbles(blk.add(6)), _mm256_and_si256(bits, _mm256_set1_epi8(0x10)))
     }
-
 
     /// One Q5_0 weight row (blocks of 22 bytes) · an activation row:
     /// Σ d·dx·(q − 16)·y = d·(dx·Σ q·y − 16·s), with s = dx·Σy from the
@@ -592,29 +590,73 @@ mod x86 {
     /// One Q4_1 weight row of `kb` blocks as bytes q (0..16), d and m.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn unpack_q4_1(w: *const u8, kb: usize, row: &mut UnpackedRow) {
-        row.q.resize(kb * 32, 0);
-        row.d.resize(kb, 0.0);
-        row.m.resize(kb, 0.0);
-        for b in 0..kb {
-            let blk = w.add(b * 20);
-            _mm256_storeu_si256(row.q.as_mut_ptr().add(b * 32) as *mut __m256i, nibbles(blk.add(4)));
-            row.d[b] = f16_at(blk);
-            row.m[b] = f16_at(blk.add(2));
-        }
+        unpack_row::<false>(w, kb, row)
     }
 
     /// One Q5_0 weight row of `kb` blocks as bytes q (0..32), d and m = −16·d.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn unpack_q5_0(w: *const u8, kb: usize, row: &mut UnpackedRow) {
+        unpack_row::<true>(w, kb, row)
+    }
+
+    /// A Q4_1 (`Q5` false) or Q5_0 block's values as unsigned bytes and its
+    /// (d, m) with value = d · q + m.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn affine_block<const Q5: bool>(blk: *const u8) -> (__m256i, f32, f32) {
+        let d = f16_at(blk);
+        if Q5 {
+            (q5_0_unsigned(blk), d, -16.0 * d)
+        } else {
+            (nibbles(blk.add(4)), d, f16_at(blk.add(2)))
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_row<const Q5: bool>(w: *const u8, kb: usize, row: &mut UnpackedRow) {
+        let block_bytes = if Q5 { 22 } else { 20 };
         row.q.resize(kb * 32, 0);
         row.d.resize(kb, 0.0);
         row.m.resize(kb, 0.0);
         for b in 0..kb {
-            let blk = w.add(b * 22);
-            _mm256_storeu_si256(row.q.as_mut_ptr().add(b * 32) as *mut __m256i, q5_0_unsigned(blk));
-            row.d[b] = f16_at(blk);
-            row.m[b] = -16.0 * row.d[b];
+            let (q, d, m) = affine_block::<Q5>(w.add(b * block_bytes));
+            _mm256_storeu_si256(row.q.as_mut_ptr().add(b * 32) as *mut __m256i, q);
+            (row.d[b], row.m[b]) = (d, m);
         }
+    }
+
+    /// Q4_1 (`Q5` false) or Q5_0 blocks to f32: d · q + m.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dequant_affine<const Q5: bool>(w: &[u8], out: &mut [f32]) {
+        let block_bytes = if Q5 { 22 } else { 20 };
+        assert!(w.len() / block_bytes * 32 <= out.len());
+        for (b, o) in out.chunks_exact_mut(32).take(w.len() / block_bytes).enumerate() {
+            let (q, d, m) = affine_block::<Q5>(w.as_ptr().add(b * block_bytes));
+            let (d, m) = (_mm256_set1_ps(d), _mm256_set1_ps(m));
+            let parts = [
+                _mm256_cvtepu8_epi32(_mm256_castsi256_si128(q)),
+                _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8)),
+                _mm256_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)),
+                _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)),
+            ];
+            for (i, v) in parts.into_iter().enumerate() {
+                _mm256_storeu_ps(o.as_mut_ptr().add(i * 8), _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), d, m));
+            }
+        }
+    }
+
+    /// Q4_1 blocks to f32: d · q + m.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequant_q4_1(w: &[u8], out: &mut [f32]) {
+        dequant_affine::<false>(w, out)
+    }
+
+    /// Q5_0 blocks to f32: d · (q − 16).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequant_q5_0(w: &[u8], out: &mut [f32]) {
+        dequant_affine::<true>(w, out)
     }
 
     /// An unpacked weight row · the activation row starting at block `b0`
@@ -632,46 +674,6 @@ mod x86 {
             off += *wm.add(b) * *xds.add(2 * b + 1);
         }
         hsum(acc) + off
-    }
-
-    /// Q5_0 blocks to f32: d · (q − 16).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dequant_q5_0(w: &[u8], out: &mut [f32]) {
-        assert!(w.len() / 22 * 32 <= out.len());
-        for (b, o) in out.chunks_exact_mut(32).take(w.len() / 22).enumerate() {
-            let blk = w.as_ptr().add(b * 22);
-            let d = _mm256_set1_ps(f16_at(blk));
-            let q = _mm256_sub_epi8(q5_0_unsigned(blk), _mm256_set1_epi8(16));
-            let parts = [
-                _mm256_cvtepi8_epi32(_mm256_castsi256_si128(q)),
-                _mm256_cvtepi8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8)),
-                _mm256_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)),
-                _mm256_cvtepi8_epi32(_mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)),
-            ];
-            for (i, v) in parts.into_iter().enumerate() {
-                _mm256_storeu_ps(o.as_mut_ptr().add(i * 8), _mm256_mul_ps(_mm256_cvtepi32_ps(v), d));
-            }
-        }
-    }
-
-    /// Q4_1 blocks to f32: d · q + m.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dequant_q4_1(w: &[u8], out: &mut [f32]) {
-        assert!(w.len() / 20 * 32 <= out.len());
-        for (b, o) in out.chunks_exact_mut(32).take(w.len() / 20).enumerate() {
-            let blk = w.as_ptr().add(b * 20);
-            let (d, m) = (_mm256_set1_ps(f16_at(blk)), _mm256_set1_ps(f16_at(blk.add(2))));
-            let q = nibbles(blk.add(4));
-            let parts = [
-                _mm256_cvtepu8_epi32(_mm256_castsi256_si128(q)),
-                _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8)),
-                _mm256_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)),
-                _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)),
-            ];
-            for (i, v) in parts.into_iter().enumerate() {
-                _mm256_storeu_ps(o.as_mut_ptr().add(i * 8), _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), d, m));
-            }
-        }
     }
 
     /// Q8_0 blocks to f32: d · q.

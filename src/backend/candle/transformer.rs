@@ -21,8 +21,8 @@
 //! masks, packed segments, logits); splitting it would spread each family
 //! switch over several files.
 
-use anyhow::{bail, Result};
 use super::linear::Linear;
+use anyhow::{bail, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;

@@ -177,7 +177,7 @@ fn torn_lines_are_dropped_and_different_settings_refused() {
 
     for (flag, value, says) in [
         ("--limit", "2", "--limit 2 (the run has none)"),
-        ("--weights", "f32", "--weights F32 (the run has Q8_0)"),
+        ("--weights", "f32", "--weights F32 (the run has Native)"),
         ("--model", "gemma3-270m", "--model gemma3-270m (the run has smollm2-135m-instruct)"),
     ] {
         let o = openweigh().args(["run", "--resume"]).arg(&dir).args([flag, value]).output().unwrap();

@@ -24,7 +24,6 @@ pub fn speed_probe(backend: &mut dyn Engine, repetitions: usize) -> Result<Speed
     Ok(interleaved_probes(&mut [backend], repetitions, ProbeShape::default())?.remove(0))
 }
 
-/// The probe's prompt in `engine`'s tokens.
 /// Tokens prefilled and generated per repetition of the probe.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeShape {
@@ -38,6 +37,7 @@ impl Default for ProbeShape {
     }
 }
 
+/// The probe's prompt in `engine`'s tokens, `n` of them.
 fn probe_ids(engine: &dyn Engine, n: usize) -> Result<Vec<u32>> {
     let mut ids = Vec::new();
     while ids.len() < n {

@@ -24,7 +24,6 @@
 //! `benches/kernels.rs` times each path against candle's.
 
 use anyhow::Result;
-use candle_core::quantized::k_quants::{self, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
 use std::cell::RefCell;
@@ -148,16 +147,6 @@ impl CustomOp1 for Call<'_> {
     }
 }
 
-/// `data` (a QTensor's storage) seen as blocks of `T`.
-fn blocks<T: GgmlType>(data: &[u8]) -> &[T] {
-    // SAFETY: candle stores a quantized tensor as a Vec<T> of plain-data
-    // blocks; `align_to` only reinterprets, and the check below proves the
-    // bytes are exactly that whole, aligned slice.
-    let (pre, blocks, post) = unsafe { data.align_to::<T>() };
-    assert!(pre.is_empty() && post.is_empty(), "misaligned {:?} storage", T::DTYPE);
-    blocks
-}
-
 /// Runs `f(i)` for every `i` in `0..items` on candle's compute threads (a
 /// spinning pool: a decode step makes about 200 calls of a few microseconds
 /// each, where waking rayon's sleeping workers cost more than the work).
@@ -179,15 +168,7 @@ fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
 /// the weights reads memory faster than interleaved chunks do.
 fn parallel_ranges(items: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
     let parts = candle_core::utils::get_num_threads().max(1);
-    let next = AtomicUsize::new(0);
-    // Ranges handed out by a counter: right whatever the pool's size.
-    candle_core::utils::barrier_pool().execute(|_thread| loop {
-        let t = next.fetch_add(1, Ordering::Relaxed);
-        if t >= parts {
-            break;
-        }
-        f(items * t / parts..items * (t + 1) / parts);
-    });
+    parallel_for(parts, |t| f(items * t / parts..items * (t + 1) / parts));
 }
 
 /// A raw pointer to `dst` that worker threads write disjoint parts of.
@@ -206,34 +187,39 @@ impl DstPtr {
 }
 
 fn gemm_dispatch(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
-    use k_quants::{BlockQ4_1, BlockQ5_0, BlockQ8_0};
-    match t {
-        GgmlDType::Q4_1 => gemm_panels(blocks::<BlockQ4_1>(data), dequant_q4_1, x, m, k, n, dst),
-        GgmlDType::Q5_0 => gemm_panels(blocks::<BlockQ5_0>(data), dequant_q5_0, x, m, k, n, dst),
-        GgmlDType::Q8_0 => gemm_panels(blocks::<BlockQ8_0>(data), dequant_q8_0, x, m, k, n, dst),
+    let dequant: Dequant = match t {
+        GgmlDType::Q4_1 => x86::dequant_q4_1,
+        GgmlDType::Q5_0 => x86::dequant_q5_0,
+        GgmlDType::Q8_0 => x86::dequant_q8_0,
         other => unreachable!("{other:?} has no kernels of ours (checked at load)"),
-    }
+    };
+    gemm_panels(data, k / t.block_size() * t.type_size(), dequant, x, m, k, n, dst)
 }
+
+/// Dequantizes whole blocks (bytes in the GGUF layout) into f32 values.
+type Dequant = unsafe fn(&[u8], &mut [f32]);
 
 thread_local! {
     /// One panel of dequantized weights per worker thread, reused across calls.
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `dst` (m × n) = `x` (m × k) · Wᵀ for W (n × k) stored as `w` blocks:
-/// panels of [`PANEL_ROWS`] output rows in parallel, each dequantized into
-/// the worker's scratch and multiplied with a single-threaded f32 GEMM.
-fn gemm_panels<T: GgmlType + Sync>(
-    w: &[T],
-    dequant: fn(&[T], &mut [f32]),
+/// `dst` (m × n) = `x` (m × k) · Wᵀ for W (n × k) stored as blocks in
+/// `data`, `row_bytes` a row: panels of [`PANEL_ROWS`] output rows in
+/// parallel, each dequantized into the worker's scratch and multiplied with a
+/// single-threaded f32 GEMM.
+#[allow(clippy::too_many_arguments)]
+fn gemm_panels(
+    data: &[u8],
+    row_bytes: usize,
+    dequant: Dequant,
     x: &[f32],
     m: usize,
     k: usize,
     n: usize,
     dst: &mut [f32],
 ) {
-    let kb = k / T::BLCK_SIZE;
-    assert!(w.len() >= n * kb && x.len() == m * k && dst.len() == m * n);
+    assert!(data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
     let out = DstPtr(dst.as_mut_ptr());
     parallel_for(n.div_ceil(PANEL_ROWS), |p| {
         let j0 = p * PANEL_ROWS;
@@ -241,7 +227,8 @@ fn gemm_panels<T: GgmlType + Sync>(
         PANEL.with(|cell| {
             let mut panel = cell.borrow_mut();
             panel.resize(nj * k, 0.0);
-            dequant(&w[j0 * kb..(j0 + nj) * kb], &mut panel[..nj * k]);
+            // SAFETY: CPU features checked at load (see Linear::from_arc).
+            unsafe { dequant(&data[j0 * row_bytes..(j0 + nj) * row_bytes], &mut panel[..nj * k]) };
             // SAFETY: lhs is m × k row-major (x), rhs is k × nj with column j
             // at panel[j·k..], dst is the m × nj block at column j0 of the
             // m × n row-major output; sizes asserted above. Panels are
@@ -271,29 +258,6 @@ fn gemm_panels<T: GgmlType + Sync>(
             }
         });
     });
-}
-
-/// Q4_1 blocks (f16 d, f16 m, 16 bytes of nibbles) to f32.
-fn dequant_q4_1(w: &[k_quants::BlockQ4_1], out: &mut [f32]) {
-    // SAFETY: only reached when `cpu_has_kernels()` (see Linear::from_arc).
-    unsafe { x86::dequant_q4_1(bytes_of(w), out) }
-}
-
-/// Q8_0 blocks (f16 d, 32 signed bytes) to f32.
-fn dequant_q8_0(w: &[k_quants::BlockQ8_0], out: &mut [f32]) {
-    // SAFETY: as above.
-    unsafe { x86::dequant_q8_0(bytes_of(w), out) }
-}
-
-/// Q5_0 blocks (f16 d, 32 high bits, 16 bytes of nibbles) to f32.
-fn dequant_q5_0(w: &[k_quants::BlockQ5_0], out: &mut [f32]) {
-    // SAFETY: as above.
-    unsafe { x86::dequant_q5_0(bytes_of(w), out) }
-}
-
-fn bytes_of<T>(w: &[T]) -> &[u8] {
-    // SAFETY: plain-data blocks viewed as their bytes.
-    unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u8, std::mem::size_of_val(w)) }
 }
 
 /// Activation rows quantized to 8 bits per block of 32 (llama.cpp's Q8_1).
@@ -344,13 +308,15 @@ fn dot_rows(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, 
         GgmlDType::Q5_0 if m > 1 => Some(x86::unpack_q5_0),
         _ => None,
     };
-    match (t, unpack) {
-        (_, Some(u)) => dot_columns(data, kb * t.type_size(), Kernel::Unpacked(u), x, m, k, n, dst),
-        (GgmlDType::Q4_1, None) => dot_columns(data, kb * 20, Kernel::Direct(x86::dot_q4_1, true), x, m, k, n, dst),
-        (GgmlDType::Q5_0, None) => dot_columns(data, kb * 22, Kernel::Direct(x86::dot_q5_0, false), x, m, k, n, dst),
-        (GgmlDType::Q8_0, None) => dot_columns(data, kb * 34, Kernel::Direct(x86::dot_q8_0, false), x, m, k, n, dst),
+    let row_bytes = kb * t.type_size();
+    let kernel = match (t, unpack) {
+        (_, Some(u)) => Kernel::Unpacked(u),
+        (GgmlDType::Q4_1, None) => Kernel::Direct(x86::dot_q4_1, true),
+        (GgmlDType::Q5_0, None) => Kernel::Direct(x86::dot_q5_0, false),
+        (GgmlDType::Q8_0, None) => Kernel::Direct(x86::dot_q8_0, false),
         (other, None) => unreachable!("no own dot product for {other:?}"),
-    }
+    };
+    dot_columns(data, row_bytes, kernel, x, m, k, n, dst)
 }
 
 /// Unpacks one weight row (its blocks at the pointer, `kb` of them) into

@@ -151,7 +151,7 @@ impl CustomOp1 for Call<'_> {
 /// spinning pool: a decode step makes about 200 calls of a few microseconds
 /// each, where waking rayon's sleeping workers cost more than the work).
 /// Threads take the next item from a shared counter, so a slow core does less.
-fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
+pub(super) fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
     let next = AtomicUsize::new(0);
     candle_core::utils::barrier_pool().execute(|_thread| loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -173,15 +173,19 @@ fn parallel_ranges(items: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
 
 /// A raw pointer to `dst` that worker threads write disjoint parts of.
 #[derive(Clone, Copy)]
-struct DstPtr(*mut f32);
+pub(super) struct DstPtr(*mut f32);
 // SAFETY: each worker writes its own columns only (see the callers).
 unsafe impl Send for DstPtr {}
 unsafe impl Sync for DstPtr {}
 
 impl DstPtr {
+    pub(super) fn new(dst: &mut [f32]) -> Self {
+        Self(dst.as_mut_ptr())
+    }
+
     /// The element at `offset` (a method, so closures capture the whole
     /// Send + Sync wrapper rather than its raw pointer field).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
@@ -220,7 +224,7 @@ fn gemm_panels(
     dst: &mut [f32],
 ) {
     assert!(data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
-    let out = DstPtr(dst.as_mut_ptr());
+    let out = DstPtr::new(dst);
     parallel_for(n.div_ceil(PANEL_ROWS), |p| {
         let j0 = p * PANEL_ROWS;
         let nj = PANEL_ROWS.min(n - j0);
@@ -368,7 +372,7 @@ fn dot_columns(
     let kb = k / 32;
     assert!(data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
     let q = quantize_rows(x, k, matches!(kernel, Kernel::Direct(_, true)));
-    let out = DstPtr(dst.as_mut_ptr());
+    let out = DstPtr::new(dst);
     parallel_ranges(n, |columns| {
         // SAFETY (all unsafe below): CPU features checked at load; row j
         // lies inside `data` (asserted above); (r, j) is written by this

@@ -6,6 +6,7 @@
 //! `tokenizer.chat_template` or `tokenizer_config.json`). It answers a batch
 //! of requests one by one, in order.
 
+pub mod activation;
 pub mod linear;
 pub mod transformer;
 

@@ -21,6 +21,7 @@
 //! masks, packed segments, logits); splitting it would spread each family
 //! switch over several files.
 
+use super::activation::{gated, Act};
 use super::linear::Linear;
 use anyhow::{bail, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -576,9 +577,9 @@ impl Transformer {
             let residual = h2.clone();
             let xs = layer.ffn_norm.forward(&h2)?;
             let g = layer.gate.forward(&xs)?;
-            let g = if hp.family == Family::Gemma3 { g.gelu()? } else { candle_nn::ops::silu(&g)? };
+            let act = if hp.family == Family::Gemma3 { Act::GeluTanh } else { Act::Silu };
             let u = layer.up.forward(&xs)?;
-            let mut y = layer.down.forward(&(g * u)?)?;
+            let mut y = layer.down.forward(&gated(act, &g, &u)?)?;
             if let Some(n) = &layer.post_ffn_norm {
                 y = n.forward(&y)?;
             }

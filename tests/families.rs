@@ -230,3 +230,69 @@ fn shared_prefix_time_is_kept_apart() {
     assert_eq!(second.prefix_s, 0.0, "the second reuses it");
     assert!(first.tokens_cached > 0 && first.tokens_cached == second.tokens_cached);
 }
+
+/// The KV cache writes in place, and its clones share buffers, yet each
+/// clone stays a snapshot: a clone extended while another clone that needs
+/// the same positions is alive copies first; once that one is gone, the next
+/// clone writes in place. Every continuation's logits equal those of a fresh
+/// cache evaluating the same tokens.
+#[test]
+fn kv_cache_clones_are_snapshots_and_write_in_place_when_free() {
+    let _g = model_lock();
+    let b = load(&default_model(), WeightFormat::F32);
+    let m = b.transformer();
+    let ctx: Vec<u32> = (1000..1040).collect();
+    let (tail_a, tail_b, tail_c): (Vec<u32>, Vec<u32>, Vec<u32>) =
+        ((2000..2012).collect(), (3000..3009).collect(), (4000..4020).collect());
+    let rows = |t: Option<candle_core::Tensor>| t.unwrap().to_vec2::<f32>().unwrap();
+    let fresh = |tokens: &[u32], n: usize| {
+        let mut c = m.empty_cache();
+        rows(m.forward(tokens, &mut c, n).unwrap())
+    };
+    let close = |got: &[Vec<f32>], want: &[Vec<f32>], what: &str| {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-3, "{what}: logits differ by {worst}");
+        }
+    };
+    let mut base = m.empty_cache();
+    assert!(m.forward(&ctx, &mut base, 0).unwrap().is_none());
+
+    // a extends base in place: base needs nothing past its own length.
+    let mut a = base.clone();
+    let la = rows(m.forward(&tail_a, &mut a, tail_a.len()).unwrap());
+    assert!(a.shares_buffers(&base), "the first clone writes in place");
+    close(&la, &fresh(&[ctx.clone(), tail_a.clone()].concat(), tail_a.len()), "a");
+
+    // b extends base while a (alive) needs those positions: b copies.
+    let mut b2 = base.clone();
+    let lb = rows(m.forward(&tail_b, &mut b2, tail_b.len()).unwrap());
+    assert!(!b2.shares_buffers(&base), "a clone must not overwrite a live clone's positions");
+    close(&lb, &fresh(&[ctx.clone(), tail_b.clone()].concat(), tail_b.len()), "b");
+
+    // a is intact: one more token continues ctx + tail_a.
+    let la2 = rows(m.forward(&[7], &mut a, 1).unwrap());
+    let whole_a = [ctx.clone(), tail_a.clone(), vec![7]].concat();
+    close(&la2, &fresh(&whole_a, 1), "a after b");
+
+    // With a gone, a new clone writes in place again, over a's positions.
+    drop(a);
+    let mut c = base.clone();
+    let lc = rows(m.forward(&tail_c, &mut c, tail_c.len()).unwrap());
+    assert!(c.shares_buffers(&base), "a clone writes in place once no live clone needs the positions");
+    close(&lc, &fresh(&[ctx.clone(), tail_c.clone()].concat(), tail_c.len()), "c");
+
+    // base itself, extended while c is alive, copies; both stay right.
+    let lbase = rows(m.forward(&tail_a, &mut base, 1).unwrap());
+    assert!(!base.shares_buffers(&c));
+    close(&lbase, &fresh(&[ctx.clone(), tail_a.clone()].concat(), 1), "base");
+    let lc2 = rows(m.forward(&[9], &mut c, 1).unwrap());
+    close(&lc2, &fresh(&[ctx.clone(), tail_c.clone(), vec![9]].concat(), 1), "c after base");
+
+    // Growing past the capacity copies into larger buffers.
+    let long: Vec<u32> = (100..100 + openweigh::backend::candle::transformer::KV_STEP as u32).collect();
+    let cap = c.capacity();
+    m.forward(&long, &mut c, 0).unwrap();
+    assert!(c.capacity() > cap && c.len() == ctx.len() + tail_c.len() + 1 + long.len());
+}

@@ -56,6 +56,34 @@ pub fn device(cuda: bool) -> Result<Device> {
     Ok(Device::Cpu)
 }
 
+/// Hands the heap's free pages back to the kernel. `main` tells glibc to
+/// keep freed memory for reuse (activation buffers), so without this the
+/// loader's temporaries (tensors read from the file, converted, dropped:
+/// about 60 MiB for the default model) would stay in the process's RSS for
+/// the whole run.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages; no pointer changes.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Runs `f` on the values of an f32 tensor, borrowed in place for a
+/// contiguous CPU tensor (no host copy of a block of logits), copied
+/// otherwise (CUDA).
+fn with_host_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&v[a..b]));
+        }
+    }
+    Ok(f(&t.flatten_all()?.to_vec1::<f32>()?))
+}
+
 /// log p(`token`) under the softmax of `logits` (one position's row), and
 /// whether `token` is that row's argmax (greedy): one pass for the maximum,
 /// one for Σ exp, in f64; no log-softmax of the whole vocabulary is kept.
@@ -96,11 +124,24 @@ fn build(
     Ok(model)
 }
 
-/// Most log-prob values one packed pass may produce (rows × vocabulary):
-/// 16 Mi floats, 64 MiB, so a 262k-token vocabulary packs 64 rows at a time.
-const PACKED_LOGITS: usize = 16 << 20;
+/// Most continuation tokens evaluated in one packed pass (as many as one
+/// prefill chunk).
+const PACKED_ROWS: usize = transformer::PREFILL_CHUNK;
+
+/// Most logits alive at once when a packed pass's rows go through the output
+/// head: 4 Mi floats (16 MiB), 85 rows of SmolLM2's 49k vocabulary at a
+/// time; at least [`HEAD_MIN_ROWS`] rows (Gemma's 262k: 32 MiB), since each
+/// call streams the whole head weight once.
+const HEAD_LOGITS: usize = 4 << 20;
+const HEAD_MIN_ROWS: usize = 32;
 
 impl CandleBackend {
+    /// The model's forward pass (for tests and benchmarks that drive it
+    /// token by token).
+    pub fn transformer(&self) -> &Transformer {
+        &self.model
+    }
+
     /// Loads a GGUF file or a safetensors model folder.
     pub fn load(path: &Path, device: &Device, format: WeightFormat) -> Result<Self> {
         Self::load_with_adapter(path, None, device, format)
@@ -139,6 +180,7 @@ impl CandleBackend {
             (model, tokenizer)
         };
         let device = if device.is_cuda() { "cuda:0" } else { "cpu" }.to_string();
+        release_freed_memory();
         Ok(Self { model, prefix: None, tokenizer, load_s: start.elapsed().as_secs_f64(), device })
     }
 
@@ -253,7 +295,8 @@ impl CandleBackend {
                 ChoiceLogLik { logprob, n_tokens: c.len(), is_greedy }
             })
             .collect();
-        let budget = (PACKED_LOGITS / last.len().max(1)).max(32);
+        let budget = PACKED_ROWS;
+        let head_rows = (HEAD_LOGITS / last.len().max(1)).max(HEAD_MIN_ROWS);
         let mut next = 0;
         while next < conts.len() {
             let (mut group, mut rows) = (Vec::new(), 0);
@@ -274,20 +317,22 @@ impl CandleBackend {
             let segments: Vec<usize> = group.iter().map(|&g| conts[g].len() - 1).collect();
             let tokens: Vec<u32> = group.iter().flat_map(|&g| conts[g][..conts[g].len() - 1].iter().copied()).collect();
             let mut snap: KvCache = cache.clone();
-            let logits: Tensor = self
+            let hidden: Tensor = self
                 .model
-                .forward_segments(&tokens, &segments, &mut snap, tokens.len())?
+                .hidden_segments(&tokens, &segments, &mut snap, tokens.len())?
                 .context("no logits for the continuations")?;
-            let logits = logits.flatten_all()?.to_vec1::<f32>()?;
-            let mut rows = logits.chunks_exact(last.len());
-            for &g in &group {
-                // Row i scores the continuation's token i + 1 (tokens first:
-                // zip must not pull a row past the segment's end).
-                for (&tok, row) in conts[g][1..].iter().zip(rows.by_ref()) {
-                    let (lp, greedy) = token_logprob(row, tok);
-                    scores[g].logprob += lp;
-                    scores[g].is_greedy &= greedy;
-                }
+            // Row i of continuation g scores its token i + 1.
+            let targets: Vec<(usize, u32)> =
+                group.iter().flat_map(|&g| conts[g][1..].iter().map(move |&tok| (g, tok))).collect();
+            for (c, chunk) in targets.chunks(head_rows).enumerate() {
+                let logits = self.model.head(&hidden.narrow(0, c * head_rows, chunk.len())?)?;
+                with_host_f32(&logits, |values| {
+                    for (&(g, tok), row) in chunk.iter().zip(values.chunks_exact(last.len())) {
+                        let (lp, greedy) = token_logprob(row, tok);
+                        scores[g].logprob += lp;
+                        scores[g].is_greedy &= greedy;
+                    }
+                })?;
             }
             tokens_in += tokens.len();
         }

@@ -186,23 +186,88 @@ struct Layer {
     rope: usize,
 }
 
-/// Per-layer key/value tensors of the positions evaluated so far.
-/// Cloning is cheap (tensors are `Arc`s) and a clone is an independent
-/// snapshot: extending one never changes another, because every step builds
-/// new tensors with `Tensor::cat` instead of writing in place.
-#[derive(Clone)]
+/// Per-layer key/value buffers, `(1, kv heads, capacity, head_dim)` each, of
+/// which the first `len` positions hold the keys and values evaluated so far.
+/// A step writes its positions in place (no copy of the whole cache per
+/// token, and no new allocation until the capacity, a multiple of
+/// [`KV_STEP`] positions, runs out).
+///
+/// Cloning is cheap and a clone behaves as an independent snapshot: clones
+/// share the buffers, and a cache writes in place only where no other live
+/// clone still needs what is there (the positions it writes are all past
+/// every other live clone's length); otherwise it copies its own positions
+/// to new buffers first (copy on write). So the usual patterns — a shared
+/// few-shot prefix extended by one prompt after another, a context extended
+/// by one packed group of continuations after another — write in place.
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<(Tensor, Tensor)>,
     len: usize,
+    /// This cache's identity among the holders of its buffers.
+    id: Arc<()>,
+    /// Every cache sharing these buffers: identity and length (one list
+    /// per set of buffers).
+    holders: Arc<std::sync::Mutex<Vec<(std::sync::Weak<()>, usize)>>>,
 }
 
+impl Clone for KvCache {
+    fn clone(&self) -> Self {
+        let id = Arc::new(());
+        lock(&self.holders).push((Arc::downgrade(&id), self.len));
+        Self { layers: self.layers.clone(), len: self.len, id, holders: self.holders.clone() }
+    }
+}
+
+/// The holders list; a panic while it was held cannot leave it inconsistent
+/// (every update is one push or assignment), so a poisoned lock is taken as is.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// KV cache capacity grows in steps of this many positions.
+pub const KV_STEP: usize = 512;
+
 impl KvCache {
+    fn new() -> Self {
+        let id = Arc::new(());
+        let holders = Arc::new(std::sync::Mutex::new(vec![(Arc::downgrade(&id), 0)]));
+        Self { layers: Vec::new(), len: 0, id, holders }
+    }
+
     /// Number of positions held.
     pub fn len(&self) -> usize {
         self.len
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether `self` and `other` hold the same buffers (one was cloned from
+    /// the other and neither has had to copy since).
+    pub fn shares_buffers(&self, other: &KvCache) -> bool {
+        !self.layers.is_empty() && Arc::ptr_eq(&self.holders, &other.holders)
+    }
+
+    /// Positions the buffers hold (0 before the first step).
+    pub fn capacity(&self) -> usize {
+        self.layers.first().map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+
+    /// Whether another live clone needs positions at or past `pos`.
+    fn shared_past(&self, pos: usize) -> bool {
+        let mut holders = lock(&self.holders);
+        holders.retain(|(w, _)| w.strong_count() > 0);
+        holders.iter().any(|(w, len)| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.id)) && *len > pos)
+    }
+
+    /// Records this cache's new length among the holders.
+    fn set_len(&mut self, len: usize) {
+        self.len = len;
+        let me = Arc::as_ptr(&self.id);
+        let mut holders = lock(&self.holders);
+        match holders.iter_mut().find(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
+            Some(entry) => entry.1 = len,
+            None => holders.push((Arc::downgrade(&self.id), len)),
+        }
     }
 }
 
@@ -285,6 +350,10 @@ fn rope_tables(base: f32, dim: usize, positions: usize, device: &Device) -> Resu
     Ok((idx.cos()?, idx.sin()?))
 }
 
+/// Most tokens of one prompt evaluated in one pass (see [`Transformer::forward`]);
+/// llama.cpp's default micro-batch is the same 512.
+pub const PREFILL_CHUNK: usize = 512;
+
 /// The additive attention mask for a chunk of `segments` (token counts,
 /// packed one after another) after `pos` cached positions, or `None` when
 /// nothing needs masking. Every segment starts at position `pos` and sees the
@@ -296,7 +365,29 @@ fn rope_tables(base: f32, dim: usize, positions: usize, device: &Device) -> Resu
 /// per head: the `heads / kv heads` query heads sharing a KV head are
 /// consecutive, so q is viewed as (kv heads, rep × seq) rows against that
 /// head's keys. Returns (1, heads, seq, head_dim).
+///
+/// Queries go [`ATTENTION_BLOCK`] at a time, so the score tensor (heads ×
+/// queries × keys floats, and its masked and softmaxed copies) stays small
+/// for long chunks: every query row's softmax is its own, so the blocks give
+/// the same numbers as one pass.
 fn grouped_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    let seq_len = q.dim(2)?;
+    if seq_len <= ATTENTION_BLOCK {
+        return attention_block(q, k, v, mask, scale);
+    }
+    let mut out = Vec::with_capacity(seq_len.div_ceil(ATTENTION_BLOCK));
+    for s0 in (0..seq_len).step_by(ATTENTION_BLOCK) {
+        let n = ATTENTION_BLOCK.min(seq_len - s0);
+        let m = mask.map(|m| m.narrow(0, s0, n)).transpose()?;
+        out.push(attention_block(&q.narrow(2, s0, n)?.contiguous()?, k, v, m.as_ref(), scale)?);
+    }
+    Ok(Tensor::cat(&out, 2)?)
+}
+
+/// Query rows per attention block (see [`grouped_attention`]).
+const ATTENTION_BLOCK: usize = 128;
+
+fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
     let (_, n_head, seq_len, head_dim) = q.dims4()?;
     let (_, n_kv_head, total, _) = k.dims4()?;
     let rep = n_head / n_kv_head;
@@ -475,7 +566,35 @@ impl Transformer {
     }
 
     pub fn empty_cache(&self) -> KvCache {
-        KvCache { layers: vec![None; self.layers.len()], len: 0 }
+        KvCache::new()
+    }
+
+    /// Makes `cache` ready to take positions up to `need` in place: new
+    /// buffers (capacity `need` rounded up to [`KV_STEP`], at most the
+    /// model's context) holding a copy of its positions when it has none,
+    /// too few, or shares the ones past its length with a live clone.
+    pub fn reserve(&self, cache: &mut KvCache, need: usize) -> Result<()> {
+        if need <= cache.capacity() && !cache.shared_past(cache.len) {
+            return Ok(());
+        }
+        let cap = need.next_multiple_of(KV_STEP).min(self.max_seq_len).max(need);
+        let shape = (1, self.hp.n_kv_head, cap, self.hp.head_dim);
+        let dtype = self.ropes[0].0.dtype();
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in 0..self.layers.len() {
+            let (k, v) = (Tensor::zeros(shape, dtype, &self.device)?, Tensor::zeros(shape, dtype, &self.device)?);
+            if let Some((ok, ov)) = cache.layers.get(l).filter(|_| cache.len > 0) {
+                k.slice_set(&ok.narrow(2, 0, cache.len)?.contiguous()?, 2, 0)?;
+                v.slice_set(&ov.narrow(2, 0, cache.len)?.contiguous()?, 2, 0)?;
+            }
+            layers.push((k, v));
+        }
+        // The new buffers are this cache's alone.
+        let len = cache.len;
+        *cache = KvCache::new();
+        cache.layers = layers;
+        cache.set_len(len);
+        Ok(())
     }
 
     fn heads(&self, x: Tensor, n: usize, seq_len: usize) -> Result<Tensor> {
@@ -487,8 +606,33 @@ impl Transformer {
     /// `n_logits` positions of the chunk (0 means none: prefill only);
     /// callers take what they need ([`super::token_logprob`], argmax) instead
     /// of a full-vocabulary log-softmax per position.
+    ///
+    /// Prompts longer than [`PREFILL_CHUNK`] tokens run as several chunks
+    /// over the growing cache (as llama.cpp's micro-batches): the same
+    /// numbers up to rounding, with attention scores of at most
+    /// `heads × PREFILL_CHUNK × context` values alive at once instead of
+    /// `heads × context²` (a 1,500-token few-shot prompt: 20 instead of 80 MB
+    /// per score tensor for SmolLM2).
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, n_logits: usize) -> Result<Option<Tensor>> {
-        self.forward_segments(tokens, &[tokens.len()], cache, n_logits)
+        if tokens.len() <= PREFILL_CHUNK {
+            return self.forward_segments(tokens, &[tokens.len()], cache, n_logits);
+        }
+        // Room for the whole prompt at once, not one copy per chunk.
+        self.reserve(cache, (cache.len + tokens.len()).min(self.max_seq_len))?;
+        let mut logits = Vec::new();
+        for (c, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            // Of the last `n_logits` positions, those inside this chunk.
+            let after = tokens.len() - (c * PREFILL_CHUNK + chunk.len());
+            let wanted = n_logits.saturating_sub(after).min(chunk.len());
+            if let Some(l) = self.forward_segments(chunk, &[chunk.len()], cache, wanted)? {
+                logits.push(l);
+            }
+        }
+        Ok(match logits.len() {
+            0 => None,
+            1 => logits.pop(),
+            _ => Some(Tensor::cat(&logits, 0)?),
+        })
     }
 
     /// Like [`Transformer::forward`] for `tokens` made of `segments` packed
@@ -496,6 +640,20 @@ impl Transformer {
     /// [`attention_mask`]). The cache afterwards holds all of them and is only
     /// good for throwing away unless there was one segment.
     pub fn forward_segments(
+        &self,
+        tokens: &[u32],
+        segments: &[usize],
+        cache: &mut KvCache,
+        n_logits: usize,
+    ) -> Result<Option<Tensor>> {
+        self.hidden_segments(tokens, segments, cache, n_logits)?.map(|h| self.head(&h)).transpose()
+    }
+
+    /// [`Transformer::forward_segments`] without the output head: the final
+    /// normalized hidden states (`[n, n_embd]`) of the last `n_logits`
+    /// positions, for callers that run the head a few rows at a time (a
+    /// packed pass's logits would be rows × vocabulary floats at once).
+    pub fn hidden_segments(
         &self,
         tokens: &[u32],
         segments: &[usize],
@@ -535,7 +693,8 @@ impl Transformer {
         if let Some(s) = self.embed_scale {
             h = (h * s)?;
         }
-        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        self.reserve(cache, pos + seq_len)?;
+        for (layer, kv) in self.layers.iter().zip(cache.layers.iter()) {
             let residual = h.clone();
             let xs = layer.attn_norm.forward(&h)?;
             let a = &layer.attn;
@@ -561,11 +720,10 @@ impl Transformer {
             } else {
                 (candle_nn::rotary_emb::rope_i(&q, cos, sin)?, candle_nn::rotary_emb::rope_i(&k, cos, sin)?)
             };
-            let (k, v) = match kv.as_ref() {
-                None => (k, v),
-                Some((kc, vc)) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
-            };
-            *kv = Some((k.clone(), v.clone()));
+            let (kb, vb) = kv;
+            kb.slice_set(&k.contiguous()?, 2, pos)?;
+            vb.slice_set(&v, 2, pos)?;
+            let (k, v) = (kb.narrow(2, 0, pos + seq_len)?, vb.narrow(2, 0, pos + seq_len)?);
             let mask = if layer.window.is_some() { &local_mask } else { &global_mask };
             let y = grouped_attention(&q, &k, &v, mask.as_ref(), hp.attn_scale)?;
             let y = y.transpose(1, 2)?.reshape((1, seq_len, hp.n_head * hp.head_dim))?;
@@ -585,14 +743,19 @@ impl Transformer {
             }
             h = (y + residual)?;
         }
-        cache.len += seq_len;
+        cache.set_len(pos + seq_len);
         if n_logits == 0 {
             return Ok(None);
         }
         let n = n_logits.min(seq_len);
         let h = h.narrow(1, seq_len - n, n)?;
-        let h = self.norm.forward(&h)?;
-        Ok(Some(self.output.forward(&h)?.squeeze(0)?.to_dtype(DType::F32)?))
+        Ok(Some(self.norm.forward(&h)?.squeeze(0)?))
+    }
+
+    /// Logits (f32, `[n, vocab]`) of final hidden states `[n, n_embd]` from
+    /// [`Transformer::hidden_segments`].
+    pub fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.output.forward(hidden)?.to_dtype(DType::F32)?)
     }
 }
 

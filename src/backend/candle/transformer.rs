@@ -206,8 +206,12 @@ pub struct KvCache {
     id: Arc<()>,
     /// Every cache sharing these buffers: identity and length (one list
     /// per set of buffers).
-    holders: Arc<std::sync::Mutex<Vec<(std::sync::Weak<()>, usize)>>>,
+    holders: Arc<std::sync::Mutex<Holders>>,
 }
+
+/// The caches sharing one set of KV buffers: a weak handle on each one's
+/// identity (dead once it is dropped) and its length in positions.
+type Holders = Vec<(std::sync::Weak<()>, usize)>;
 
 impl Clone for KvCache {
     fn clone(&self) -> Self {

@@ -167,8 +167,17 @@ pub(super) fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
 /// against a large weight), where each core streaming its own stretch of
 /// the weights reads memory faster than interleaved chunks do.
 fn parallel_ranges(items: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
-    let parts = candle_core::utils::get_num_threads().max(1);
+    let parts = compute_threads();
     parallel_for(parts, |t| f(items * t / parts..items * (t + 1) / parts));
+}
+
+/// candle's compute thread count, read once: without `RAYON_NUM_THREADS` set
+/// (`openweigh` sets it; tests and benches need not), each
+/// `get_num_threads()` call parses /proc/cpuinfo, which cost more than a
+/// whole decode step's products.
+fn compute_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
 /// A raw pointer to `dst` that worker threads write disjoint parts of.

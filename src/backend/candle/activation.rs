@@ -38,7 +38,7 @@ pub fn gated(act: Act, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 /// [-87.3, 88.3] (results stay normal and finite), enough for the callers,
 /// which only ever need 1 / (1 + e^x).
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

@@ -106,6 +106,165 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// For each row `i` of `x` (`m × k`): log p(`targets[i]`) under the
+    /// softmax of that row's product with Wᵀ, and whether `targets[i]` is the
+    /// row's argmax (the first one, as [`super::token_logprob`]) — without
+    /// ever holding the `m × n` logits: each panel of [`PANEL_ROWS`] output
+    /// rows is dequantized once, multiplied for all `m` rows, and folded
+    /// into per-row running (max, Σ exp, argmax, target logit), with the
+    /// panels spread over the threads. For an output head this is one pass
+    /// over its weights per scored block, whatever the vocabulary (Gemma 3:
+    /// 262,144 rows). `None` when our kernels do not cover this weight or `m`
+    /// is under [`GEMM_MIN_ROWS`] (the caller computes logits instead).
+    pub fn token_logprobs(&self, x: &Tensor, targets: &[u32]) -> Result<Option<Vec<(f64, bool)>>> {
+        let Some(w) = &self.own else { return Ok(None) };
+        let m = x.elem_count() / self.k.max(1);
+        if m < GEMM_MIN_ROWS || m != targets.len() {
+            return Ok(None);
+        }
+        let dequant: Dequant = match w.dtype() {
+            GgmlDType::Q4_1 => x86::dequant_q4_1,
+            GgmlDType::Q5_0 => x86::dequant_q5_0,
+            GgmlDType::Q8_0 => x86::dequant_q8_0,
+            _ => return Ok(None),
+        };
+        let x = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let data = w.data()?;
+        let row_bytes = self.k / w.dtype().block_size() * w.dtype().type_size();
+        Ok(Some(head_logprobs(&data, row_bytes, dequant, &x, m, self.k, self.n, targets)))
+    }
+}
+
+/// Running log-softmax pieces of one row while its logits stream by.
+#[derive(Clone, Copy)]
+struct RowStats {
+    /// Largest logit so far, and Σ exp(logit − max) over the logits so far.
+    max: f32,
+    sum: f64,
+    /// First index holding `max`.
+    best: u32,
+    /// The target's logit, once its panel has been seen.
+    target: Option<f32>,
+}
+
+impl RowStats {
+    const EMPTY: Self = Self { max: f32::NEG_INFINITY, sum: 0.0, best: 0, target: None };
+
+    /// Folds in `other`, which covers later columns than `self`.
+    fn merge(&mut self, other: &RowStats) {
+        if other.max > self.max {
+            self.sum = self.sum * ((self.max - other.max) as f64).exp() + other.sum;
+            self.max = other.max;
+            self.best = other.best;
+        } else if other.sum > 0.0 {
+            self.sum += other.sum * ((other.max - self.max) as f64).exp();
+        }
+        self.target = self.target.or(other.target);
+    }
+
+    /// The stats of one block of logits starting at column `j0`.
+    fn of_block(block: &[f32], j0: usize, target: u32) -> Self {
+        let mut best = 0;
+        for (i, v) in block.iter().enumerate() {
+            if *v > block[best] {
+                best = i;
+            }
+        }
+        let max = block[best];
+        let sum: f32 = block.iter().map(|&v| super::activation::exp(v - max)).sum();
+        let t = (target as usize).wrapping_sub(j0);
+        Self { max, sum: sum as f64, best: (j0 + best) as u32, target: block.get(t).copied() }
+    }
+}
+
+/// Panels per parallel task of [`head_logprobs`] (1,024 output rows): enough
+/// work per task to keep the threads busy, few tasks to merge.
+const HEAD_PANELS_PER_TASK: usize = 16;
+
+thread_local! {
+    /// One panel's logits for every scored row, per worker thread.
+    static LOGITS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// See [`Linear::token_logprobs`].
+#[allow(clippy::too_many_arguments)]
+fn head_logprobs(
+    data: &[u8],
+    row_bytes: usize,
+    dequant: Dequant,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    targets: &[u32],
+) -> Vec<(f64, bool)> {
+    assert!(data.len() >= n * row_bytes && x.len() == m * k && targets.len() == m);
+    let panels = n.div_ceil(PANEL_ROWS);
+    let tasks = panels.div_ceil(HEAD_PANELS_PER_TASK);
+    let parts: Vec<std::sync::Mutex<Vec<RowStats>>> =
+        (0..tasks).map(|_| std::sync::Mutex::new(vec![RowStats::EMPTY; m])).collect();
+    parallel_for(tasks, |t| {
+        let mut stats = parts[t].lock().unwrap_or_else(|e| e.into_inner());
+        for p in t * HEAD_PANELS_PER_TASK..((t + 1) * HEAD_PANELS_PER_TASK).min(panels) {
+            let j0 = p * PANEL_ROWS;
+            let nj = PANEL_ROWS.min(n - j0);
+            PANEL.with(|panel| {
+                LOGITS.with(|logits| {
+                    let (mut panel, mut logits) = (panel.borrow_mut(), logits.borrow_mut());
+                    panel.resize(nj * k, 0.0);
+                    logits.resize(m * nj, 0.0);
+                    // SAFETY: CPU features checked at load (see Linear::from_arc).
+                    unsafe { dequant(&data[j0 * row_bytes..(j0 + nj) * row_bytes], &mut panel[..nj * k]) };
+                    // SAFETY: lhs is m × k row-major (x), rhs is k × nj with
+                    // column j at panel[j·k..], dst is m × nj row-major in
+                    // this thread's scratch; sizes set just above.
+                    unsafe {
+                        gemm::gemm(
+                            m,
+                            nj,
+                            k,
+                            logits.as_mut_ptr(),
+                            1,
+                            nj as isize,
+                            false,
+                            x.as_ptr(),
+                            1,
+                            k as isize,
+                            panel.as_ptr(),
+                            k as isize,
+                            1,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        )
+                    }
+                    for (r, s) in stats.iter_mut().enumerate() {
+                        s.merge(&RowStats::of_block(&logits[r * nj..(r + 1) * nj], j0, targets[r]));
+                    }
+                })
+            });
+        }
+    });
+    let mut total = vec![RowStats::EMPTY; m];
+    for part in parts {
+        for (s, p) in total.iter_mut().zip(part.into_inner().unwrap_or_else(|e| e.into_inner())) {
+            s.merge(&p);
+        }
+    }
+    total
+        .iter()
+        .zip(targets)
+        .map(|(s, &tok)| {
+            let lp = s.target.map_or(f64::NEG_INFINITY, |t| t as f64 - s.max as f64 - s.sum.ln());
+            (lp, s.best == tok)
+        })
+        .collect()
+}
+
 #[derive(Clone, Copy)]
 enum Op {
     Gemm,
@@ -708,6 +867,44 @@ mod x86 {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// The streamed head (log-prob of a target and argmax per row, no logits
+    /// kept) equals the logits' own log-softmax, for a vocabulary that is no
+    /// multiple of the panel or task size, targets that are and are not the
+    /// argmax, and one past the vocabulary.
+    #[test]
+    fn streamed_head_matches_logits() {
+        if !cpu_has_kernels() {
+            return;
+        }
+        let dev = Device::Cpu;
+        let (n, k) = (64 * HEAD_PANELS_PER_TASK * 2 + 77, 576);
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_1, GgmlDType::Q5_0] {
+            let w = Tensor::randn(0f32, 0.2, (n, k), &dev).unwrap();
+            let head = Linear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap();
+            for m in [GEMM_MIN_ROWS, 13] {
+                let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+                let logits = head.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+                let mut targets: Vec<u32> = (0..m as u32).map(|i| (i * 997) % n as u32).collect();
+                targets[1] = super::super::argmax_of(&logits[1]);
+                targets[2] = n as u32;
+                let got = head.token_logprobs(&x, &targets).unwrap().expect("own kernels");
+                for (r, (&(lp, greedy), &t)) in got.iter().zip(&targets).enumerate() {
+                    let (want_lp, want_greedy) = super::super::token_logprob(&logits[r], t);
+                    assert_eq!(greedy, want_greedy, "{dtype:?} m {m} row {r}");
+                    if want_lp.is_finite() {
+                        assert!((lp - want_lp).abs() < 1e-4, "{dtype:?} m {m} row {r}: {lp} vs {want_lp}");
+                    } else {
+                        assert_eq!(lp, f64::NEG_INFINITY);
+                    }
+                }
+                assert!(got[1].1, "row 1's target is its argmax");
+            }
+            // Too few rows: the caller computes logits.
+            let x = Tensor::randn(0f32, 1.0, (3, k), &dev).unwrap();
+            assert!(head.token_logprobs(&x, &[0, 1, 2]).unwrap().is_none());
+        }
+    }
 
     /// Our paths against candle's kernels and against f32 weights, for each
     /// row count (dot path, GEMM path) and weight type.

@@ -95,6 +95,11 @@ pub fn token_logprob(logits: &[f32], token: u32) -> (f64, bool) {
     (lp, best == token)
 }
 
+#[cfg(test)]
+pub(crate) fn argmax_of(row: &[f32]) -> u32 {
+    argmax(row)
+}
+
 fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
     for (i, v) in row.iter().enumerate() {
@@ -324,6 +329,15 @@ impl CandleBackend {
             // Row i of continuation g scores its token i + 1.
             let targets: Vec<(usize, u32)> =
                 group.iter().flat_map(|&g| conts[g][1..].iter().map(move |&tok| (g, tok))).collect();
+            let tokens: Vec<u32> = targets.iter().map(|&(_, tok)| tok).collect();
+            if let Some(lps) = self.model.head_logprobs(&hidden, &tokens)? {
+                for (&(g, _), (lp, greedy)) in targets.iter().zip(lps) {
+                    scores[g].logprob += lp;
+                    scores[g].is_greedy &= greedy;
+                }
+                tokens_in += tokens.len();
+                continue;
+            }
             for (c, chunk) in targets.chunks(head_rows).enumerate() {
                 let logits = self.model.head(&hidden.narrow(0, c * head_rows, chunk.len())?)?;
                 with_host_f32(&logits, |values| {

@@ -756,6 +756,15 @@ impl Transformer {
         Ok(Some(self.norm.forward(&h)?.squeeze(0)?))
     }
 
+    /// For each row of final hidden states `[n, n_embd]` (from
+    /// [`Transformer::hidden_segments`]): log p(`targets[i]`) and whether it
+    /// is the argmax, streamed through the output head without a logits
+    /// tensor ([`Linear::token_logprobs`]); `None` where that path does not
+    /// apply (the caller uses [`Transformer::head`]).
+    pub fn head_logprobs(&self, hidden: &Tensor, targets: &[u32]) -> Result<Option<Vec<(f64, bool)>>> {
+        self.output.token_logprobs(hidden, targets)
+    }
+
     /// Logits (f32, `[n, vocab]`) of final hidden states `[n, n_embd]` from
     /// [`Transformer::hidden_segments`].
     pub fn head(&self, hidden: &Tensor) -> Result<Tensor> {

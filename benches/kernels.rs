@@ -15,7 +15,8 @@ use openweigh::backend::candle::linear::Linear;
 use std::time::Duration;
 
 fn kernels(c: &mut Criterion) {
-    fix_threads();
+    // As `openweigh` does: fixed before any tensor (see set_compute_threads).
+    openweigh::backend::candle::set_compute_threads(None);
     let dev = Device::Cpu;
     for (n, k, rows_list) in [
         (1536usize, 576usize, &[1usize, 4, 8, 64][..]),
@@ -46,17 +47,6 @@ fn kernels(c: &mut Criterion) {
             }
             group.finish();
         }
-    }
-}
-
-/// Fixes candle's thread count as `openweigh` does before any tensor: with
-/// `RAYON_NUM_THREADS` unset, candle re-reads /proc/cpuinfo on every call
-/// that asks for it (each matmul), which would dominate the small steps.
-fn fix_threads() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = candle_core::utils::get_num_threads().to_string();
-        std::env::set_var("RAYON_NUM_THREADS", &n);
-        std::env::set_var("CANDLE_NUM_THREADS", &n);
     }
 }
 

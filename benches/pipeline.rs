@@ -38,7 +38,8 @@ fn model(name: &str) -> PathBuf {
 }
 
 fn models(c: &mut Criterion) {
-    fix_threads();
+    // As `openweigh` does: fixed before any tensor (see set_compute_threads).
+    openweigh::backend::candle::set_compute_threads(None);
     for (family, name) in FAMILIES {
         let mut b = CandleBackend::load(&model(name), &candle_core::Device::Cpu, WeightFormat::Native).unwrap();
 
@@ -123,17 +124,6 @@ fn reports(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-/// Fixes candle's thread count as `openweigh` does before any tensor: with
-/// `RAYON_NUM_THREADS` unset, candle re-reads /proc/cpuinfo on every call
-/// that asks for it (each matmul), which would dominate the small steps.
-fn fix_threads() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = candle_core::utils::get_num_threads().to_string();
-        std::env::set_var("RAYON_NUM_THREADS", &n);
-        std::env::set_var("CANDLE_NUM_THREADS", &n);
-    }
 }
 
 criterion_group!(benches, models, reports);

@@ -50,11 +50,8 @@ pub fn child_run(common: &SuiteArgs, extra: Vec<String>, resume: bool) -> ChildR
     }
 }
 
-/// Fixes the compute thread count. candle sizes its thread pools from these
-/// variables on first use, so this runs before anything touches a tensor.
+/// Fixes the compute thread count before anything touches a tensor (see
+/// [`openweigh::backend::candle::set_compute_threads`]).
 pub fn set_threads(threads: Option<usize>) -> usize {
-    let threads = threads.unwrap_or_else(candle_core::utils::get_num_threads);
-    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    threads
+    openweigh::backend::candle::set_compute_threads(threads)
 }

@@ -123,16 +123,10 @@ impl Linear {
         if m < GEMM_MIN_ROWS || m != targets.len() {
             return Ok(None);
         }
-        let dequant: Dequant = match w.dtype() {
-            GgmlDType::Q4_1 => x86::dequant_q4_1,
-            GgmlDType::Q5_0 => x86::dequant_q5_0,
-            GgmlDType::Q8_0 => x86::dequant_q8_0,
-            _ => return Ok(None),
-        };
-        let x = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let data = w.data()?;
-        let row_bytes = self.k / w.dtype().block_size() * w.dtype().type_size();
-        Ok(Some(head_logprobs(&data, row_bytes, dequant, &x, m, self.k, self.n, targets)))
+        let Some(panels) = Panels::new(w.dtype(), &data, self.n, self.k) else { return Ok(None) };
+        let x = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Some(head_logprobs(panels, &x, m, targets)))
     }
 }
 
@@ -188,18 +182,9 @@ thread_local! {
 }
 
 /// See [`Linear::token_logprobs`].
-#[allow(clippy::too_many_arguments)]
-fn head_logprobs(
-    data: &[u8],
-    row_bytes: usize,
-    dequant: Dequant,
-    x: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    targets: &[u32],
-) -> Vec<(f64, bool)> {
-    assert!(data.len() >= n * row_bytes && x.len() == m * k && targets.len() == m);
+fn head_logprobs(w: Panels, x: &[f32], m: usize, targets: &[u32]) -> Vec<(f64, bool)> {
+    let n = w.n;
+    assert!(x.len() == m * w.k && targets.len() == m);
     let panels = n.div_ceil(PANEL_ROWS);
     let tasks = panels.div_ceil(HEAD_PANELS_PER_TASK);
     let parts: Vec<std::sync::Mutex<Vec<RowStats>>> =
@@ -212,36 +197,9 @@ fn head_logprobs(
             PANEL.with(|panel| {
                 LOGITS.with(|logits| {
                     let (mut panel, mut logits) = (panel.borrow_mut(), logits.borrow_mut());
-                    panel.resize(nj * k, 0.0);
                     logits.resize(m * nj, 0.0);
-                    // SAFETY: CPU features checked at load (see Linear::from_arc).
-                    unsafe { dequant(&data[j0 * row_bytes..(j0 + nj) * row_bytes], &mut panel[..nj * k]) };
-                    // SAFETY: lhs is m × k row-major (x), rhs is k × nj with
-                    // column j at panel[j·k..], dst is m × nj row-major in
-                    // this thread's scratch; sizes set just above.
-                    unsafe {
-                        gemm::gemm(
-                            m,
-                            nj,
-                            k,
-                            logits.as_mut_ptr(),
-                            1,
-                            nj as isize,
-                            false,
-                            x.as_ptr(),
-                            1,
-                            k as isize,
-                            panel.as_ptr(),
-                            k as isize,
-                            1,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        )
-                    }
+                    // SAFETY: logits holds m × nj (resized just above).
+                    unsafe { w.product(x, m, j0, nj, &mut panel, logits.as_mut_ptr(), nj) };
                     for (r, s) in stats.iter_mut().enumerate() {
                         s.merge(&RowStats::of_block(&logits[r * nj..(r + 1) * nj], j0, targets[r]));
                     }
@@ -359,13 +317,81 @@ impl DstPtr {
 }
 
 fn gemm_dispatch(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
-    let dequant: Dequant = match t {
-        GgmlDType::Q4_1 => x86::dequant_q4_1,
-        GgmlDType::Q5_0 => x86::dequant_q5_0,
-        GgmlDType::Q8_0 => x86::dequant_q8_0,
-        other => unreachable!("{other:?} has no kernels of ours (checked at load)"),
-    };
-    gemm_panels(data, k / t.block_size() * t.type_size(), dequant, x, m, k, n, dst)
+    let w =
+        Panels::new(t, data, n, k).unwrap_or_else(|| unreachable!("{t:?} has no kernels of ours (checked at load)"));
+    gemm_panels(w, x, m, dst)
+}
+
+/// A quantized weight W (n × k) as the GEMM paths read it: its blocks in
+/// the GGUF layout, the bytes of one row, and its type's dequantizer.
+#[derive(Clone, Copy)]
+struct Panels<'a> {
+    data: &'a [u8],
+    row_bytes: usize,
+    dequant: Dequant,
+    n: usize,
+    k: usize,
+}
+
+impl<'a> Panels<'a> {
+    /// `None` for a type without our dequantizer.
+    fn new(t: GgmlDType, data: &'a [u8], n: usize, k: usize) -> Option<Self> {
+        let dequant: Dequant = match t {
+            GgmlDType::Q4_1 => x86::dequant_q4_1,
+            GgmlDType::Q5_0 => x86::dequant_q5_0,
+            GgmlDType::Q8_0 => x86::dequant_q8_0,
+            _ => return None,
+        };
+        let row_bytes = k / t.block_size() * t.type_size();
+        assert!(data.len() >= n * row_bytes, "weight data shorter than {n} rows");
+        Some(Self { data, row_bytes, dequant, n, k })
+    }
+
+    /// Dequantizes output rows `j0..j0 + nj` into `panel` and writes `x`
+    /// (m × k) · panelᵀ, an m × nj block, to `dst` (row stride `dst_rs`)
+    /// with a single-threaded f32 GEMM.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of m rows of nj values at stride
+    /// `dst_rs` that no other thread touches; the CPU must have the
+    /// dequantizer's features (checked at load, see [`Linear::from_arc`]).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn product(
+        &self,
+        x: &[f32],
+        m: usize,
+        j0: usize,
+        nj: usize,
+        panel: &mut Vec<f32>,
+        dst: *mut f32,
+        dst_rs: usize,
+    ) {
+        let k = self.k;
+        panel.resize(nj * k, 0.0);
+        (self.dequant)(&self.data[j0 * self.row_bytes..(j0 + nj) * self.row_bytes], &mut panel[..nj * k]);
+        // lhs is m × k row-major (x), rhs is k × nj with column j at panel[j·k..].
+        gemm::gemm(
+            m,
+            nj,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            panel.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
 }
 
 /// Dequantizes whole blocks (bytes in the GGUF layout) into f32 values.
@@ -376,58 +402,21 @@ thread_local! {
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `dst` (m × n) = `x` (m × k) · Wᵀ for W (n × k) stored as blocks in
-/// `data`, `row_bytes` a row: panels of [`PANEL_ROWS`] output rows in
+/// `dst` (m × n) = `x` (m × k) · Wᵀ: panels of [`PANEL_ROWS`] output rows in
 /// parallel, each dequantized into the worker's scratch and multiplied with a
-/// single-threaded f32 GEMM.
-#[allow(clippy::too_many_arguments)]
-fn gemm_panels(
-    data: &[u8],
-    row_bytes: usize,
-    dequant: Dequant,
-    x: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    dst: &mut [f32],
-) {
-    assert!(data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
+/// single-threaded f32 GEMM ([`Panels::product`]).
+fn gemm_panels(w: Panels, x: &[f32], m: usize, dst: &mut [f32]) {
+    let (n, k) = (w.n, w.k);
+    assert!(x.len() == m * k && dst.len() == m * n);
     let out = DstPtr::new(dst);
     parallel_for(n.div_ceil(PANEL_ROWS), |p| {
         let j0 = p * PANEL_ROWS;
         let nj = PANEL_ROWS.min(n - j0);
         PANEL.with(|cell| {
-            let mut panel = cell.borrow_mut();
-            panel.resize(nj * k, 0.0);
-            // SAFETY: CPU features checked at load (see Linear::from_arc).
-            unsafe { dequant(&data[j0 * row_bytes..(j0 + nj) * row_bytes], &mut panel[..nj * k]) };
-            // SAFETY: lhs is m × k row-major (x), rhs is k × nj with column j
-            // at panel[j·k..], dst is the m × nj block at column j0 of the
-            // m × n row-major output; sizes asserted above. Panels are
-            // disjoint column ranges, so threads never write the same element.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    nj,
-                    k,
-                    out.at(j0),
-                    1,
-                    n as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    panel.as_ptr(),
-                    k as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                )
-            }
+            // SAFETY: the m × nj block at column j0 of the m × n row-major
+            // output (sizes asserted above); panels are disjoint column
+            // ranges, so threads never write the same element.
+            unsafe { w.product(x, m, j0, nj, &mut cell.borrow_mut(), out.at(j0), n) }
         });
     });
 }

@@ -56,6 +56,18 @@ pub fn device(cuda: bool) -> Result<Device> {
     Ok(Device::Cpu)
 }
 
+/// Fixes the compute thread count (default: candle's, the physical cores)
+/// for the whole process. candle sizes its thread pools from these variables
+/// on first use, so this runs before anything touches a tensor; with
+/// `RAYON_NUM_THREADS` unset, candle would also re-read /proc/cpuinfo on
+/// every matmul that asks for the count.
+pub fn set_compute_threads(threads: Option<usize>) -> usize {
+    let threads = threads.unwrap_or_else(candle_core::utils::get_num_threads);
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    threads
+}
+
 /// Hands the heap's free pages back to the kernel. `main` tells glibc to
 /// keep freed memory for reuse (activation buffers), so without this the
 /// loader's temporaries (tensors read from the file, converted, dropped:

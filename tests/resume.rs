@@ -60,6 +60,7 @@ fn killed_at_random_moments_and_resumed_equals_an_uninterrupted_run() {
     let o = openweigh().args(RUN).arg("--out").arg(&reference).current_dir(repo_path("")).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let reference = run_dir(&reference).unwrap();
+    assert!(predictions(&reference).len() > 2 * KILLS, "the run must outlast the kills");
 
     let out = tmp.path().join("killed");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261128);
@@ -89,10 +90,20 @@ fn killed_at_random_moments_and_resumed_equals_an_uninterrupted_run() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // KILLS kills at random moments; then one the moment run.json says
-        // complete (the report is rendering); then the run may finish (a
-        // long few-shot prefix can take longer than any short delay).
-        let delay = if kills < KILLS { Duration::from_millis(rng.gen_range(50..4000)) } else { Duration::MAX };
+        // KILLS kills at random moments — a third while loading (50–300 ms
+        // after the start), the others 0–60 ms after the run writes its next
+        // item (mid-item or between files), so each attempt measures about
+        // one item and the kills never reach the end of the run, however
+        // fast the machine; then one the moment run.json says complete (the
+        // report is rendering); then the run may finish.
+        let (delay, after_items) = if kills >= KILLS {
+            (Duration::MAX, None)
+        } else if rng.gen_bool(1.0 / 3.0) {
+            (Duration::from_millis(rng.gen_range(50..300)), None)
+        } else {
+            (Duration::MAX, Some((before + 1, Duration::from_millis(rng.gen_range(0..60)))))
+        };
+        let mut item_seen: Option<Instant> = None;
         let at_complete = kills == KILLS;
         let complete = |d: &Option<PathBuf>| {
             let json = d.as_ref().and_then(|d| std::fs::read(d.join("run.json")).ok()).unwrap_or_default();
@@ -103,7 +114,18 @@ fn killed_at_random_moments_and_resumed_equals_an_uninterrupted_run() {
             if let Some(s) = child.try_wait().unwrap() {
                 break Some(s);
             }
-            if start.elapsed() >= delay || (at_complete && complete(&run_dir(&out))) {
+            if let (Some((items, extra)), None) = (after_items, item_seen) {
+                let written = run_dir(&out)
+                    .and_then(|d| std::fs::read_to_string(d.join("samples.jsonl")).ok())
+                    .map_or(0, |t| t.lines().count());
+                if written >= items {
+                    item_seen = Some(Instant::now() + extra);
+                }
+            }
+            if start.elapsed() >= delay
+                || item_seen.is_some_and(|t| Instant::now() >= t)
+                || (at_complete && complete(&run_dir(&out)))
+            {
                 break None;
             }
             std::thread::sleep(Duration::from_millis(5));

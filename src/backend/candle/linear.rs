@@ -104,9 +104,7 @@ impl Linear {
             if x.dtype() == candle_core::DType::F32 { x.contiguous()? } else { x.to_dtype(candle_core::DType::F32)? };
         Ok(x.apply_op1_no_bwd(&Call { w, n: self.n, k: self.k, op })?)
     }
-}
 
-impl Linear {
     /// For each row `i` of `x` (`m × k`): log p(`targets[i]`) under the
     /// softmax of that row's product with Wᵀ, and whether `targets[i]` is the
     /// row's argmax (the first one, as [`super::token_logprob`]) — without
@@ -159,12 +157,7 @@ impl RowStats {
 
     /// The stats of one block of logits starting at column `j0`.
     fn of_block(block: &[f32], j0: usize, target: u32) -> Self {
-        let mut best = 0;
-        for (i, v) in block.iter().enumerate() {
-            if *v > block[best] {
-                best = i;
-            }
-        }
+        let best = super::argmax(block) as usize;
         let max = block[best];
         let sum: f32 = block.iter().map(|&v| super::activation::exp(v - max)).sum();
         let t = (target as usize).wrapping_sub(j0);
@@ -875,7 +868,7 @@ mod tests {
                 let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
                 let logits = head.forward(&x).unwrap().to_vec2::<f32>().unwrap();
                 let mut targets: Vec<u32> = (0..m as u32).map(|i| (i * 997) % n as u32).collect();
-                targets[1] = super::super::argmax_of(&logits[1]);
+                targets[1] = super::super::argmax(&logits[1]);
                 targets[2] = n as u32;
                 let got = head.token_logprobs(&x, &targets).unwrap().expect("own kernels");
                 for (r, (&(lp, greedy), &t)) in got.iter().zip(&targets).enumerate() {

@@ -107,11 +107,6 @@ pub fn token_logprob(logits: &[f32], token: u32) -> (f64, bool) {
     (lp, best == token)
 }
 
-#[cfg(test)]
-pub(crate) fn argmax_of(row: &[f32]) -> u32 {
-    argmax(row)
-}
-
 fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
     for (i, v) in row.iter().enumerate() {
@@ -312,14 +307,12 @@ impl CandleBackend {
                 ChoiceLogLik { logprob, n_tokens: c.len(), is_greedy }
             })
             .collect();
-        let budget = PACKED_ROWS;
-        let head_rows = (HEAD_LOGITS / last.len().max(1)).max(HEAD_MIN_ROWS);
         let mut next = 0;
         while next < conts.len() {
             let (mut group, mut rows) = (Vec::new(), 0);
             while next < conts.len() {
                 let n = conts[next].len() - 1;
-                if n > 0 && !group.is_empty() && rows + n > budget {
+                if n > 0 && !group.is_empty() && rows + n > PACKED_ROWS {
                     break;
                 }
                 if n > 0 {
@@ -339,26 +332,11 @@ impl CandleBackend {
                 .hidden_segments(&tokens, &segments, &mut snap, tokens.len())?
                 .context("no logits for the continuations")?;
             // Row i of continuation g scores its token i + 1.
-            let targets: Vec<(usize, u32)> =
-                group.iter().flat_map(|&g| conts[g][1..].iter().map(move |&tok| (g, tok))).collect();
-            let tokens: Vec<u32> = targets.iter().map(|&(_, tok)| tok).collect();
-            if let Some(lps) = self.model.head_logprobs(&hidden, &tokens)? {
-                for (&(g, _), (lp, greedy)) in targets.iter().zip(lps) {
-                    scores[g].logprob += lp;
-                    scores[g].is_greedy &= greedy;
-                }
-                tokens_in += tokens.len();
-                continue;
-            }
-            for (c, chunk) in targets.chunks(head_rows).enumerate() {
-                let logits = self.model.head(&hidden.narrow(0, c * head_rows, chunk.len())?)?;
-                with_host_f32(&logits, |values| {
-                    for (&(g, tok), row) in chunk.iter().zip(values.chunks_exact(last.len())) {
-                        let (lp, greedy) = token_logprob(row, tok);
-                        scores[g].logprob += lp;
-                        scores[g].is_greedy &= greedy;
-                    }
-                })?;
+            let owners = group.iter().flat_map(|&g| std::iter::repeat_n(g, conts[g].len() - 1));
+            let targets: Vec<u32> = group.iter().flat_map(|&g| conts[g][1..].iter().copied()).collect();
+            for (g, (lp, greedy)) in owners.zip(self.head_scores(&hidden, &targets, last.len())?) {
+                scores[g].logprob += lp;
+                scores[g].is_greedy &= greedy;
             }
             tokens_in += tokens.len();
         }
@@ -373,6 +351,24 @@ impl CandleBackend {
             ttft_s: None,
             decode_tok_per_s: None,
         })
+    }
+
+    /// (log p(`targets[i]`), is it the argmax) for each row of final hidden
+    /// states: streamed through the output head where our kernels cover it,
+    /// else from logits computed a few rows at a time ([`HEAD_LOGITS`]).
+    fn head_scores(&self, hidden: &Tensor, targets: &[u32], vocab: usize) -> Result<Vec<(f64, bool)>> {
+        if let Some(streamed) = self.model.head_logprobs(hidden, targets)? {
+            return Ok(streamed);
+        }
+        let rows = (HEAD_LOGITS / vocab.max(1)).max(HEAD_MIN_ROWS);
+        let mut out = Vec::with_capacity(targets.len());
+        for (c, chunk) in targets.chunks(rows).enumerate() {
+            let logits = self.model.head(&hidden.narrow(0, c * rows, chunk.len())?)?;
+            with_host_f32(&logits, |values| {
+                out.extend(chunk.iter().zip(values.chunks_exact(vocab)).map(|(&tok, row)| token_logprob(row, tok)))
+            })?;
+        }
+        Ok(out)
     }
 
     /// Greedy decoding until a stop string, end of sequence, or `max_tokens`.

@@ -8,14 +8,33 @@
 # beside it ($CACHE/llama.cpp-0.3.36/venv), using that same libllama (no second
 # build: LLAMA_BUILD=OFF, LLAMA_CPP_LIB_PATH at run time).
 # A finished build is reused (marker file); about 10-15 min on 2 cores.
+# With --avx2: built for AVX2-only x86 CPUs (GGML_NATIVE=OFF: AVX2, FMA, F16C,
+# BMI2, no AVX-512) into $CACHE/llama.cpp-0.3.36-avx2 (llama-bench and
+# llama-perplexity only), for benches/vs_llama_cpp.sh --avx2-only.
 # Prints the install folder as its last line.
 set -euo pipefail
 
 VERSION=0.3.36
 CACHE="${OPENWEIGH_CACHE:-${OPENWEIGH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/openweigh}}"
-PREFIX="$CACHE/llama.cpp-$VERSION"
 WITH_PYTHON=0
-[ "${1:-}" = "--python" ] && WITH_PYTHON=1
+AVX2=0
+for arg in "$@"; do
+    case "$arg" in
+        --python) WITH_PYTHON=1 ;;
+        --avx2) AVX2=1 ;;
+        *) echo "llama_cpp.sh: unknown argument '$arg' (try --python, --avx2)" >&2; exit 2 ;;
+    esac
+done
+PREFIX="$CACHE/llama.cpp-$VERSION"
+TARGETS=(llama-server llama-bench llama-perplexity llama)
+CPU_FLAGS=()
+if [ "$AVX2" = 1 ]; then
+    [ "$WITH_PYTHON" = 1 ] && { echo "llama_cpp.sh: --python and --avx2 do not go together" >&2; exit 2; }
+    PREFIX="$CACHE/llama.cpp-$VERSION-avx2"
+    TARGETS=(llama-bench llama-perplexity llama)
+    CPU_FLAGS=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+        -DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX_VNNI=OFF)
+fi
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
@@ -48,12 +67,13 @@ if [ ! -f "$PREFIX/.built" ]; then
     cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
         -DBUILD_SHARED_LIBS=ON -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF \
         -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-        -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON -DCMAKE_INSTALL_RPATH='$ORIGIN/../lib;$ORIGIN' >&2
-    cmake --build "$work/build" -j "$(nproc)" \
-        --target llama-server llama-bench llama-perplexity llama >&2
+        -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON -DCMAKE_INSTALL_RPATH='$ORIGIN/../lib;$ORIGIN' \
+        ${CPU_FLAGS[@]+"${CPU_FLAGS[@]}"} >&2
+    cmake --build "$work/build" -j "$(nproc)" --target "${TARGETS[@]}" >&2
     mkdir -p "$PREFIX/bin" "$PREFIX/lib"
-    cp -a "$work/build/bin/llama-server" "$work/build/bin/llama-bench" \
-        "$work/build/bin/llama-perplexity" "$PREFIX/bin/"
+    for t in "${TARGETS[@]}"; do
+        [ "$t" = llama ] || cp -a "$work/build/bin/$t" "$PREFIX/bin/"
+    done
     find "$work/build" -name '*.so*' -exec cp -a {} "$PREFIX/lib/" \;
     (cd "$src" && git describe --always 2>/dev/null || true) > "$PREFIX/COMMIT"
     touch "$PREFIX/.built"

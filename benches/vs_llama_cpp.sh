@@ -14,12 +14,19 @@
 # The LAST line is the summary, ratios openweigh ÷ llama.cpp:
 #   decode_ratio=… prefill_ratio=… mc_ratio=… acc_norm_ours=… acc_norm_llamacpp=…
 #
-# Usage: bash benches/vs_llama_cpp.sh [--model NAME] [--threads T] [--items N] [--reps R]
+# Usage: bash benches/vs_llama_cpp.sh [--model NAME] [--threads T] [--items N] [--reps R] [--avx2-only]
 #   --model   catalog model (default smollm2-135m-instruct; gemma3-270m,
 #             qwen2.5-coder-0.5b-instruct) or a .gguf path
 #   --threads compute threads for both tools (default: nproc)
 #   --items   HellaSwag documents (default 400)
 #   --reps    speed alternations (default 3)
+#   --avx2-only  both tools built for an AVX2-only x86 CPU (an AMD Zen 3, say)
+#             and run here: llama.cpp with GGML_NATIVE=OFF (AVX2/FMA/F16C, no
+#             AVX-512; .ci/llama_cpp.sh --avx2, its own cache folder) and
+#             openweigh with `-C target-cpu=znver3` and without its `avx512`
+#             feature (target/avx2-only). The instruction sets of such a CPU on
+#             this one's cores, clocks and memory: a proxy for its ratios, not
+#             its absolute speeds.
 # llama.cpp comes from .ci/llama_cpp.sh (built once into the cache, ~15 min).
 # Not run by CI (minutes per model). Run nothing else on the machine meanwhile.
 set -euo pipefail
@@ -28,28 +35,40 @@ MODEL=smollm2-135m-instruct
 THREADS="$(nproc)"
 ITEMS=400
 REPS=3
+AVX2_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) MODEL="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
         --items) ITEMS="$2"; shift 2 ;;
         --reps) REPS="$2"; shift 2 ;;
-        *) echo "vs_llama_cpp.sh: unknown argument '$1' (try --model, --threads, --items, --reps)" >&2; exit 2 ;;
+        --avx2-only) AVX2_ONLY=1; shift ;;
+        *) echo "vs_llama_cpp.sh: unknown argument '$1' (try --model, --threads, --items, --reps, --avx2-only)" >&2; exit 2 ;;
     esac
 done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-cargo build --release --quiet
-OW="$ROOT/target/release/openweigh"
-LLAMA="$(bash .ci/llama_cpp.sh | tail -n 1)"
+if [ "$AVX2_ONLY" = 1 ]; then
+    # RUSTFLAGS replaces .cargo/config.toml's target-cpu=native.
+    RUSTFLAGS="-C target-cpu=znver3" cargo build --release --quiet --no-default-features \
+        --target-dir "$ROOT/target/avx2-only"
+    OW="$ROOT/target/avx2-only/release/openweigh"
+    LLAMA="$(bash .ci/llama_cpp.sh --avx2 | tail -n 1)"
+    BUILD="AVX2-only builds (openweigh target-cpu=znver3 without avx512; llama.cpp GGML_NATIVE=OFF, AVX2)"
+else
+    cargo build --release --quiet
+    OW="$ROOT/target/release/openweigh"
+    LLAMA="$(bash .ci/llama_cpp.sh | tail -n 1)"
+    BUILD="native builds (openweigh target-cpu=native; llama.cpp GGML_NATIVE)"
+fi
 export LD_LIBRARY_PATH="$LLAMA/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if [ -f "$MODEL" ]; then GGUF="$MODEL"; else GGUF="$("$OW" fetch "$MODEL" | cut -f2)"; fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') ($(grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512f' | head -n1 || echo 'no avx512f')), $(nproc) logical cpus; threads: $THREADS"
-echo "model: $MODEL ($GGUF); llama.cpp: $(cat "$LLAMA/COMMIT" 2>/dev/null || echo '?') from llama-cpp-python 0.3.36"
+echo "model: $MODEL ($GGUF); llama.cpp: $(cat "$LLAMA/COMMIT" 2>/dev/null || echo '?') from llama-cpp-python 0.3.36; $BUILD"
 
 # --- 1. speed -----------------------------------------------------------------
 for r in $(seq 1 "$REPS"); do

@@ -175,6 +175,99 @@ fn packed_continuations_score_as_one_pass_each() {
     }
 }
 
+/// Questions scored several to a forward pass (`run_batch`) give every
+/// continuation the log-likelihood of its context + continuation evaluated
+/// as one plain sequence from an empty cache: to float rounding with f32
+/// weights, for the default model and for Gemma (sliding-window layers). The
+/// batch mixes questions that share a few-shot prefix (taken from the
+/// prefix cache), one too long for a pass (a context past Gemma's 512-token
+/// window: scored alone), and one with an empty continuation, which fails
+/// alone while the others are answered.
+#[test]
+fn batched_questions_score_as_one_sequence_each() {
+    use openweigh::backend::candle::token_logprob;
+    use openweigh::backend::{Engine, Tagged};
+    let _g = model_lock();
+    let prefix = "Question: What is 2 + 2?\nAnswer: 4\n\n".repeat(3);
+    let strings = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<String>>();
+    let questions: Vec<(String, Vec<String>, Option<String>)> = vec![
+        (
+            "Question: Which gas do plants take in from the air?\nAnswer:".into(),
+            strings(&[" carbon dioxide", " oxygen from the sea and the air", " nitrogen"]),
+            None,
+        ),
+        ("The capital of France is".into(), strings(&[" Paris", " a large city on the Seine"]), None),
+        ("The sky is".into(), strings(&[" blue", ""]), None),
+        (
+            "The weather report said it would rain. ".repeat(70) + "So we took",
+            strings(&[" umbrellas", " the bus"]),
+            None,
+        ),
+        ("Water freezes at".into(), strings(&[" zero degrees Celsius", " noon"]), None),
+        (format!("{prefix}Question: What is 3 + 3?\nAnswer:"), strings(&[" 6", " 7 or so"]), Some(prefix.clone())),
+        (
+            format!("{prefix}Question: What is the capital of Italy?\nAnswer:"),
+            strings(&[" Rome", " Milan"]),
+            Some(prefix),
+        ),
+    ];
+    for path in [default_model(), catalog_model(GEMMA)] {
+        let mut b = load(&path, WeightFormat::F32);
+        let batch = questions
+            .iter()
+            .enumerate()
+            .map(|(tag, (context, continuations, shared_prefix))| Tagged {
+                tag,
+                request: Request::LogLikelihood {
+                    context: context.clone(),
+                    continuations: continuations.clone(),
+                    shared_prefix: shared_prefix.clone(),
+                },
+            })
+            .collect();
+        let mut answers: Vec<Option<anyhow::Result<openweigh::backend::Response>>> =
+            (0..questions.len()).map(|_| None).collect();
+        b.run_batch(batch, &mut |tag, r| {
+            answers[tag] = Some(r);
+            Ok(())
+        })
+        .unwrap();
+        let ids = |b: &CandleBackend, text: &str| {
+            let mut ids: Vec<u32> = b.tokenizer.bos_id.filter(|_| b.tokenizer.add_bos).into_iter().collect();
+            ids.extend(b.tokenizer.encode(text).unwrap());
+            ids
+        };
+        for (q, ((context, continuations, shared_prefix), answer)) in questions.iter().zip(answers).enumerate() {
+            let answer = answer.expect("every request is answered");
+            if continuations.iter().any(String::is_empty) {
+                let e = answer.expect_err("an empty continuation fails");
+                assert!(format!("{e:#}").contains("no tokens of its own"), "{e:#}");
+                continue;
+            }
+            let r = answer.unwrap();
+            assert_eq!(r.tokens_cached > 0, shared_prefix.is_some(), "question {q}");
+            assert!(r.wall_s > 0.0);
+            let Output::LogLikelihood(ll) = r.output else { unreachable!() };
+            let ctx = ids(&b, context);
+            for (c, cont) in continuations.iter().enumerate() {
+                let all = ids(&b, &format!("{context}{cont}"));
+                let n = all.len() - ctx.len();
+                let model = b.transformer();
+                let mut cache = model.empty_cache();
+                let logits = model.forward(&all, &mut cache, n + 1).unwrap().unwrap().to_vec2::<f32>().unwrap();
+                let alone: f64 = (0..n).map(|i| token_logprob(&logits[i], all[ctx.len() + i]).0).sum();
+                assert_eq!(ll[c].n_tokens, n);
+                assert!(
+                    (ll[c].logprob - alone).abs() < 1e-3,
+                    "{}: question {q} choice {c}: batched {} vs one sequence {alone}",
+                    path.display(),
+                    ll[c].logprob
+                );
+            }
+        }
+    }
+}
+
 /// Token counts are what the model computed: a generation that stops at the
 /// end-of-sequence token counts it; a log-likelihood request counts the
 /// context once plus each continuation's tokens but its last.

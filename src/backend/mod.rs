@@ -3,8 +3,9 @@
 //! what came back (tokens, log-likelihoods, text) and the timings of exactly
 //! that work. Engines implement [`Engine`]: they take a batch of requests,
 //! each tagged by the caller, and hand back each response as it finishes, in
-//! whatever order they finish. The in-process candle engine answers them one
-//! by one; an engine that talks to a server may answer them concurrently. The
+//! whatever order they finish. The in-process candle engine answers them in
+//! order, several log-likelihood requests to a forward pass; an engine that
+//! talks to a server may answer them concurrently. The
 //! run loop neither knows nor cares which engine it drives.
 //!
 //! Model files are engine-agnostic knowledge kept beside the interface:
@@ -74,7 +75,10 @@ pub struct Response {
     /// stopped there (0 for log-likelihood requests).
     pub tokens_out: usize,
     /// Wall time of the request, tokenization included, the shared prefix's
-    /// first evaluation excluded (seconds).
+    /// first evaluation excluded (seconds). Log-likelihood requests that the
+    /// in-process engine scores several to a forward pass are each charged
+    /// their tokenization plus the pass's time shared out by the tokens each
+    /// put in it, so a task's requests add up to its compute time.
     pub wall_s: f64,
     /// Seconds spent evaluating a new shared prefix (few-shot examples) into
     /// the engine's cache during this request; 0 when the cached one was

@@ -95,6 +95,11 @@ impl Linear {
         Ok(Self { mm: QMatMul::from_arc(w)?, own, n, k })
     }
 
+    /// Output features (rows of W).
+    pub fn out_features(&self) -> usize {
+        self.n
+    }
+
     /// `x` (…, k) times Wᵀ: (…, n).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let Some(w) = &self.own else { return Ok(self.mm.forward(x)?) };

@@ -4,16 +4,18 @@
 //! evaluated context between a question's choices; greedy generation stops at
 //! stop strings; chat templates come from the model's own template (GGUF
 //! `tokenizer.chat_template` or `tokenizer_config.json`). It answers a batch
-//! of requests one by one, in order.
+//! of requests in order, several log-likelihood requests per forward pass
+//! (`loglik`).
 
 pub mod activation;
 pub mod linear;
+mod loglik;
 pub mod transformer;
 
 use super::adapter::{Adapted, LoraAdapter};
 use super::tokenizer::ModelTokenizer;
 use super::weights::{bad_model, open_gguf, GgufSource, HfFolder, ModelHeader, RowOrder, SafetensorsSource};
-use super::{ChoiceLogLik, Engine, OnResponse, Output, Request, Response, Tagged};
+use super::{Engine, OnResponse, Output, Request, Response, Tagged};
 use crate::error::UserError;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, IndexOp, Tensor};
@@ -136,17 +138,6 @@ fn build(
     Ok(model)
 }
 
-/// Most continuation tokens evaluated in one packed pass (as many as one
-/// prefill chunk).
-const PACKED_ROWS: usize = transformer::PREFILL_CHUNK;
-
-/// Most logits alive at once when a packed pass's rows go through the output
-/// head: 4 Mi floats (16 MiB), 85 rows of SmolLM2's 49k vocabulary at a
-/// time; at least [`HEAD_MIN_ROWS`] rows (Gemma's 262k: 32 MiB), since each
-/// call streams the whole head weight once.
-const HEAD_LOGITS: usize = 4 << 20;
-const HEAD_MIN_ROWS: usize = 32;
-
 impl CandleBackend {
     /// The model's forward pass (for tests and benchmarks that drive it
     /// token by token).
@@ -224,151 +215,66 @@ impl CandleBackend {
         Ok(ids)
     }
 
-    /// Evaluates prompt `ids` into a fresh KV cache and returns the log-probs
-    /// of its last position, the number of tokens taken from the prefix
-    /// cache, and the seconds spent evaluating a new shared prefix into that
-    /// cache (0 when it was reused), which callers keep out of the request's
-    /// latency. With a `shared_prefix` whose tokens (all but the last) start
-    /// `ids`, those come from the cache; the split point depends only on the
-    /// prefix, so every item of a task is computed the same way whatever ran
-    /// before it.
-    fn prefill(&mut self, ids: &[u32], shared_prefix: Option<&str>) -> Result<(Tensor, KvCache, usize, f64)> {
-        let mut prefix_s = 0.0;
-        if let Some(text) = shared_prefix.filter(|t| !t.is_empty()) {
-            if self.prefix.as_ref().map(|p| p.text.as_str()) != Some(text) {
-                let start = Instant::now();
-                self.prefix = None;
-                let ids = self.prompt_ids(text)?;
-                if ids.len() > 1 {
-                    let mut cache = self.model.empty_cache();
-                    self.model.forward(&ids[..ids.len() - 1], &mut cache, 0)?;
-                    self.prefix = Some(PrefixCache { text: text.to_string(), ids, cache });
-                }
-                prefix_s = start.elapsed().as_secs_f64();
-            }
-            if let Some(p) = &self.prefix {
+    /// Makes the shared-prefix cache hold `shared_prefix` (all its tokens but
+    /// the last: the last may merge with what follows, so it is evaluated
+    /// with the rest of each prompt). Returns the seconds spent evaluating
+    /// it, 0 when it was already there, which callers keep out of the
+    /// request's latency.
+    fn ensure_prefix(&mut self, shared_prefix: Option<&str>) -> Result<f64> {
+        let Some(text) = shared_prefix.filter(|t| !t.is_empty()) else { return Ok(0.0) };
+        if self.prefix.as_ref().map(|p| p.text.as_str()) == Some(text) {
+            return Ok(0.0);
+        }
+        let start = Instant::now();
+        self.prefix = None;
+        let ids = self.prompt_ids(text)?;
+        if ids.len() > 1 {
+            let mut cache = self.model.empty_cache();
+            self.model.forward(&ids[..ids.len() - 1], &mut cache, 0)?;
+            self.prefix = Some(PrefixCache { text: text.to_string(), ids, cache });
+        }
+        Ok(start.elapsed().as_secs_f64())
+    }
+
+    /// How many leading tokens of prompt `ids` the shared-prefix cache holds
+    /// for a request naming `shared_prefix` (0 without one, or when `ids` do
+    /// not start with the prefix's tokens). The split point depends only on
+    /// the prefix, so every item of a task is computed the same way whatever
+    /// ran before it.
+    fn cached_len(&self, ids: &[u32], shared_prefix: Option<&str>) -> usize {
+        match (&self.prefix, shared_prefix) {
+            (Some(p), Some(text)) if p.text == text => {
                 let k = p.ids.len() - 1;
                 if ids.len() > k && ids[..k] == p.ids[..k] {
-                    let mut cache = p.cache.clone();
-                    let lp = self.model.forward(&ids[k..], &mut cache, 1)?.context("no logits")?;
-                    return Ok((lp, cache, k, prefix_s));
+                    k
+                } else {
+                    0
                 }
             }
+            _ => 0,
         }
-        let mut cache = self.model.empty_cache();
-        let lp = self.model.forward(ids, &mut cache, 1)?.context("no logits")?;
-        Ok((lp, cache, 0, prefix_s))
     }
 
-    /// Scores every continuation after one shared context.
-    ///
-    /// Tokenization follows lm-evaluation-harness: trailing spaces of the
-    /// context move to the continuation, the continuation's tokens are those of
-    /// `encode(context + continuation)` past `len(encode(context))`.
-    ///
-    /// KV reuse: the context is evaluated once into a [`KvCache`]; its last
-    /// position's log-probs score each continuation's first token. The
-    /// continuations' other tokens are then evaluated together in one pass on
-    /// a clone of that cache (a snapshot of `Arc` tensors), packed one after
-    /// another with a mask that lets each see the context and itself only and
-    /// positions that restart at the context's end: the same numbers as one
-    /// pass per continuation, in fewer, larger matrix products. The context's
-    /// keys and values are computed once per item, not once per choice.
-    fn loglikelihood(
-        &mut self,
-        context: &str,
-        continuations: &[String],
-        shared_prefix: Option<&str>,
-    ) -> Result<Response> {
-        let start = Instant::now();
-        let trimmed = context.trim_end_matches(' ');
-        let moved = &context[trimmed.len()..];
-        let ctx_ids = self.prompt_ids(trimmed)?;
-        let (last, cache, tokens_cached, prefix_s) = self.prefill(&ctx_ids, shared_prefix)?;
-        let last: Vec<f32> = last.i(0)?.to_vec1()?;
-        let mut tokens_in = ctx_ids.len();
-        let mut conts: Vec<Vec<u32>> = Vec::with_capacity(continuations.len());
-        for cont in continuations {
-            let whole = self.prompt_ids(&format!("{trimmed}{moved}{cont}"))?;
-            let cont_ids: Vec<u32> = whole.get(ctx_ids.len()..).unwrap_or_default().to_vec();
-            if cont_ids.is_empty() {
-                bail!("continuation {cont:?} has no tokens of its own after the context");
-            }
-            conts.push(cont_ids);
+    /// A KV cache holding the first `cached` tokens of a prompt
+    /// ([`CandleBackend::cached_len`]): a snapshot of the prefix cache, or an
+    /// empty one.
+    fn start_cache(&self, cached: usize) -> KvCache {
+        match &self.prefix {
+            Some(p) if cached > 0 => p.cache.clone(),
+            _ => self.model.empty_cache(),
         }
-        // Each continuation's first token is scored by the context's last
-        // position; the rest by its own tokens but the last, evaluated packed
-        // with the other continuations' (one pass over at most `budget` rows).
-        // Each row is reduced to its token's log-prob as soon as it arrives.
-        let mut scores: Vec<ChoiceLogLik> = conts
-            .iter()
-            .map(|c| {
-                let (logprob, is_greedy) = token_logprob(&last, c[0]);
-                ChoiceLogLik { logprob, n_tokens: c.len(), is_greedy }
-            })
-            .collect();
-        let mut next = 0;
-        while next < conts.len() {
-            let (mut group, mut rows) = (Vec::new(), 0);
-            while next < conts.len() {
-                let n = conts[next].len() - 1;
-                if n > 0 && !group.is_empty() && rows + n > PACKED_ROWS {
-                    break;
-                }
-                if n > 0 {
-                    group.push(next);
-                    rows += n;
-                }
-                next += 1;
-            }
-            if group.is_empty() {
-                continue;
-            }
-            let segments: Vec<usize> = group.iter().map(|&g| conts[g].len() - 1).collect();
-            let tokens: Vec<u32> = group.iter().flat_map(|&g| conts[g][..conts[g].len() - 1].iter().copied()).collect();
-            let mut snap: KvCache = cache.clone();
-            let hidden: Tensor = self
-                .model
-                .hidden_segments(&tokens, &segments, &mut snap, tokens.len())?
-                .context("no logits for the continuations")?;
-            // Row i of continuation g scores its token i + 1.
-            let owners = group.iter().flat_map(|&g| std::iter::repeat_n(g, conts[g].len() - 1));
-            let targets: Vec<u32> = group.iter().flat_map(|&g| conts[g][1..].iter().copied()).collect();
-            for (g, (lp, greedy)) in owners.zip(self.head_scores(&hidden, &targets, last.len())?) {
-                scores[g].logprob += lp;
-                scores[g].is_greedy &= greedy;
-            }
-            tokens_in += tokens.len();
-        }
-        Ok(Response {
-            served: None,
-            output: Output::LogLikelihood(scores),
-            tokens_in,
-            tokens_cached,
-            tokens_out: 0,
-            wall_s: start.elapsed().as_secs_f64() - prefix_s,
-            prefix_s,
-            ttft_s: None,
-            decode_tok_per_s: None,
-        })
     }
 
-    /// (log p(`targets[i]`), is it the argmax) for each row of final hidden
-    /// states: streamed through the output head where our kernels cover it,
-    /// else from logits computed a few rows at a time ([`HEAD_LOGITS`]).
-    fn head_scores(&self, hidden: &Tensor, targets: &[u32], vocab: usize) -> Result<Vec<(f64, bool)>> {
-        if let Some(streamed) = self.model.head_logprobs(hidden, targets)? {
-            return Ok(streamed);
-        }
-        let rows = (HEAD_LOGITS / vocab.max(1)).max(HEAD_MIN_ROWS);
-        let mut out = Vec::with_capacity(targets.len());
-        for (c, chunk) in targets.chunks(rows).enumerate() {
-            let logits = self.model.head(&hidden.narrow(0, c * rows, chunk.len())?)?;
-            with_host_f32(&logits, |values| {
-                out.extend(chunk.iter().zip(values.chunks_exact(vocab)).map(|(&tok, row)| token_logprob(row, tok)))
-            })?;
-        }
-        Ok(out)
+    /// Evaluates prompt `ids` into a fresh KV cache, the tokens the
+    /// shared-prefix cache holds taken from there, and returns the logits of
+    /// its last position, the cache, the number of tokens taken from the
+    /// prefix cache, and the seconds spent evaluating a new shared prefix.
+    fn prefill(&mut self, ids: &[u32], shared_prefix: Option<&str>) -> Result<(Tensor, KvCache, usize, f64)> {
+        let prefix_s = self.ensure_prefix(shared_prefix)?;
+        let k = self.cached_len(ids, shared_prefix);
+        let mut cache = self.start_cache(k);
+        let lp = self.model.forward(&ids[k..], &mut cache, 1)?.context("no logits")?;
+        Ok((lp, cache, k, prefix_s))
     }
 
     /// Greedy decoding until a stop string, end of sequence, or `max_tokens`.
@@ -489,13 +395,10 @@ impl Engine for CandleBackend {
         CandleBackend::apply_chat_template(self, user)
     }
 
-    /// One request at a time, in the batch's order.
+    /// In the batch's order; consecutive log-likelihood requests go through
+    /// the model several at a time ([`CandleBackend::run_loglikelihoods`]).
     fn run_batch(&mut self, batch: Vec<Tagged>, on_response: &mut OnResponse) -> Result<()> {
-        for Tagged { tag, request } in batch {
-            let response = self.run(&request);
-            on_response(tag, response)?;
-        }
-        Ok(())
+        self.run_loglikelihoods(batch, on_response)
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {

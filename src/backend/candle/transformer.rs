@@ -263,14 +263,13 @@ impl KvCache {
         holders.iter().any(|(w, len)| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.id)) && *len > pos)
     }
 
-    /// Records this cache's new length among the holders.
+    /// Records this cache's new length among the holders (where `new` or
+    /// `clone` entered it; only dropped caches' entries are ever removed).
     fn set_len(&mut self, len: usize) {
         self.len = len;
         let me = Arc::as_ptr(&self.id);
-        let mut holders = lock(&self.holders);
-        match holders.iter_mut().find(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
-            Some(entry) => entry.1 = len,
-            None => holders.push((Arc::downgrade(&self.id), len)),
+        if let Some(entry) = lock(&self.holders).iter_mut().find(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
+            entry.1 = len;
         }
     }
 }
@@ -358,12 +357,108 @@ fn rope_tables(base: f32, dim: usize, positions: usize, device: &Device) -> Resu
 /// llama.cpp's default micro-batch is the same 512.
 pub const PREFILL_CHUNK: usize = 512;
 
-/// The additive attention mask for a chunk of `segments` (token counts,
-/// packed one after another) after `pos` cached positions, or `None` when
-/// nothing needs masking. Every segment starts at position `pos` and sees the
-/// whole cache and its own earlier tokens, never another segment's: several
-/// continuations of one context are scored in one pass. With `window`, keys
-/// `window` or more positions back are masked too (sliding-window layers).
+/// Where one token of a packed chunk sits (see [`Transformer::hidden_packed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The document (one question) it belongs to: no token sees another
+    /// document's.
+    pub doc: u32,
+    /// 0: the document's trunk (its context), seen by every branch of the
+    /// document; b > 0: branch b (one continuation), seen by itself only.
+    pub branch: u32,
+    /// Its position in its own sequence, the cache's positions counted
+    /// (RoPE, sliding window).
+    pub pos: u32,
+}
+
+/// The slots of `segments` (token counts) packed one after another after a
+/// cache of `pos` positions: one document whose trunk is the cache, segment
+/// `s` its branch `s + 1`, each starting at position `pos`.
+fn segment_slots(segments: &[usize], pos: usize) -> Vec<Slot> {
+    (0..segments.len())
+        .flat_map(|s| (0..segments[s]).map(move |o| Slot { doc: 0, branch: s as u32 + 1, pos: (pos + o) as u32 }))
+        .collect()
+}
+
+/// For each token of a packed chunk, the index of its document's first token.
+/// Refuses a chunk not laid out as [`Transformer::hidden_packed`] asks
+/// (documents one after another, each trunk first, then branch after branch,
+/// positions rising within each), so that every key a query may see lies
+/// between its document's first token and itself.
+fn document_starts(slots: &[Slot]) -> Result<Vec<usize>> {
+    let mut starts = Vec::with_capacity(slots.len());
+    let mut start = 0;
+    for (i, s) in slots.iter().enumerate() {
+        if i > 0 {
+            let p = slots[i - 1];
+            let ordered = if s.doc != p.doc {
+                s.doc > p.doc
+            } else if s.branch != p.branch {
+                s.branch > p.branch
+            } else {
+                s.pos > p.pos
+            };
+            if !ordered {
+                bail!("packed chunk out of order at token {i}: {p:?} then {s:?}");
+            }
+            if s.doc != p.doc {
+                start = i;
+            }
+        }
+        starts.push(start);
+    }
+    Ok(starts)
+}
+
+/// The additive attention mask of a packed chunk after `pos` cached
+/// positions (chunk tokens × (cache + chunk) keys), or `None` when nothing
+/// needs masking. Every token sees the whole cache, and the chunk's tokens of
+/// its own document that are in its trunk or its own branch and not after it;
+/// with `window`, keys `window` or more positions back are masked too
+/// (sliding-window layers). So several continuations of one context, and
+/// several questions, are scored in one pass with the numbers of one pass each.
+fn attention_mask(slots: &[Slot], pos: usize, window: Option<usize>, device: &Device) -> Result<Option<Tensor>> {
+    let seq_len = slots.len();
+    let total = pos + seq_len;
+    let last_pos = slots.iter().map(|s| s.pos as usize).max().unwrap_or(0);
+    let windowed = window.is_some_and(|w| last_pos >= w);
+    if seq_len == 1 && !windowed {
+        return Ok(None);
+    }
+    let mut m = vec![0f32; seq_len * total];
+    for (q, row) in slots.iter().zip(m.chunks_exact_mut(total)) {
+        for (j, cell) in row.iter_mut().enumerate() {
+            let (visible, key_pos) = match j.checked_sub(pos) {
+                None => (true, j),
+                Some(c) => {
+                    let k = slots[c];
+                    (k.doc == q.doc && (k.branch == 0 || k.branch == q.branch) && k.pos <= q.pos, k.pos as usize)
+                }
+            };
+            let outside = window.is_some_and(|w| (q.pos as usize).saturating_sub(key_pos) >= w);
+            if !visible || outside {
+                *cell = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Ok(Some(Tensor::from_vec(m, (seq_len, total), device)?))
+}
+
+/// The keys `(first, end)` (cache positions, then chunk tokens) each block of
+/// [`ATTENTION_BLOCK`] queries may see: up to the block's last query (later
+/// chunk tokens are later in their branch, or in a later branch or
+/// document), and without a cache from the block's first document's first
+/// token (earlier documents are hidden). Keys outside are never computed.
+fn block_keys(starts: &[usize], pos: usize) -> Vec<(usize, usize)> {
+    (0..starts.len())
+        .step_by(ATTENTION_BLOCK)
+        .map(|s0| {
+            let end = pos + (s0 + ATTENTION_BLOCK).min(starts.len());
+            (if pos == 0 { starts[s0] } else { 0 }, end)
+        })
+        .collect()
+}
+
 /// Attention of `q` (1, heads, seq, head_dim) over `k`/`v` (1, kv heads,
 /// total, head_dim) with an additive `mask` (seq, total), without copying K/V
 /// per head: the `heads / kv heads` query heads sharing a KV head are
@@ -373,19 +468,33 @@ pub const PREFILL_CHUNK: usize = 512;
 /// Queries go [`ATTENTION_BLOCK`] at a time, so the score tensor (heads ×
 /// queries × keys floats, and its masked and softmaxed copies) stays small
 /// for long chunks: every query row's softmax is its own, so the blocks give
-/// the same numbers as one pass.
-fn grouped_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+/// the same numbers as one pass. Block `b` multiplies only keys
+/// `keys[b].0..keys[b].1` (from [`block_keys`]; all keys where `keys` is
+/// empty): the masked keys it skips would add exact zeros.
+fn grouped_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    keys: &[(usize, usize)],
+) -> Result<Tensor> {
     let seq_len = q.dim(2)?;
-    if seq_len <= ATTENTION_BLOCK {
-        return attention_block(q, k, v, mask, scale);
-    }
+    let total = k.dim(2)?;
     let mut out = Vec::with_capacity(seq_len.div_ceil(ATTENTION_BLOCK));
-    for s0 in (0..seq_len).step_by(ATTENTION_BLOCK) {
+    for (b, s0) in (0..seq_len).step_by(ATTENTION_BLOCK).enumerate() {
         let n = ATTENTION_BLOCK.min(seq_len - s0);
-        let m = mask.map(|m| m.narrow(0, s0, n)).transpose()?;
-        out.push(attention_block(&q.narrow(2, s0, n)?.contiguous()?, k, v, m.as_ref(), scale)?);
+        let (first, end) = keys.get(b).copied().unwrap_or((0, total));
+        let m = mask.map(|m| m.narrow(0, s0, n)?.narrow(1, first, end - first)).transpose()?;
+        let qb = if n == seq_len { q.clone() } else { q.narrow(2, s0, n)?.contiguous()? };
+        let (kb, vb) = if (first, end) == (0, total) {
+            (k.clone(), v.clone())
+        } else {
+            (k.narrow(2, first, end - first)?, v.narrow(2, first, end - first)?)
+        };
+        out.push(attention_block(&qb, &kb, &vb, m.as_ref(), scale)?);
     }
-    Ok(Tensor::cat(&out, 2)?)
+    Ok(if out.len() == 1 { out.remove(0) } else { Tensor::cat(&out, 2)? })
 }
 
 /// Query rows per attention block (see [`grouped_attention`]).
@@ -408,36 +517,6 @@ fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, sc
     };
     let att = candle_nn::ops::softmax_last_dim(&att)?;
     Ok(att.matmul(v)?.reshape((1, n_head, seq_len, head_dim))?)
-}
-
-fn attention_mask(segments: &[usize], pos: usize, window: Option<usize>, device: &Device) -> Result<Option<Tensor>> {
-    let seq_len: usize = segments.iter().sum();
-    let total = pos + seq_len;
-    let longest = segments.iter().copied().max().unwrap_or(0);
-    let windowed = window.is_some_and(|w| pos + longest > w);
-    if seq_len == 1 && !windowed {
-        return Ok(None);
-    }
-    // (segment, offset within it) of every chunk token.
-    let place: Vec<(usize, usize)> =
-        segments.iter().enumerate().flat_map(|(s, &n)| (0..n).map(move |o| (s, o))).collect();
-    let mut m = vec![0f32; seq_len * total];
-    for (i, &(seg, off)) in place.iter().enumerate() {
-        let p = pos + off;
-        for j in 0..total {
-            let (visible, key_pos) = if j < pos {
-                (true, j)
-            } else {
-                let (kseg, koff) = place[j - pos];
-                (kseg == seg && koff <= off, pos + koff)
-            };
-            let outside = window.is_some_and(|w| p - key_pos.min(p) >= w);
-            if !visible || outside {
-                m[i * total + j] = f32::NEG_INFINITY;
-            }
-        }
-    }
-    Ok(Some(Tensor::from_vec(m, (seq_len, total), device)?))
 }
 
 impl Transformer {
@@ -664,29 +743,55 @@ impl Transformer {
         cache: &mut KvCache,
         n_logits: usize,
     ) -> Result<Option<Tensor>> {
-        let seq_len = tokens.len();
-        if seq_len == 0 || segments.iter().sum::<usize>() != seq_len {
+        if tokens.is_empty() || segments.iter().sum::<usize>() != tokens.len() {
             bail!("empty chunk, or segments that do not add up to it");
         }
+        let slots = segment_slots(segments, cache.len);
+        let rows: Vec<u32> = (tokens.len() - n_logits.min(tokens.len())..tokens.len()).map(|r| r as u32).collect();
+        let hidden = self.hidden_packed(tokens, &slots, cache, &rows)?;
+        Ok((n_logits > 0).then_some(hidden))
+    }
+
+    /// Runs a packed chunk after the positions in `cache`: `tokens[i]` sits
+    /// at `slots[i]` (document, trunk or branch, position; see
+    /// [`attention_mask`]), laid out document after document, each trunk
+    /// first and then branch after branch, positions rising within each.
+    /// Several questions, each a context and its continuations, go through
+    /// the weights together, with the numbers of one pass each up to
+    /// rounding. Returns the final normalized hidden states (`[rows, n_embd]`)
+    /// of the chunk tokens listed in `rows`. The cache afterwards holds every
+    /// chunk token: only good for throwing away unless the chunk was one
+    /// plain sequence.
+    pub fn hidden_packed(&self, tokens: &[u32], slots: &[Slot], cache: &mut KvCache, rows: &[u32]) -> Result<Tensor> {
+        let seq_len = tokens.len();
+        if seq_len == 0 || slots.len() != seq_len {
+            bail!("empty chunk, or slots that do not match its tokens");
+        }
         let pos = cache.len;
-        let longest = segments.iter().copied().max().unwrap_or(0);
-        if pos + longest > self.max_seq_len {
-            bail!("sequence of {} tokens exceeds the model's context of {}", pos + longest, self.max_seq_len);
+        let starts = document_starts(slots)?;
+        let end = slots.iter().map(|s| s.pos as usize + 1).max().unwrap_or(0);
+        if end > self.max_seq_len {
+            bail!("sequence of {end} tokens exceeds the model's context of {}", self.max_seq_len);
+        }
+        if slots.iter().any(|s| (s.pos as usize) < pos) {
+            bail!("packed chunk positions must follow the cache's {pos}");
         }
         let hp = &self.hp;
         let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let global_mask = attention_mask(segments, pos, None, &self.device)?;
+        let global_mask = attention_mask(slots, pos, None, &self.device)?;
         let local_mask = match hp.sliding_window {
-            Some(w) => attention_mask(segments, pos, Some(w), &self.device)?,
+            Some(w) => attention_mask(slots, pos, Some(w), &self.device)?,
             None => None,
         };
-        let ropes: Vec<(Tensor, Tensor)> = if segments.len() == 1 {
+        let keys = block_keys(&starts, pos);
+        let plain = slots.iter().enumerate().all(|(i, s)| s.pos as usize == pos + i);
+        let ropes: Vec<(Tensor, Tensor)> = if plain {
             self.ropes
                 .iter()
                 .map(|(c, s)| Ok((c.narrow(0, pos, seq_len)?, s.narrow(0, pos, seq_len)?)))
                 .collect::<Result<_>>()?
         } else {
-            let positions: Vec<u32> = segments.iter().flat_map(|&n| (0..n).map(move |o| (pos + o) as u32)).collect();
+            let positions: Vec<u32> = slots.iter().map(|s| s.pos).collect();
             let idx = Tensor::new(positions.as_slice(), &self.device)?;
             self.ropes
                 .iter()
@@ -729,7 +834,7 @@ impl Transformer {
             vb.slice_set(&v, 2, pos)?;
             let (k, v) = (kb.narrow(2, 0, pos + seq_len)?, vb.narrow(2, 0, pos + seq_len)?);
             let mask = if layer.window.is_some() { &local_mask } else { &global_mask };
-            let y = grouped_attention(&q, &k, &v, mask.as_ref(), hp.attn_scale)?;
+            let y = grouped_attention(&q, &k, &v, mask.as_ref(), hp.attn_scale, &keys)?;
             let y = y.transpose(1, 2)?.reshape((1, seq_len, hp.n_head * hp.head_dim))?;
             let mut y = a.wo.forward(&y)?;
             if let Some(n) = &layer.post_attn_norm {
@@ -748,12 +853,15 @@ impl Transformer {
             h = (y + residual)?;
         }
         cache.set_len(pos + seq_len);
-        if n_logits == 0 {
-            return Ok(None);
-        }
-        let n = n_logits.min(seq_len);
-        let h = h.narrow(1, seq_len - n, n)?;
-        Ok(Some(self.norm.forward(&h)?.squeeze(0)?))
+        let h = match rows {
+            [] => return Ok(Tensor::zeros((0, hp.n_embd), h.dtype(), &self.device)?),
+            [first, .., last] if rows.is_sorted() && (*last - *first) as usize + 1 == rows.len() => {
+                h.narrow(1, *first as usize, rows.len())?
+            }
+            [only] => h.narrow(1, *only as usize, 1)?,
+            _ => h.index_select(&Tensor::new(rows, &self.device)?, 1)?,
+        };
+        Ok(self.norm.forward(&h)?.squeeze(0)?)
     }
 
     /// For each row of final hidden states `[n, n_embd]` (from
@@ -763,6 +871,11 @@ impl Transformer {
     /// apply (the caller uses [`Transformer::head`]).
     pub fn head_logprobs(&self, hidden: &Tensor, targets: &[u32]) -> Result<Option<Vec<(f64, bool)>>> {
         self.output.token_logprobs(hidden, targets)
+    }
+
+    /// Rows of the output head (the vocabulary, padding included).
+    pub fn vocab_size(&self) -> usize {
+        self.output.out_features()
     }
 
     /// Logits (f32, `[n, vocab]`) of final hidden states `[n, n_embd]` from
@@ -777,7 +890,7 @@ mod tests {
     use super::*;
 
     fn mask_rows(seq_len: usize, pos: usize, window: Option<usize>) -> Vec<Vec<bool>> {
-        match attention_mask(&[seq_len], pos, window, &Device::Cpu).unwrap() {
+        match attention_mask(&segment_slots(&[seq_len], pos), pos, window, &Device::Cpu).unwrap() {
             None => vec![vec![true; pos + seq_len]; seq_len],
             Some(m) => m.to_vec2::<f32>().unwrap().iter().map(|r| r.iter().map(|v| v.is_finite()).collect()).collect(),
         }
@@ -785,7 +898,7 @@ mod tests {
 
     #[test]
     fn packed_segments_see_the_cache_and_themselves_only() {
-        let m = match attention_mask(&[2, 1], 2, None, &Device::Cpu).unwrap() {
+        let m = match attention_mask(&segment_slots(&[2, 1], 2), 2, None, &Device::Cpu).unwrap() {
             Some(m) => m.to_vec2::<f32>().unwrap(),
             None => panic!("mask expected"),
         };
@@ -795,10 +908,83 @@ mod tests {
         assert_eq!(rows[1], vec![true, true, true, true, false]);
         assert_eq!(rows[2], vec![true, true, false, false, true]);
         // A sliding window counts positions within the segment, not the packing.
-        let m = attention_mask(&[2, 2], 3, Some(3), &Device::Cpu).unwrap().unwrap().to_vec2::<f32>().unwrap();
+        let m = attention_mask(&segment_slots(&[2, 2], 3), 3, Some(3), &Device::Cpu)
+            .unwrap()
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         let last: Vec<bool> = m[3].iter().map(|v| v.is_finite()).collect();
         // Query at position 4 (B's second token): sees cache 2, B's 3 and 4.
         assert_eq!(last, vec![false, false, true, false, false, true, true]);
+    }
+
+    fn slot(doc: u32, branch: u32, pos: u32) -> Slot {
+        Slot { doc, branch, pos }
+    }
+
+    #[test]
+    fn packed_documents_see_their_trunk_and_own_branch_only() {
+        // Document 0: trunk at 0-1, branch 1 at 2-3, branch 2 at 2;
+        // document 1: trunk at 0, branch 1 at 1.
+        let slots =
+            [slot(0, 0, 0), slot(0, 0, 1), slot(0, 1, 2), slot(0, 1, 3), slot(0, 2, 2), slot(1, 0, 0), slot(1, 1, 1)];
+        let m = attention_mask(&slots, 0, None, &Device::Cpu).unwrap().unwrap().to_vec2::<f32>().unwrap();
+        let seen: Vec<Vec<bool>> = m.iter().map(|r| r.iter().map(|v| v.is_finite()).collect()).collect();
+        let row = |bits: &str| bits.chars().map(|c| c == '1').collect::<Vec<bool>>();
+        assert_eq!(seen[1], row("1100000"));
+        assert_eq!(seen[3], row("1111000"), "branch 1 sees the trunk and itself");
+        assert_eq!(seen[4], row("1100100"), "branch 2 does not see branch 1");
+        assert_eq!(seen[6], row("0000011"), "document 1 sees nothing of document 0");
+        // A cache in front is seen by every token; windows count positions.
+        let after = [slot(0, 0, 5), slot(0, 1, 6), slot(1, 0, 5)];
+        let m = attention_mask(&after, 5, Some(3), &Device::Cpu).unwrap().unwrap().to_vec2::<f32>().unwrap();
+        let seen: Vec<bool> = m[1].iter().map(|v| v.is_finite()).collect();
+        assert_eq!(seen, vec![false, false, false, false, true, true, true, false]);
+    }
+
+    #[test]
+    fn packed_chunks_must_be_laid_out_in_order() {
+        let ok = [slot(0, 0, 0), slot(0, 0, 1), slot(0, 1, 2), slot(0, 2, 2), slot(3, 0, 0), slot(3, 1, 1)];
+        assert_eq!(document_starts(&ok).unwrap(), vec![0, 0, 0, 0, 4, 4]);
+        for bad in [
+            vec![slot(0, 1, 2), slot(0, 0, 3)], // trunk after a branch
+            vec![slot(1, 0, 0), slot(0, 0, 1)], // a document again
+            vec![slot(0, 0, 1), slot(0, 0, 1)], // positions not rising
+        ] {
+            assert!(document_starts(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Trimming each block of queries to the keys it may see gives the
+    /// numbers of the whole key range (the skipped keys are all masked).
+    #[test]
+    fn attention_blocks_skip_only_hidden_keys() {
+        let dev = Device::Cpu;
+        // Three documents of 120, 100 and 80 tokens: trunk then two branches.
+        let mut slots = Vec::new();
+        for (d, n) in [120u32, 100, 80].into_iter().enumerate() {
+            let trunk = n / 2;
+            slots.extend((0..trunk).map(|p| slot(d as u32, 0, p)));
+            slots.extend((trunk..n - n / 4).map(|p| slot(d as u32, 1, p)));
+            slots.extend((trunk..trunk + n / 4).map(|p| slot(d as u32, 2, p)));
+        }
+        for pos in [0usize, 7] {
+            let slots: Vec<Slot> = slots.iter().map(|s| slot(s.doc, s.branch, s.pos + pos as u32)).collect();
+            let (seq, total) = (slots.len(), pos + slots.len());
+            let q = Tensor::randn(0f32, 1.0, (1, 4, seq, 8), &dev).unwrap();
+            let k = Tensor::randn(0f32, 1.0, (1, 2, total, 8), &dev).unwrap();
+            let v = Tensor::randn(0f32, 1.0, (1, 2, total, 8), &dev).unwrap();
+            let m = attention_mask(&slots, pos, None, &dev).unwrap().unwrap();
+            let keys = block_keys(&document_starts(&slots).unwrap(), pos);
+            assert_eq!(keys.len(), seq.div_ceil(ATTENTION_BLOCK));
+            if pos == 0 {
+                assert_eq!(keys[1], (120, 2 * ATTENTION_BLOCK), "block 2 starts in document 1");
+            }
+            let all = grouped_attention(&q, &k, &v, Some(&m), 0.3, &[]).unwrap();
+            let trimmed = grouped_attention(&q, &k, &v, Some(&m), 0.3, &keys).unwrap();
+            let d = (all - trimmed).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
+        }
     }
 
     #[test]
@@ -807,7 +993,7 @@ mod tests {
         assert_eq!(m[0], vec![true, true, true, false, false]);
         assert_eq!(m[2], vec![true; 5]);
         // One query, no window: nothing to mask.
-        assert!(attention_mask(&[1], 10, None, &Device::Cpu).unwrap().is_none());
+        assert!(attention_mask(&segment_slots(&[1], 10), 10, None, &Device::Cpu).unwrap().is_none());
     }
 
     #[test]
@@ -818,7 +1004,7 @@ mod tests {
         let m = mask_rows(3, 0, Some(2));
         assert_eq!(m[2], vec![false, true, true]);
         // Within the window a single query needs no mask.
-        assert!(attention_mask(&[1], 1, Some(2), &Device::Cpu).unwrap().is_none());
+        assert!(attention_mask(&segment_slots(&[1], 1), 1, Some(2), &Device::Cpu).unwrap().is_none());
     }
 }
 
@@ -836,18 +1022,20 @@ mod gqa_tests {
         let v = Tensor::randn(0f32, 1.0, (1, n_kv, total, hd), &dev).unwrap();
         let kr = candle_transformers::utils::repeat_kv(k.clone(), rep).unwrap();
         let vr = candle_transformers::utils::repeat_kv(v.clone(), rep).unwrap();
-        let m = super::attention_mask(&[seq], total - seq, None, &dev).unwrap().unwrap();
+        let m = super::attention_mask(&super::segment_slots(&[seq], total - seq), total - seq, None, &dev)
+            .unwrap()
+            .unwrap();
         let a = q.matmul(&kr.t().unwrap()).unwrap().broadcast_add(&m).unwrap();
         let a = candle_nn::ops::softmax_last_dim(&a).unwrap().matmul(&vr).unwrap();
         // The forward pass's own attention, on the un-repeated K/V.
-        let b = super::grouped_attention(&q, &k, &v, Some(&m), 1.0).unwrap();
+        let b = super::grouped_attention(&q, &k, &v, Some(&m), 1.0, &[]).unwrap();
         let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
         assert!(d < 1e-5, "{d}");
         // And a query head paired with the wrong KV head is caught: swapping
         // the two KV heads changes the answer.
         let swapped = Tensor::cat(&[k.narrow(1, 1, 1).unwrap(), k.narrow(1, 0, 1).unwrap()], 1).unwrap();
-        let c = super::grouped_attention(&q, &swapped, &v, Some(&m), 1.0).unwrap();
-        let a2 = (c - super::grouped_attention(&q, &k, &v, Some(&m), 1.0).unwrap()).unwrap();
+        let c = super::grouped_attention(&q, &swapped, &v, Some(&m), 1.0, &[]).unwrap();
+        let a2 = (c - super::grouped_attention(&q, &k, &v, Some(&m), 1.0, &[]).unwrap()).unwrap();
         assert!(a2.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() > 1e-3);
     }
 }

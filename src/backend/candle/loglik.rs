@@ -1,0 +1,315 @@
+//! Log-likelihood scoring on the in-process engine: each request's context
+//! and continuations tokenized as lm-evaluation-harness does, then evaluated
+//! several questions per forward pass.
+//!
+//! A pass packs questions one after another, each its context (the trunk)
+//! followed by its continuations (branches), with positions that restart at
+//! the context's end for every continuation and a mask that lets each token
+//! see the shared-prefix cache, its own context and its own branch only
+//! ([`Slot`]): the numbers of one pass per continuation, up to rounding, in
+//! fewer and larger matrix products (the weights are dequantized and packed
+//! once per pass, not once per question). A context's last position scores
+//! every continuation's first token; each continuation's own positions but
+//! its last score the rest.
+//!
+//! Requests too long for one pass (a context of more than
+//! [`PACK_TOKENS`] tokens) take the two-step path: the context in chunks
+//! into a KV cache, then its continuations packed on snapshots of it.
+
+use super::transformer::{KvCache, Slot, PREFILL_CHUNK};
+use super::{token_logprob, with_host_f32, CandleBackend};
+use crate::backend::{ChoiceLogLik, OnResponse, Output, Request, Response, Tagged};
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{IndexOp, Tensor};
+use std::time::Instant;
+
+/// Most tokens one packed pass evaluates (as many as one prefill chunk):
+/// questions are added while their contexts past the prefix cache and
+/// continuations (all but their last tokens) fit.
+pub const PACK_TOKENS: usize = PREFILL_CHUNK;
+
+/// Most logits alive at once when a pass's rows go through the output head
+/// without our streamed head: 4 Mi floats (16 MiB), 85 rows of SmolLM2's 49k
+/// vocabulary at a time; at least [`HEAD_MIN_ROWS`] rows (Gemma's 262k: 32
+/// MiB), since each call streams the whole head weight once.
+const HEAD_LOGITS: usize = 4 << 20;
+const HEAD_MIN_ROWS: usize = 32;
+
+/// One log-likelihood request, tokenized.
+struct Choices {
+    /// The context's token ids (BOS included where the model adds one).
+    ctx: Vec<u32>,
+    /// Each continuation's token ids: those of `encode(context +
+    /// continuation)` past the context's.
+    conts: Vec<Vec<u32>>,
+    /// Leading tokens of `ctx` that the shared-prefix cache holds.
+    cached: usize,
+    /// Seconds spent evaluating a new shared prefix for this request.
+    prefix_s: f64,
+    /// Seconds spent tokenizing it.
+    tokenize_s: f64,
+}
+
+impl Choices {
+    /// Tokens a pass evaluates for it: the context past the prefix cache,
+    /// and each continuation but its last token.
+    fn pass_tokens(&self) -> usize {
+        self.ctx.len() - self.cached + self.conts.iter().map(|c| c.len() - 1).sum::<usize>()
+    }
+
+    /// Positions its longest continuation reaches.
+    fn end(&self) -> usize {
+        self.ctx.len() + self.conts.iter().map(|c| c.len() - 1).max().unwrap_or(0)
+    }
+
+    /// Prompt positions the model takes in for it (see [`Response::tokens_in`]).
+    fn tokens_in(&self) -> usize {
+        self.ctx.len() + self.conts.iter().map(|c| c.len() - 1).sum::<usize>()
+    }
+
+    fn response(&self, scores: Vec<ChoiceLogLik>, wall_s: f64) -> Response {
+        Response {
+            served: None,
+            output: Output::LogLikelihood(scores),
+            tokens_in: self.tokens_in(),
+            tokens_cached: self.cached,
+            tokens_out: 0,
+            wall_s,
+            prefix_s: self.prefix_s,
+            ttft_s: None,
+            decode_tok_per_s: None,
+        }
+    }
+}
+
+/// Each continuation's running log-likelihood, from its first token's score.
+fn first_scores(conts: &[Vec<u32>], first: impl Fn(usize, u32) -> (f64, bool)) -> Vec<ChoiceLogLik> {
+    conts
+        .iter()
+        .enumerate()
+        .map(|(c, toks)| {
+            let (logprob, is_greedy) = first(c, toks[0]);
+            ChoiceLogLik { logprob, n_tokens: toks.len(), is_greedy }
+        })
+        .collect()
+}
+
+impl CandleBackend {
+    /// Answers `batch` in order, calling `on_response` per request:
+    /// consecutive log-likelihood requests that share their prefix cache are
+    /// gathered while they fit one pass of [`PACK_TOKENS`] and scored
+    /// together; anything else is answered alone. A request that cannot be
+    /// tokenized fails alone; a pass that fails fails its requests only.
+    pub(super) fn run_loglikelihoods(&mut self, batch: Vec<Tagged>, on_response: &mut OnResponse) -> Result<()> {
+        let mut pack: Vec<(usize, Choices)> = Vec::new();
+        let mut pack_prefix: Option<String> = None;
+        for Tagged { tag, request } in batch {
+            let Request::LogLikelihood { context, continuations, shared_prefix } = &request else {
+                self.flush(&mut pack, on_response)?;
+                on_response(tag, self.run(&request))?;
+                continue;
+            };
+            if *shared_prefix != pack_prefix {
+                // Tokenizing it may replace the prefix cache the pack needs.
+                self.flush(&mut pack, on_response)?;
+                pack_prefix.clone_from(shared_prefix);
+            }
+            let choices = match self.choices(context, continuations, shared_prefix.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    on_response(tag, Err(e))?;
+                    continue;
+                }
+            };
+            if !self.fits_a_pass(&choices) {
+                on_response(tag, self.score_alone(&choices))?;
+                continue;
+            }
+            let filled: usize = pack.iter().map(|(_, c)| c.pass_tokens()).sum();
+            if pack
+                .first()
+                .is_some_and(|(_, c)| c.cached != choices.cached || filled + choices.pass_tokens() > PACK_TOKENS)
+            {
+                self.flush(&mut pack, on_response)?;
+            }
+            pack.push((tag, choices));
+        }
+        self.flush(&mut pack, on_response)
+    }
+
+    /// Scores the gathered requests in one pass and hands back each response.
+    fn flush(&mut self, pack: &mut Vec<(usize, Choices)>, on_response: &mut OnResponse) -> Result<()> {
+        if pack.is_empty() {
+            return Ok(());
+        }
+        let (tags, items): (Vec<usize>, Vec<Choices>) = pack.drain(..).unzip();
+        match self.score_packed(&items) {
+            Ok(responses) => tags.into_iter().zip(responses).try_for_each(|(tag, r)| on_response(tag, Ok(r))),
+            Err(e) => tags.into_iter().try_for_each(|tag| on_response(tag, Err(anyhow!("{e:#}")))),
+        }
+    }
+
+    /// Scores every continuation after one shared context (one request).
+    pub(super) fn loglikelihood(
+        &mut self,
+        context: &str,
+        continuations: &[String],
+        shared_prefix: Option<&str>,
+    ) -> Result<Response> {
+        let choices = self.choices(context, continuations, shared_prefix)?;
+        if self.fits_a_pass(&choices) {
+            return Ok(self.score_packed(std::slice::from_ref(&choices))?.remove(0));
+        }
+        self.score_alone(&choices)
+    }
+
+    /// Tokenizes a request as lm-evaluation-harness does: trailing spaces of
+    /// the context move to the continuation, and a continuation's tokens are
+    /// those of `encode(context + continuation)` past `len(encode(context))`.
+    /// Evaluates its shared prefix into the prefix cache first when that
+    /// holds another one.
+    fn choices(&mut self, context: &str, continuations: &[String], shared_prefix: Option<&str>) -> Result<Choices> {
+        let prefix_s = self.ensure_prefix(shared_prefix)?;
+        let start = Instant::now();
+        let trimmed = context.trim_end_matches(' ');
+        let moved = &context[trimmed.len()..];
+        let ctx = self.prompt_ids(trimmed)?;
+        let mut conts = Vec::with_capacity(continuations.len());
+        for cont in continuations {
+            let whole = self.prompt_ids(&format!("{trimmed}{moved}{cont}"))?;
+            let ids: Vec<u32> = whole.get(ctx.len()..).unwrap_or_default().to_vec();
+            if ids.is_empty() {
+                bail!("continuation {cont:?} has no tokens of its own after the context");
+            }
+            conts.push(ids);
+        }
+        let cached = self.cached_len(&ctx, shared_prefix);
+        Ok(Choices { ctx, conts, cached, prefix_s, tokenize_s: start.elapsed().as_secs_f64() })
+    }
+
+    /// Whether a request goes into a packed pass: it fits one, and its
+    /// longest continuation stays within the model's context (a longer one
+    /// fails alone, with its own error).
+    fn fits_a_pass(&self, c: &Choices) -> bool {
+        c.pass_tokens() <= PACK_TOKENS && c.end() <= self.model.max_seq_len()
+    }
+
+    /// One forward pass over `items` (all with the same `cached` prefix
+    /// length) laid out as [`Slot`]s: each item's context past the cache
+    /// (trunk), then each continuation but its last token (branch `c + 1`,
+    /// positions from the context's end). The context's last row scores the
+    /// continuations' first tokens, each branch row the next token of its
+    /// continuation. Each response's `wall_s` is its tokenization plus the
+    /// pass's time shared out by the tokens each item put in it.
+    fn score_packed(&mut self, items: &[Choices]) -> Result<Vec<Response>> {
+        let start = Instant::now();
+        let cached = items.first().map_or(0, |c| c.cached);
+        let mut cache = self.start_cache(cached);
+        let (mut tokens, mut slots, mut rows, mut targets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (doc, it) in (0u32..).zip(items) {
+            debug_assert_eq!(it.cached, cached);
+            for (pos, &t) in (cached..).zip(&it.ctx[cached..]) {
+                tokens.push(t);
+                slots.push(Slot { doc, branch: 0, pos: pos as u32 });
+            }
+            let last = tokens.len() as u32 - 1;
+            for cont in &it.conts {
+                rows.push(last);
+                targets.push(cont[0]);
+            }
+            for (branch, cont) in (1u32..).zip(&it.conts) {
+                for (pos, w) in (it.ctx.len()..).zip(cont.windows(2)) {
+                    rows.push(tokens.len() as u32);
+                    targets.push(w[1]);
+                    tokens.push(w[0]);
+                    slots.push(Slot { doc, branch, pos: pos as u32 });
+                }
+            }
+        }
+        let hidden = self.model.hidden_packed(&tokens, &slots, &mut cache, &rows)?;
+        let mut scored = self.head_scores(&hidden, &targets)?.into_iter();
+        let pass_s = start.elapsed().as_secs_f64();
+        let total = tokens.len() as f64;
+        Ok(items
+            .iter()
+            .map(|it| {
+                // Rows come in the order they were listed: the first tokens, then each branch's.
+                let firsts: Vec<(f64, bool)> = scored.by_ref().take(it.conts.len()).collect();
+                let mut scores = first_scores(&it.conts, |c, _| firsts[c]);
+                for (score, cont) in scores.iter_mut().zip(&it.conts) {
+                    for (lp, greedy) in scored.by_ref().take(cont.len() - 1) {
+                        score.logprob += lp;
+                        score.is_greedy &= greedy;
+                    }
+                }
+                it.response(scores, it.tokenize_s + pass_s * it.pass_tokens() as f64 / total)
+            })
+            .collect())
+    }
+
+    /// A request too long for one pass: its context into a KV cache (in
+    /// chunks, after the prefix cache), whose last position scores each
+    /// continuation's first token; then the continuations' other tokens
+    /// packed together on snapshots of that cache, at most [`PACK_TOKENS`]
+    /// rows a pass.
+    fn score_alone(&mut self, it: &Choices) -> Result<Response> {
+        let start = Instant::now();
+        let mut cache = self.start_cache(it.cached);
+        let last = self.model.forward(&it.ctx[it.cached..], &mut cache, 1)?.context("no logits")?;
+        let last: Vec<f32> = last.i(0)?.to_vec1()?;
+        let mut scores = first_scores(&it.conts, |_, tok| token_logprob(&last, tok));
+        let conts = &it.conts;
+        let mut next = 0;
+        while next < conts.len() {
+            let (mut group, mut rows) = (Vec::new(), 0);
+            while next < conts.len() {
+                let n = conts[next].len() - 1;
+                if n > 0 && !group.is_empty() && rows + n > PACK_TOKENS {
+                    break;
+                }
+                if n > 0 {
+                    group.push(next);
+                    rows += n;
+                }
+                next += 1;
+            }
+            if group.is_empty() {
+                continue;
+            }
+            let segments: Vec<usize> = group.iter().map(|&g| conts[g].len() - 1).collect();
+            let tokens: Vec<u32> = group.iter().flat_map(|&g| conts[g][..conts[g].len() - 1].iter().copied()).collect();
+            let mut snap: KvCache = cache.clone();
+            let hidden: Tensor = self
+                .model
+                .hidden_segments(&tokens, &segments, &mut snap, tokens.len())?
+                .context("no logits for the continuations")?;
+            // Row i of continuation g scores its token i + 1.
+            let owners = group.iter().flat_map(|&g| std::iter::repeat_n(g, conts[g].len() - 1));
+            let targets: Vec<u32> = group.iter().flat_map(|&g| conts[g][1..].iter().copied()).collect();
+            for (g, (lp, greedy)) in owners.zip(self.head_scores(&hidden, &targets)?) {
+                scores[g].logprob += lp;
+                scores[g].is_greedy &= greedy;
+            }
+        }
+        Ok(it.response(scores, it.tokenize_s + start.elapsed().as_secs_f64()))
+    }
+
+    /// (log p(`targets[i]`), is it the argmax) for each row of final hidden
+    /// states: streamed through the output head where our kernels cover it,
+    /// else from logits computed a few rows at a time ([`HEAD_LOGITS`]).
+    fn head_scores(&self, hidden: &Tensor, targets: &[u32]) -> Result<Vec<(f64, bool)>> {
+        if let Some(streamed) = self.model.head_logprobs(hidden, targets)? {
+            return Ok(streamed);
+        }
+        let vocab = self.model.vocab_size();
+        let rows = (HEAD_LOGITS / vocab.max(1)).max(HEAD_MIN_ROWS);
+        let mut out = Vec::with_capacity(targets.len());
+        for (c, chunk) in targets.chunks(rows).enumerate() {
+            let logits = self.model.head(&hidden.narrow(0, c * rows, chunk.len())?)?;
+            with_host_f32(&logits, |values| {
+                out.extend(chunk.iter().zip(values.chunks_exact(vocab)).map(|(&tok, row)| token_logprob(row, tok)))
+            })?;
+        }
+        Ok(out)
+    }
+}

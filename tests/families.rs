@@ -182,7 +182,9 @@ fn packed_continuations_score_as_one_pass_each() {
 /// batch mixes questions that share a few-shot prefix (taken from the
 /// prefix cache), one too long for a pass (a context past Gemma's 512-token
 /// window: scored alone), and one with an empty continuation, which fails
-/// alone while the others are answered.
+/// alone while the others are answered. And each question's numbers are
+/// bit for bit those it gets asked alone, with the file's own quantized
+/// weights too (what a resumed run relies on).
 #[test]
 fn batched_questions_score_as_one_sequence_each() {
     use openweigh::backend::candle::token_logprob;
@@ -204,6 +206,7 @@ fn batched_questions_score_as_one_sequence_each() {
             None,
         ),
         ("Water freezes at".into(), strings(&[" zero degrees Celsius", " noon"]), None),
+        ("Is ice cold?".into(), strings(&[" yes", " no"]), None),
         (format!("{prefix}Question: What is 3 + 3?\nAnswer:"), strings(&[" 6", " 7 or so"]), Some(prefix.clone())),
         (
             format!("{prefix}Question: What is the capital of Italy?\nAnswer:"),
@@ -211,20 +214,22 @@ fn batched_questions_score_as_one_sequence_each() {
             Some(prefix),
         ),
     ];
-    for path in [default_model(), catalog_model(GEMMA)] {
-        let mut b = load(&path, WeightFormat::F32);
-        let batch = questions
-            .iter()
-            .enumerate()
-            .map(|(tag, (context, continuations, shared_prefix))| Tagged {
-                tag,
-                request: Request::LogLikelihood {
-                    context: context.clone(),
-                    continuations: continuations.clone(),
-                    shared_prefix: shared_prefix.clone(),
-                },
-            })
-            .collect();
+    let requests: Vec<Request> = questions
+        .iter()
+        .map(|(context, continuations, shared_prefix)| Request::LogLikelihood {
+            context: context.clone(),
+            continuations: continuations.clone(),
+            shared_prefix: shared_prefix.clone(),
+        })
+        .collect();
+    for (path, format) in [
+        (default_model(), WeightFormat::F32),
+        (catalog_model(GEMMA), WeightFormat::F32),
+        (default_model(), WeightFormat::Native),
+    ] {
+        let mut b = load(&path, format);
+        let batch =
+            requests.iter().enumerate().map(|(tag, request)| Tagged { tag, request: request.clone() }).collect();
         let mut answers: Vec<Option<anyhow::Result<openweigh::backend::Response>>> =
             (0..questions.len()).map(|_| None).collect();
         b.run_batch(batch, &mut |tag, r| {
@@ -248,6 +253,11 @@ fn batched_questions_score_as_one_sequence_each() {
             assert_eq!(r.tokens_cached > 0, shared_prefix.is_some(), "question {q}");
             assert!(r.wall_s > 0.0);
             let Output::LogLikelihood(ll) = r.output else { unreachable!() };
+            let Output::LogLikelihood(solo) = b.run(&requests[q]).unwrap().output else { unreachable!() };
+            assert_eq!(ll, solo, "{} ({format:?}): question {q} batched vs alone", path.display());
+            if format != WeightFormat::F32 {
+                continue;
+            }
             let ctx = ids(&b, context);
             for (c, cont) in continuations.iter().enumerate() {
                 let all = ids(&b, &format!("{context}{cont}"));

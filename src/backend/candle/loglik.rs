@@ -12,10 +12,17 @@
 //! every continuation's first token; each continuation's own positions but
 //! its last score the rest.
 //!
+//! A question's numbers do not depend on what it was packed with: attention
+//! runs document by document over the same keys, the projections compute
+//! each row on its own, and every pass and head call has at least
+//! `GEMM_MIN_ROWS` rows, so it takes the same kernels. A resumed run, or one
+//! with `--limit`, scores each item bit for bit as the full run does.
+//!
 //! Requests too long for one pass (a context of more than
 //! [`PACK_TOKENS`] tokens) take the two-step path: the context in chunks
 //! into a KV cache, then its continuations packed on snapshots of it.
 
+use super::linear::GEMM_MIN_ROWS;
 use super::transformer::{KvCache, Slot, PREFILL_CHUNK};
 use super::{token_logprob, with_host_f32, CandleBackend};
 use crate::backend::{ChoiceLogLik, OnResponse, Output, Request, Response, Tagged};
@@ -226,10 +233,21 @@ impl CandleBackend {
                 }
             }
         }
+        // At least GEMM_MIN_ROWS tokens and head rows, so that every pass
+        // takes the same kernels whatever it holds: a filler document of
+        // repeated tokens (seen by nothing else; its rows are not scored),
+        // and repeated rows whose scores are dropped.
+        let (real_tokens, real_rows) = (tokens.len(), rows.len());
+        for i in real_tokens..GEMM_MIN_ROWS {
+            tokens.push(tokens[0]);
+            slots.push(Slot { doc: items.len() as u32, branch: 0, pos: (cached + i - real_tokens) as u32 });
+        }
+        rows.resize(real_rows.max(GEMM_MIN_ROWS), rows[0]);
+        targets.resize(real_rows.max(GEMM_MIN_ROWS), targets[0]);
         let hidden = self.model.hidden_packed(&tokens, &slots, &mut cache, &rows)?;
-        let mut scored = self.head_scores(&hidden, &targets)?.into_iter();
+        let mut scored = self.head_scores(&hidden, &targets)?.into_iter().take(real_rows);
         let pass_s = start.elapsed().as_secs_f64();
-        let total = tokens.len() as f64;
+        let total = real_tokens as f64;
         Ok(items
             .iter()
             .map(|it| {

@@ -380,34 +380,33 @@ fn segment_slots(segments: &[usize], pos: usize) -> Vec<Slot> {
         .collect()
 }
 
-/// For each token of a packed chunk, the index of its document's first token.
-/// Refuses a chunk not laid out as [`Transformer::hidden_packed`] asks
-/// (documents one after another, each trunk first, then branch after branch,
-/// positions rising within each), so that every key a query may see lies
-/// between its document's first token and itself.
-fn document_starts(slots: &[Slot]) -> Result<Vec<usize>> {
-    let mut starts = Vec::with_capacity(slots.len());
+/// The chunk-index ranges of a packed chunk's documents. Refuses a chunk not
+/// laid out as [`Transformer::hidden_packed`] asks (documents one after
+/// another, each trunk first, then branch after branch, positions rising
+/// within each), so that every key a query may see lies between its
+/// document's first token and itself.
+fn document_ranges(slots: &[Slot]) -> Result<Vec<(usize, usize)>> {
+    let mut ranges = Vec::new();
     let mut start = 0;
-    for (i, s) in slots.iter().enumerate() {
-        if i > 0 {
-            let p = slots[i - 1];
-            let ordered = if s.doc != p.doc {
-                s.doc > p.doc
-            } else if s.branch != p.branch {
-                s.branch > p.branch
-            } else {
-                s.pos > p.pos
-            };
-            if !ordered {
-                bail!("packed chunk out of order at token {i}: {p:?} then {s:?}");
-            }
-            if s.doc != p.doc {
-                start = i;
-            }
+    for (i, pair) in slots.windows(2).enumerate() {
+        let (p, s) = (pair[0], pair[1]);
+        let ordered = if s.doc != p.doc {
+            s.doc > p.doc
+        } else if s.branch != p.branch {
+            s.branch > p.branch
+        } else {
+            s.pos > p.pos
+        };
+        if !ordered {
+            bail!("packed chunk out of order at token {}: {p:?} then {s:?}", i + 1);
         }
-        starts.push(start);
+        if s.doc != p.doc {
+            ranges.push((start, i + 1));
+            start = i + 1;
+        }
     }
-    Ok(starts)
+    ranges.push((start, slots.len()));
+    Ok(ranges)
 }
 
 /// The additive attention mask of a packed chunk after `pos` cached
@@ -444,19 +443,55 @@ fn attention_mask(slots: &[Slot], pos: usize, window: Option<usize>, device: &De
     Ok(Some(Tensor::from_vec(m, (seq_len, total), device)?))
 }
 
-/// The keys `(first, end)` (cache positions, then chunk tokens) each block of
-/// [`ATTENTION_BLOCK`] queries may see: up to the block's last query (later
-/// chunk tokens are later in their branch, or in a later branch or
-/// document), and without a cache from the block's first document's first
-/// token (earlier documents are hidden). Keys outside are never computed.
-fn block_keys(starts: &[usize], pos: usize) -> Vec<(usize, usize)> {
-    (0..starts.len())
-        .step_by(ATTENTION_BLOCK)
-        .map(|s0| {
-            let end = pos + (s0 + ATTENTION_BLOCK).min(starts.len());
-            (if pos == 0 { starts[s0] } else { 0 }, end)
-        })
-        .collect()
+/// The keys `(first, end)` each block of [`ATTENTION_BLOCK`] queries of a
+/// document of `len` tokens after `pos` cached positions may see: the cache
+/// and the document up to the block's last query (later tokens are later in
+/// their branch, or in a later branch). Keys past it are never computed.
+fn block_keys(len: usize, pos: usize) -> Vec<(usize, usize)> {
+    (0..len).step_by(ATTENTION_BLOCK).map(|s0| (0, pos + (s0 + ATTENTION_BLOCK).min(len))).collect()
+}
+
+/// One document of a packed chunk, as its attention needs it: its range of
+/// chunk tokens, its masks over the cache and its own tokens (global and
+/// sliding-window layers), and its blocks' keys.
+struct DocAttention {
+    range: (usize, usize),
+    global_mask: Option<Tensor>,
+    local_mask: Option<Tensor>,
+    keys: Vec<(usize, usize)>,
+}
+
+/// Attention of a packed chunk's queries `q` (1, heads, chunk, head_dim),
+/// document by document, each over the `pos` cached keys and its own
+/// (`k`/`v`: cache then chunk). A document's keys, masks and sums are the
+/// same whatever else is in the chunk, so its numbers are too, bit for bit.
+fn packed_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    docs: &[DocAttention],
+    pos: usize,
+    local: bool,
+    scale: f64,
+) -> Result<Tensor> {
+    let mut parts = Vec::with_capacity(docs.len());
+    for d in docs {
+        let (s, e) = d.range;
+        let n = e - s;
+        let qd = if docs.len() == 1 { q.clone() } else { q.narrow(2, s, n)?.contiguous()? };
+        let own = |t: &Tensor| -> Result<Tensor> {
+            Ok(if s == 0 {
+                t.narrow(2, 0, pos + n)?
+            } else if pos == 0 {
+                t.narrow(2, s, n)?
+            } else {
+                Tensor::cat(&[t.narrow(2, 0, pos)?, t.narrow(2, pos + s, n)?], 2)?
+            })
+        };
+        let mask = if local { &d.local_mask } else { &d.global_mask };
+        parts.push(grouped_attention(&qd, &own(k)?, &own(v)?, mask.as_ref(), scale, &d.keys)?);
+    }
+    Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 2)? })
 }
 
 /// Attention of `q` (1, heads, seq, head_dim) over `k`/`v` (1, kv heads,
@@ -768,7 +803,7 @@ impl Transformer {
             bail!("empty chunk, or slots that do not match its tokens");
         }
         let pos = cache.len;
-        let starts = document_starts(slots)?;
+        let ranges = document_ranges(slots)?;
         let end = slots.iter().map(|s| s.pos as usize + 1).max().unwrap_or(0);
         if end > self.max_seq_len {
             bail!("sequence of {end} tokens exceeds the model's context of {}", self.max_seq_len);
@@ -778,12 +813,21 @@ impl Transformer {
         }
         let hp = &self.hp;
         let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let global_mask = attention_mask(slots, pos, None, &self.device)?;
-        let local_mask = match hp.sliding_window {
-            Some(w) => attention_mask(slots, pos, Some(w), &self.device)?,
-            None => None,
-        };
-        let keys = block_keys(&starts, pos);
+        let docs = ranges
+            .iter()
+            .map(|&(s, e)| {
+                let own = &slots[s..e];
+                Ok(DocAttention {
+                    range: (s, e),
+                    global_mask: attention_mask(own, pos, None, &self.device)?,
+                    local_mask: match hp.sliding_window {
+                        Some(w) => attention_mask(own, pos, Some(w), &self.device)?,
+                        None => None,
+                    },
+                    keys: block_keys(e - s, pos),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let plain = slots.iter().enumerate().all(|(i, s)| s.pos as usize == pos + i);
         let ropes: Vec<(Tensor, Tensor)> = if plain {
             self.ropes
@@ -833,8 +877,7 @@ impl Transformer {
             kb.slice_set(&k.contiguous()?, 2, pos)?;
             vb.slice_set(&v, 2, pos)?;
             let (k, v) = (kb.narrow(2, 0, pos + seq_len)?, vb.narrow(2, 0, pos + seq_len)?);
-            let mask = if layer.window.is_some() { &local_mask } else { &global_mask };
-            let y = grouped_attention(&q, &k, &v, mask.as_ref(), hp.attn_scale, &keys)?;
+            let y = packed_attention(&q, &k, &v, &docs, pos, layer.window.is_some(), hp.attn_scale)?;
             let y = y.transpose(1, 2)?.reshape((1, seq_len, hp.n_head * hp.head_dim))?;
             let mut y = a.wo.forward(&y)?;
             if let Some(n) = &layer.post_attn_norm {
@@ -945,14 +988,27 @@ mod tests {
     #[test]
     fn packed_chunks_must_be_laid_out_in_order() {
         let ok = [slot(0, 0, 0), slot(0, 0, 1), slot(0, 1, 2), slot(0, 2, 2), slot(3, 0, 0), slot(3, 1, 1)];
-        assert_eq!(document_starts(&ok).unwrap(), vec![0, 0, 0, 0, 4, 4]);
+        assert_eq!(document_ranges(&ok).unwrap(), vec![(0, 4), (4, 6)]);
         for bad in [
             vec![slot(0, 1, 2), slot(0, 0, 3)], // trunk after a branch
             vec![slot(1, 0, 0), slot(0, 0, 1)], // a document again
             vec![slot(0, 0, 1), slot(0, 0, 1)], // positions not rising
         ] {
-            assert!(document_starts(&bad).is_err(), "{bad:?}");
+            assert!(document_ranges(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// A document of `n` tokens: trunk, then two branches.
+    fn document(doc: u32, n: u32, pos: u32) -> Vec<Slot> {
+        let trunk = n / 2;
+        let mut slots: Vec<Slot> = (0..trunk).map(|p| slot(doc, 0, pos + p)).collect();
+        slots.extend((trunk..n - n / 4).map(|p| slot(doc, 1, pos + p)));
+        slots.extend((trunk..trunk + n / 4).map(|p| slot(doc, 2, pos + p)));
+        slots
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
     }
 
     /// Trimming each block of queries to the keys it may see gives the
@@ -960,30 +1016,70 @@ mod tests {
     #[test]
     fn attention_blocks_skip_only_hidden_keys() {
         let dev = Device::Cpu;
-        // Three documents of 120, 100 and 80 tokens: trunk then two branches.
-        let mut slots = Vec::new();
-        for (d, n) in [120u32, 100, 80].into_iter().enumerate() {
-            let trunk = n / 2;
-            slots.extend((0..trunk).map(|p| slot(d as u32, 0, p)));
-            slots.extend((trunk..n - n / 4).map(|p| slot(d as u32, 1, p)));
-            slots.extend((trunk..trunk + n / 4).map(|p| slot(d as u32, 2, p)));
-        }
         for pos in [0usize, 7] {
-            let slots: Vec<Slot> = slots.iter().map(|s| slot(s.doc, s.branch, s.pos + pos as u32)).collect();
+            let slots = document(0, 300, pos as u32);
             let (seq, total) = (slots.len(), pos + slots.len());
             let q = Tensor::randn(0f32, 1.0, (1, 4, seq, 8), &dev).unwrap();
             let k = Tensor::randn(0f32, 1.0, (1, 2, total, 8), &dev).unwrap();
             let v = Tensor::randn(0f32, 1.0, (1, 2, total, 8), &dev).unwrap();
             let m = attention_mask(&slots, pos, None, &dev).unwrap().unwrap();
-            let keys = block_keys(&document_starts(&slots).unwrap(), pos);
-            assert_eq!(keys.len(), seq.div_ceil(ATTENTION_BLOCK));
-            if pos == 0 {
-                assert_eq!(keys[1], (120, 2 * ATTENTION_BLOCK), "block 2 starts in document 1");
-            }
+            let keys = block_keys(seq, pos);
+            assert_eq!(keys, vec![(0, pos + 128), (0, pos + 256), (0, pos + 300)]);
             let all = grouped_attention(&q, &k, &v, Some(&m), 0.3, &[]).unwrap();
             let trimmed = grouped_attention(&q, &k, &v, Some(&m), 0.3, &keys).unwrap();
-            let d = (all - trimmed).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-            assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
+            assert!(max_diff(&all, &trimmed) < 1e-5);
+        }
+    }
+
+    /// Each document of a packed chunk gets, bit for bit, the attention it
+    /// gets alone, whatever it is packed with and wherever it sits; and the
+    /// numbers match one masked attention over the whole chunk.
+    #[test]
+    fn packed_documents_attend_as_if_alone() {
+        let dev = Device::Cpu;
+        for pos in [0usize, 5] {
+            let sizes = [40u32, 150, 9];
+            let slots: Vec<Slot> =
+                sizes.iter().enumerate().flat_map(|(d, &n)| document(d as u32, n, pos as u32)).collect();
+            let (seq, total) = (slots.len(), pos + slots.len());
+            let q = Tensor::randn(0f32, 1.0, (1, 4, seq, 8), &dev).unwrap();
+            let k = Tensor::randn(0f32, 1.0, (1, 2, total, 8), &dev).unwrap();
+            let v = Tensor::randn(0f32, 1.0, (1, 2, total, 8), &dev).unwrap();
+            let docs_of = |slots: &[Slot]| -> Vec<DocAttention> {
+                document_ranges(slots)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(s, e)| DocAttention {
+                        range: (s, e),
+                        global_mask: attention_mask(&slots[s..e], pos, None, &dev).unwrap(),
+                        local_mask: None,
+                        keys: block_keys(e - s, pos),
+                    })
+                    .collect()
+            };
+            let packed = packed_attention(&q, &k, &v, &docs_of(&slots), pos, false, 0.3).unwrap();
+            let whole = attention_mask(&slots, pos, None, &dev).unwrap();
+            let reference = grouped_attention(&q, &k, &v, whole.as_ref(), 0.3, &[]).unwrap();
+            assert!(max_diff(&packed, &reference) < 1e-5);
+            // Document 1 alone: its queries, the cache's keys and its own.
+            let (s, e) = (40, 190);
+            let alone_k = |t: &Tensor| match pos {
+                0 => t.narrow(2, s, e - s).unwrap().contiguous().unwrap(),
+                _ => Tensor::cat(&[t.narrow(2, 0, pos).unwrap(), t.narrow(2, pos + s, e - s).unwrap()], 2).unwrap(),
+            };
+            let own = &slots[s..e];
+            let alone = packed_attention(
+                &q.narrow(2, s, e - s).unwrap().contiguous().unwrap(),
+                &alone_k(&k),
+                &alone_k(&v),
+                &docs_of(own),
+                pos,
+                false,
+                0.3,
+            )
+            .unwrap();
+            let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(bits(&alone), bits(&packed.narrow(2, s, e - s).unwrap()));
         }
     }
 

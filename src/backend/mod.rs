@@ -149,6 +149,11 @@ pub trait Engine {
     fn chat_loglikelihood(&self) -> bool {
         true
     }
+    /// Most tokens of a forward pass into which the engine packs consecutive
+    /// log-likelihood requests (`None`: one request per pass).
+    fn loglik_pack_tokens(&self) -> Option<usize> {
+        None
+    }
     /// Checks, before any item is scored, that this engine's log-likelihoods
     /// can be trusted; an error says why not and what to do instead.
     fn check_loglikelihood(&mut self) -> Result<()> {

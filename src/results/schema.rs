@@ -176,8 +176,15 @@ pub struct RunMeta {
     pub threads: usize,
     /// `--limit` (items per task), if given.
     pub limit: Option<usize>,
-    /// Items evaluated one at a time (no batching).
+    /// Items handed to the engine at a time (1: each item's requests on
+    /// their own; scores never depend on it).
     pub batch_size: usize,
+    /// Most tokens of one forward pass into which the in-process engine packs
+    /// consecutive log-likelihood requests (several questions per pass; each
+    /// question's numbers are bit for bit those it gets alone); `None`: one
+    /// request per pass (served models, runs before packing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loglik_pack_tokens: Option<usize>,
     pub speed_probe: Option<SpeedProbe>,
     /// Peak resident set size of the process (bytes; VmHWM, else getrusage ru_maxrss).
     pub peak_rss_byte: u64,

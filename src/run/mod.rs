@@ -197,6 +197,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         threads: opts.threads,
         limit: opts.limit,
         batch_size: 1,
+        loglik_pack_tokens: engine.loglik_pack_tokens(),
         speed_probe: None,
         peak_rss_byte: measure::peak_rss_byte(),
         peak_rss_scope: peak_rss_scope.into(),

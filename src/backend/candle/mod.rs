@@ -395,6 +395,10 @@ impl Engine for CandleBackend {
         CandleBackend::apply_chat_template(self, user)
     }
 
+    fn loglik_pack_tokens(&self) -> Option<usize> {
+        Some(loglik::PACK_TOKENS)
+    }
+
     /// In the batch's order; consecutive log-likelihood requests go through
     /// the model several at a time ([`CandleBackend::run_loglikelihoods`]).
     fn run_batch(&mut self, batch: Vec<Tagged>, on_response: &mut OnResponse) -> Result<()> {

@@ -69,9 +69,10 @@ impl Choices {
         self.ctx.len() + self.conts.iter().map(|c| c.len() - 1).max().unwrap_or(0)
     }
 
-    /// Prompt positions the model takes in for it (see [`Response::tokens_in`]).
+    /// Prompt positions the model takes in for it (see [`Response::tokens_in`]):
+    /// those a pass evaluates plus those taken from the prefix cache.
     fn tokens_in(&self) -> usize {
-        self.ctx.len() + self.conts.iter().map(|c| c.len() - 1).sum::<usize>()
+        self.pass_tokens() + self.cached
     }
 
     fn response(&self, scores: Vec<ChoiceLogLik>, wall_s: f64) -> Response {

@@ -9,8 +9,11 @@
 //!   products of the file's blocks against the activation rows quantized to
 //!   8 bits (as llama.cpp's `q4_1_q8_1`, `q5_0_q8_0`, `q8_0_q8_0`;
 //!   `vpdpbusd` where AVX-512 VNNI is compiled in), each weight row read as
-//!   one stream, so Q4_1 files stream their 4-bit weights per token; with
-//!   several rows, a Q4_1/Q5_0 weight row is unpacked to bytes once for all;
+//!   one stream, so Q4_1 files stream their 4-bit weights per token; Q5_0
+//!   and Q8_0 weights a projection owns alone are regrouped at load, four
+//!   blocks' scales first ([`BlockOrder::Grouped`]: same bytes, half the
+//!   instructions per Q5_0 block); with several rows, a Q4_1/Q5_0 weight row
+//!   is unpacked to bytes once for all;
 //! - **more rows** (prefill chunks, packed continuations): the weight dequantized to f32 one panel
 //!   of output rows at a time into a per-thread scratch buffer small enough to
 //!   stay in cache, multiplied with the `gemm` crate (the f32 kernel candle's
@@ -46,15 +49,45 @@ const PANEL_ROWS: usize = 64;
 
 /// A projection's weight and the kernels that can multiply by it.
 pub struct Linear {
-    mm: QMatMul,
-    /// The weight when our own CPU paths may run (quantized, on the CPU,
-    /// a CPU with AVX2/FMA/F16C): None means candle's kernels only.
-    own: Option<Arc<QTensor>>,
+    weights: Weights,
     /// Output features (rows of W).
     n: usize,
     /// Input features (columns of W).
     k: usize,
 }
+
+/// Where a weight's bytes live and whose kernels read them.
+enum Weights {
+    /// candle's `QMatMul` (types we have no kernels for, f32, CUDA, CPUs
+    /// without AVX2/FMA/F16C, `OPENWEIGH_CANDLE_KERNELS=1`).
+    Candle(QMatMul),
+    /// Our kernels on the file's blocks, the tensor shared with others (a
+    /// tied embedding table) or of a type we do not regroup (Q4_1).
+    Blocks(Arc<QTensor>),
+    /// Our kernels on the rows regrouped at load ([`BlockOrder::Grouped`]): the
+    /// same bytes in another order, the file's copy dropped.
+    Grouped { dtype: GgmlDType, data: Vec<u8> },
+}
+
+/// A weight our kernels run: its type, block order and bytes.
+type OwnWeight<'a> = (GgmlDType, BlockOrder, std::borrow::Cow<'a, [u8]>);
+
+/// The order of a weight's blocks in memory, as our kernels read it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum BlockOrder {
+    /// The GGUF layout: each row its blocks one after another.
+    Blocks,
+    /// Q5_0 and Q8_0 rows in groups of [`GROUP`] blocks (88 and 136 bytes,
+    /// as four of the file's blocks) with the four f16 scales first and
+    /// the quants after them in the order the AVX2 kernels consume, so a
+    /// group's scales convert and multiply in one instruction each and a
+    /// Q5_0 value costs fewer instructions to assemble (see
+    /// [`regroup`]); a row's last `kb % 4` blocks stay as in the file.
+    Grouped,
+}
+
+/// Blocks of 32 values per group of [`BlockOrder::Grouped`].
+const GROUP: usize = 4;
 
 /// Whether this CPU runs our x86 kernels (checked once per weight at load).
 fn cpu_has_kernels() -> bool {
@@ -79,20 +112,96 @@ fn own_dot(t: GgmlDType) -> bool {
     matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q8_0)
 }
 
+/// Whether our kernels run `w` (see [`Weights`]).
+fn ours(w: &QTensor) -> bool {
+    w.device().is_cpu()
+        && own_dot(w.dtype())
+        && w.shape().dims().last().is_some_and(|k| k % w.dtype().block_size() == 0)
+        && cpu_has_kernels()
+        && std::env::var_os("OPENWEIGH_CANDLE_KERNELS").is_none()
+}
+
+/// The types [`BlockOrder::Grouped`] exists for. Q4_1 keeps the file's layout:
+/// its kernel already takes two blocks per step (their nibbles in one
+/// register, their scales in one conversion).
+fn regroups(t: GgmlDType) -> bool {
+    matches!(t, GgmlDType::Q5_0 | GgmlDType::Q8_0)
+}
+
+/// `n` rows of `kb` blocks of type `t` (Q5_0 or Q8_0) in the file's layout,
+/// reordered into [`BlockOrder::Grouped`] (the same number of bytes). A group
+/// of four Q5_0 blocks (each f16 d, 32 high bits, 16 bytes of nibbles with
+/// element i low and i + 16 high) becomes
+/// - 8 bytes: the four d;
+/// - 16 bytes: byte i holds, in its low nibble, the high bit of element i
+///   of block b at bit b, and in its high nibble those of element i + 16;
+/// - 2 × 32 bytes: byte j of the first holds element j's low four bits of
+///   block 0 (low nibble) and block 1 (high nibble); the second, blocks 2
+///   and 3.
+///
+/// A group of four Q8_0 blocks becomes the four d, then the four blocks'
+/// 32 quants each. The last `kb % 4` blocks of a row are copied as they are.
+fn regroup(t: GgmlDType, data: &[u8], n: usize, kb: usize) -> Vec<u8> {
+    let bb = t.type_size();
+    let row_bytes = kb * bb;
+    assert!(data.len() >= n * row_bytes, "weight data shorter than {n} rows");
+    let mut out = vec![0u8; n * row_bytes];
+    for (src, dst) in data.chunks_exact(row_bytes).zip(out.chunks_exact_mut(row_bytes)).take(n) {
+        let groups = kb / GROUP;
+        let split = groups * GROUP * bb;
+        dst[split..].copy_from_slice(&src[split..]);
+        for (s, d) in src[..split].chunks_exact(GROUP * bb).zip(dst[..split].chunks_exact_mut(GROUP * bb)) {
+            let block = |b: usize| &s[b * bb..(b + 1) * bb];
+            for b in 0..GROUP {
+                d[2 * b..2 * b + 2].copy_from_slice(&block(b)[..2]);
+            }
+            match t {
+                GgmlDType::Q8_0 => {
+                    for b in 0..GROUP {
+                        d[8 + 32 * b..8 + 32 * (b + 1)].copy_from_slice(&block(b)[2..34]);
+                    }
+                }
+                GgmlDType::Q5_0 => {
+                    let (bits, nib) = d[8..].split_at_mut(16);
+                    for b in 0..GROUP {
+                        let blk = block(b);
+                        let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                        let nib = &mut nib[32 * (b / 2)..32 * (b / 2) + 32];
+                        let shift = 4 * (b % 2);
+                        for i in 0..16 {
+                            // Elements i and i + 16.
+                            let (h0, h1) = (((qh >> i) & 1) as u8, ((qh >> (i + 16)) & 1) as u8);
+                            bits[i] |= (h0 | h1 << 4) << b;
+                            nib[i] |= (blk[6 + i] & 0x0F) << shift;
+                            nib[i + 16] |= (blk[6 + i] >> 4) << shift;
+                        }
+                    }
+                }
+                other => unreachable!("no grouped layout for {other:?}"),
+            }
+        }
+    }
+    out
+}
+
 impl Linear {
+    /// A weight this projection owns alone: Q5_0 and Q8_0 are regrouped
+    /// ([`BlockOrder::Grouped`]) when our kernels run it.
     pub fn new(w: QTensor) -> Result<Self> {
+        let (n, k) = w.shape().dims2()?;
+        if ours(&w) && regroups(w.dtype()) {
+            let data = regroup(w.dtype(), &w.data()?, n, k / 32);
+            return Ok(Self { weights: Weights::Grouped { dtype: w.dtype(), data }, n, k });
+        }
         Self::from_arc(Arc::new(w))
     }
 
+    /// A weight shared with others (a tied embedding table): our kernels
+    /// read the file's blocks as they are.
     pub fn from_arc(w: Arc<QTensor>) -> Result<Self> {
         let (n, k) = w.shape().dims2()?;
-        let own = (w.device().is_cpu()
-            && own_dot(w.dtype())
-            && k % w.dtype().block_size() == 0
-            && cpu_has_kernels()
-            && std::env::var_os("OPENWEIGH_CANDLE_KERNELS").is_none())
-        .then(|| w.clone());
-        Ok(Self { mm: QMatMul::from_arc(w)?, own, n, k })
+        let weights = if ours(&w) { Weights::Blocks(w) } else { Weights::Candle(QMatMul::from_arc(w)?) };
+        Ok(Self { weights, n, k })
     }
 
     /// Output features (rows of W).
@@ -100,14 +209,26 @@ impl Linear {
         self.n
     }
 
+    /// The weight as our kernels read it; None when candle's kernels run it.
+    fn own(&self) -> Result<Option<OwnWeight<'_>>> {
+        Ok(match &self.weights {
+            Weights::Candle(_) => None,
+            Weights::Blocks(w) => Some((w.dtype(), BlockOrder::Blocks, w.data()?)),
+            Weights::Grouped { dtype, data } => Some((*dtype, BlockOrder::Grouped, std::borrow::Cow::Borrowed(data))),
+        })
+    }
+
     /// `x` (…, k) times Wᵀ: (…, n).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let Some(w) = &self.own else { return Ok(self.mm.forward(x)?) };
+        let Some((dtype, layout, data)) = self.own()? else {
+            let Weights::Candle(mm) = &self.weights else { unreachable!("own() is None for candle's only") };
+            return Ok(mm.forward(x)?);
+        };
         let rows = x.elem_count() / self.k.max(1);
         let op = if rows >= GEMM_MIN_ROWS { Op::Gemm } else { Op::Dot };
         let x =
             if x.dtype() == candle_core::DType::F32 { x.contiguous()? } else { x.to_dtype(candle_core::DType::F32)? };
-        Ok(x.apply_op1_no_bwd(&Call { w, n: self.n, k: self.k, op })?)
+        Ok(x.apply_op1_no_bwd(&Call { dtype, layout, data: &data, n: self.n, k: self.k, op })?)
     }
 
     /// For each row `i` of `x` (`m × k`): log p(`targets[i]`) under the
@@ -121,13 +242,12 @@ impl Linear {
     /// 262,144 rows). `None` when our kernels do not cover this weight or `m`
     /// is under [`GEMM_MIN_ROWS`] (the caller computes logits instead).
     pub fn token_logprobs(&self, x: &Tensor, targets: &[u32]) -> Result<Option<Vec<(f64, bool)>>> {
-        let Some(w) = &self.own else { return Ok(None) };
+        let Some((dtype, layout, data)) = self.own()? else { return Ok(None) };
         let m = x.elem_count() / self.k.max(1);
         if m < GEMM_MIN_ROWS || m != targets.len() {
             return Ok(None);
         }
-        let data = w.data()?;
-        let Some(panels) = Panels::new(w.dtype(), &data, self.n, self.k) else { return Ok(None) };
+        let Some(panels) = Panels::new(dtype, layout, &data, self.n, self.k) else { return Ok(None) };
         let x = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         Ok(Some(head_logprobs(panels, &x, m, targets)))
     }
@@ -238,7 +358,9 @@ enum Op {
 }
 
 struct Call<'a> {
-    w: &'a QTensor,
+    dtype: GgmlDType,
+    layout: BlockOrder,
+    data: &'a [u8],
     n: usize,
     k: usize,
     op: Op,
@@ -261,10 +383,10 @@ impl CustomOp1 for Call<'_> {
         }
         let m = x.len() / self.k;
         let mut dst = vec![0f32; m * self.n];
-        let data = self.w.data()?;
+        let (t, layout, data) = (self.dtype, self.layout, self.data);
         match self.op {
-            Op::Gemm => gemm_dispatch(self.w.dtype(), &data, x, m, self.k, self.n, &mut dst),
-            Op::Dot => dot_rows(self.w.dtype(), &data, x, m, self.k, self.n, &mut dst),
+            Op::Gemm => gemm_dispatch(t, layout, data, x, m, self.k, self.n, &mut dst),
+            Op::Dot => dot_rows(t, layout, data, x, m, self.k, self.n, &mut dst),
         }
         let mut out = dims.to_vec();
         *out.last_mut().expect("non-empty dims") = self.n;
@@ -324,14 +446,24 @@ impl DstPtr {
     }
 }
 
-fn gemm_dispatch(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
-    let w =
-        Panels::new(t, data, n, k).unwrap_or_else(|| unreachable!("{t:?} has no kernels of ours (checked at load)"));
+#[allow(clippy::too_many_arguments)]
+fn gemm_dispatch(
+    t: GgmlDType,
+    layout: BlockOrder,
+    data: &[u8],
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    dst: &mut [f32],
+) {
+    let w = Panels::new(t, layout, data, n, k)
+        .unwrap_or_else(|| unreachable!("{t:?} has no kernels of ours (checked at load)"));
     gemm_panels(w, x, m, dst)
 }
 
-/// A quantized weight W (n × k) as the GEMM paths read it: its blocks in
-/// the GGUF layout, the bytes of one row, and its type's dequantizer.
+/// A quantized weight W (n × k) as the GEMM paths read it: its bytes (in
+/// either [`BlockOrder`]), the bytes of one row, and its dequantizer.
 #[derive(Clone, Copy)]
 struct Panels<'a> {
     data: &'a [u8],
@@ -343,11 +475,13 @@ struct Panels<'a> {
 
 impl<'a> Panels<'a> {
     /// `None` for a type without our dequantizer.
-    fn new(t: GgmlDType, data: &'a [u8], n: usize, k: usize) -> Option<Self> {
-        let dequant: Dequant = match t {
-            GgmlDType::Q4_1 => x86::dequant_q4_1,
-            GgmlDType::Q5_0 => x86::dequant_q5_0,
-            GgmlDType::Q8_0 => x86::dequant_q8_0,
+    fn new(t: GgmlDType, layout: BlockOrder, data: &'a [u8], n: usize, k: usize) -> Option<Self> {
+        let dequant: Dequant = match (t, layout) {
+            (GgmlDType::Q4_1, BlockOrder::Blocks) => x86::dequant_q4_1,
+            (GgmlDType::Q5_0, BlockOrder::Blocks) => x86::dequant_q5_0,
+            (GgmlDType::Q8_0, BlockOrder::Blocks) => x86::dequant_q8_0,
+            (GgmlDType::Q5_0, BlockOrder::Grouped) => x86::dequant_q5_0_grouped,
+            (GgmlDType::Q8_0, BlockOrder::Grouped) => x86::dequant_q8_0_grouped,
             _ => return None,
         };
         let row_bytes = k / t.block_size() * t.type_size();
@@ -376,7 +510,10 @@ impl<'a> Panels<'a> {
     ) {
         let k = self.k;
         panel.resize(nj * k, 0.0);
-        (self.dequant)(&self.data[j0 * self.row_bytes..(j0 + nj) * self.row_bytes], &mut panel[..nj * k]);
+        let rows = &self.data[j0 * self.row_bytes..(j0 + nj) * self.row_bytes];
+        for (row, out) in rows.chunks_exact(self.row_bytes).zip(panel.chunks_exact_mut(k)) {
+            (self.dequant)(row, out);
+        }
         // lhs is m × k row-major (x), rhs is k × nj with column j at panel[j·k..].
         gemm::gemm(
             m,
@@ -402,7 +539,7 @@ impl<'a> Panels<'a> {
     }
 }
 
-/// Dequantizes whole blocks (bytes in the GGUF layout) into f32 values.
+/// Dequantizes one row (its bytes, in the dequantizer's layout) into f32 values.
 type Dequant = unsafe fn(&[u8], &mut [f32]);
 
 thread_local! {
@@ -467,23 +604,27 @@ fn quantize_rows(x: &[f32], k: usize, paired: bool) -> Q8Rows {
 }
 
 /// `dst` (m × n) = `x` (m × k) · Wᵀ with our own dot products (m small).
-fn dot_rows(t: GgmlDType, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn dot_rows(t: GgmlDType, layout: BlockOrder, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
     let kb = k / 32;
     // Several rows of a Q4_1/Q5_0 weight: each weight row is unpacked to
     // bytes once and reused for every activation row (the unpacking costs
     // more than the products).
-    let unpack: Option<Unpack> = match t {
-        GgmlDType::Q4_1 if m > 1 => Some(x86::unpack_q4_1),
-        GgmlDType::Q5_0 if m > 1 => Some(x86::unpack_q5_0),
+    let unpack: Option<Unpack> = match (t, layout) {
+        (GgmlDType::Q4_1, BlockOrder::Blocks) if m > 1 => Some(x86::unpack_q4_1),
+        (GgmlDType::Q5_0, BlockOrder::Blocks) if m > 1 => Some(x86::unpack_q5_0),
+        (GgmlDType::Q5_0, BlockOrder::Grouped) if m > 1 => Some(x86::unpack_q5_0_grouped),
         _ => None,
     };
     let row_bytes = kb * t.type_size();
-    let kernel = match (t, unpack) {
-        (_, Some(u)) => Kernel::Unpacked(u),
-        (GgmlDType::Q4_1, None) => Kernel::Direct(x86::dot_q4_1, true),
-        (GgmlDType::Q5_0, None) => Kernel::Direct(x86::dot_q5_0, false),
-        (GgmlDType::Q8_0, None) => Kernel::Direct(x86::dot_q8_0, false),
-        (other, None) => unreachable!("no own dot product for {other:?}"),
+    let kernel = match (t, layout, unpack) {
+        (_, _, Some(u)) => Kernel::Unpacked(u),
+        (GgmlDType::Q4_1, BlockOrder::Blocks, None) => Kernel::Direct(x86::dot_q4_1, true),
+        (GgmlDType::Q5_0, BlockOrder::Blocks, None) => Kernel::Direct(x86::dot_q5_0, false),
+        (GgmlDType::Q8_0, BlockOrder::Blocks, None) => Kernel::Direct(x86::dot_q8_0, false),
+        (GgmlDType::Q5_0, BlockOrder::Grouped, None) => Kernel::Direct(x86::dot_q5_0_grouped, false),
+        (GgmlDType::Q8_0, BlockOrder::Grouped, None) => Kernel::Direct(x86::dot_q8_0_grouped, false),
+        (other, layout, None) => unreachable!("no own dot product for {other:?} ({layout:?})"),
     };
     dot_columns(data, row_bytes, kernel, x, m, k, n, dst)
 }
@@ -722,6 +863,173 @@ mod x86 {
         hsum(acc) - 16.0 * off
     }
 
+    /// Lane `b` of `v`'s low four lanes in all eight (one `vpermps`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lane(v: __m256, b: i32) -> __m256 {
+        _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(b))
+    }
+
+    /// A grouped row's group `g`: its four f16 weight scales times the
+    /// activation row's four `d` (in the low lanes of an 8-lane register, for
+    /// [`lane`]), and the four weight scales times the activation's four `s`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn group_scales(blk: *const u8, xds: *const f32) -> (__m256, __m128) {
+        let d = _mm_cvtph_ps(_mm_loadl_epi64(blk as *const __m128i));
+        // [d0 s0 d1 s1 d2 s2 d3 s3] → [d0 d1 d2 d3 | s0 s1 s2 s3].
+        let xv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xds), _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        let scale = _mm_mul_ps(d, _mm256_castps256_ps128(xv));
+        (_mm256_castps128_ps256(scale), _mm_mul_ps(d, _mm256_extractf128_ps(xv, 1)))
+    }
+
+    /// The four blocks of a grouped Q5_0 group (see `regroup`) as unsigned
+    /// bytes 0..32 in element order: each block's four low bits from its
+    /// nibble register, its high bit moved from bit b of the shared
+    /// high-bit bytes to bit 4 (a 16-bit shift: bits that cross into the
+    /// next byte land below bit 4 and are masked off).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q5_0_group(blk: *const u8) -> [__m256i; 4] {
+        let (m4, bit4) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
+        let hb = nibbles(blk.add(8));
+        let v01 = _mm256_loadu_si256(blk.add(24) as *const __m256i);
+        let v23 = _mm256_loadu_si256(blk.add(56) as *const __m256i);
+        let low = |v: __m256i| _mm256_and_si256(v, m4);
+        let high = |v: __m256i| _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        [
+            _mm256_or_si256(low(v01), _mm256_and_si256(_mm256_slli_epi16(hb, 4), bit4)),
+            _mm256_or_si256(high(v01), _mm256_and_si256(_mm256_slli_epi16(hb, 3), bit4)),
+            _mm256_or_si256(low(v23), _mm256_and_si256(_mm256_slli_epi16(hb, 2), bit4)),
+            _mm256_or_si256(high(v23), _mm256_and_si256(_mm256_slli_epi16(hb, 1), bit4)),
+        ]
+    }
+
+    /// Horizontal sum of four lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum4(v: __m128) -> f32 {
+        let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    /// One grouped Q5_0 weight row (see `regroup`) · an activation row, as
+    /// [`dot_q5_0`]: per group the four scales in one conversion and one
+    /// multiply, the values assembled from shared registers; two
+    /// accumulators, so consecutive blocks' FMAs do not wait on each other.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q5_0_grouped(w: *const u8, x: &Q8Rows, b0: usize, kb: usize) -> f32 {
+        const GROUP_BYTES: usize = 4 * 22;
+        let groups = kb / 4;
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut off = _mm_setzero_ps();
+        let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
+        for g in 0..groups {
+            let blk = w.add(g * GROUP_BYTES);
+            let (scale, s) = group_scales(blk, xds.add(8 * g));
+            off = _mm_add_ps(off, s);
+            let q = q5_0_group(blk);
+            let y = |b: usize| _mm256_loadu_si256(xq.add((4 * g + b) * 32) as *const __m256i);
+            acc0 = _mm256_fmadd_ps(dot_u8_i8(q[0], y(0)), lane(scale, 0), acc0);
+            acc1 = _mm256_fmadd_ps(dot_u8_i8(q[1], y(1)), lane(scale, 1), acc1);
+            acc0 = _mm256_fmadd_ps(dot_u8_i8(q[2], y(2)), lane(scale, 2), acc0);
+            acc1 = _mm256_fmadd_ps(dot_u8_i8(q[3], y(3)), lane(scale, 3), acc1);
+        }
+        let tail = 4 * groups;
+        let rest = if tail < kb { dot_q5_0(w.add(groups * GROUP_BYTES), x, b0 + tail, kb - tail) } else { 0.0 };
+        hsum(_mm256_add_ps(acc0, acc1)) - 16.0 * hsum4(off) + rest
+    }
+
+    /// One grouped Q8_0 weight row (see `regroup`) · an activation row.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q8_0_grouped(w: *const u8, x: &Q8Rows, b0: usize, kb: usize) -> f32 {
+        const GROUP_BYTES: usize = 4 * 34;
+        let groups = kb / 4;
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
+        for g in 0..groups {
+            let blk = w.add(g * GROUP_BYTES);
+            let (scale, _) = group_scales(blk, xds.add(8 * g));
+            let p = |b: usize| {
+                let q = _mm256_loadu_si256(blk.add(8 + 32 * b) as *const __m256i);
+                let y = _mm256_loadu_si256(xq.add((4 * g + b) * 32) as *const __m256i);
+                // |q| · (y with q's sign): unsigned × signed, as maddubs wants.
+                dot_u8_i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))
+            };
+            acc0 = _mm256_fmadd_ps(p(0), lane(scale, 0), acc0);
+            acc1 = _mm256_fmadd_ps(p(1), lane(scale, 1), acc1);
+            acc0 = _mm256_fmadd_ps(p(2), lane(scale, 2), acc0);
+            acc1 = _mm256_fmadd_ps(p(3), lane(scale, 3), acc1);
+        }
+        let tail = 4 * groups;
+        let rest = if tail < kb { dot_q8_0(w.add(groups * GROUP_BYTES), x, b0 + tail, kb - tail) } else { 0.0 };
+        hsum(_mm256_add_ps(acc0, acc1)) + rest
+    }
+
+    /// One grouped Q5_0 row (see `regroup`) to f32: d · (q − 16).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequant_q5_0_grouped(w: &[u8], out: &mut [f32]) {
+        const GROUP_BYTES: usize = 4 * 22;
+        let kb = w.len() / 22;
+        assert!(kb * 32 <= out.len());
+        let groups = kb / 4;
+        for g in 0..groups {
+            let blk = w.as_ptr().add(g * GROUP_BYTES);
+            let d = _mm_cvtph_ps(_mm_loadl_epi64(blk as *const __m128i));
+            let q = q5_0_group(blk);
+            for (b, q) in q.into_iter().enumerate() {
+                let d = lane(_mm256_castps128_ps256(d), b as i32);
+                store_affine(q, d, _mm256_mul_ps(d, _mm256_set1_ps(-16.0)), out.as_mut_ptr().add((4 * g + b) * 32));
+            }
+        }
+        dequant_affine::<true>(&w[groups * GROUP_BYTES..], &mut out[4 * groups * 32..]);
+    }
+
+    /// One grouped Q8_0 row (see `regroup`) to f32: d · q.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequant_q8_0_grouped(w: &[u8], out: &mut [f32]) {
+        const GROUP_BYTES: usize = 4 * 34;
+        let kb = w.len() / 34;
+        assert!(kb * 32 <= out.len());
+        let groups = kb / 4;
+        for g in 0..groups {
+            let blk = w.as_ptr().add(g * GROUP_BYTES);
+            let d = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64(blk as *const __m128i)));
+            for b in 0..4 {
+                let d = lane(d, b as i32);
+                let o = out.as_mut_ptr().add((4 * g + b) * 32);
+                for i in 0..4 {
+                    let q = _mm_loadl_epi64(blk.add(8 + 32 * b + 8 * i) as *const __m128i);
+                    _mm256_storeu_ps(o.add(8 * i), _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
+                }
+            }
+        }
+        dequant_q8_0(&w[groups * GROUP_BYTES..], &mut out[4 * groups * 32..]);
+    }
+
+    /// One grouped Q5_0 weight row of `kb` blocks as bytes q (0..32), d and m = −16·d.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn unpack_q5_0_grouped(w: *const u8, kb: usize, row: &mut UnpackedRow) {
+        const GROUP_BYTES: usize = 4 * 22;
+        row.q.resize(kb * 32, 0);
+        row.d.resize(kb, 0.0);
+        row.m.resize(kb, 0.0);
+        let groups = kb / 4;
+        for g in 0..groups {
+            let blk = w.add(g * GROUP_BYTES);
+            for (b, q) in q5_0_group(blk).into_iter().enumerate() {
+                _mm256_storeu_si256(row.q.as_mut_ptr().add((4 * g + b) * 32) as *mut __m256i, q);
+                let d = f16_at(blk.add(2 * b));
+                (row.d[4 * g + b], row.m[4 * g + b]) = (d, -16.0 * d);
+            }
+        }
+        for b in 4 * groups..kb {
+            let (q, d, m) = affine_block::<true>(w.add(groups * GROUP_BYTES + (b - 4 * groups) * 22));
+            _mm256_storeu_si256(row.q.as_mut_ptr().add(b * 32) as *mut __m256i, q);
+            (row.d[b], row.m[b]) = (d, m);
+        }
+    }
+
     /// One Q4_1 weight row of `kb` blocks as bytes q (0..16), d and m.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn unpack_q4_1(w: *const u8, kb: usize, row: &mut UnpackedRow) {
@@ -769,16 +1077,22 @@ mod x86 {
         assert!(w.len() / block_bytes * 32 <= out.len());
         for (b, o) in out.chunks_exact_mut(32).take(w.len() / block_bytes).enumerate() {
             let (q, d, m) = affine_block::<Q5>(w.as_ptr().add(b * block_bytes));
-            let (d, m) = (_mm256_set1_ps(d), _mm256_set1_ps(m));
-            let parts = [
-                _mm256_cvtepu8_epi32(_mm256_castsi256_si128(q)),
-                _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8)),
-                _mm256_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)),
-                _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)),
-            ];
-            for (i, v) in parts.into_iter().enumerate() {
-                _mm256_storeu_ps(o.as_mut_ptr().add(i * 8), _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), d, m));
-            }
+            store_affine(q, _mm256_set1_ps(d), _mm256_set1_ps(m), o.as_mut_ptr());
+        }
+    }
+
+    /// 32 unsigned bytes `q` as f32 `d · q + m` at `out`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn store_affine(q: __m256i, d: __m256, m: __m256, out: *mut f32) {
+        let parts = [
+            _mm256_cvtepu8_epi32(_mm256_castsi256_si128(q)),
+            _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8)),
+            _mm256_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)),
+            _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)),
+        ];
+        for (i, v) in parts.into_iter().enumerate() {
+            _mm256_storeu_ps(out.add(i * 8), _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), d, m));
         }
     }
 
@@ -858,6 +1172,21 @@ mod x86 {
     pub unsafe fn dequant_q8_0(_: &[u8], _: &mut [f32]) {
         unreachable!()
     }
+    pub unsafe fn dot_q5_0_grouped(_: *const u8, _: &Q8Rows, _: usize, _: usize) -> f32 {
+        unreachable!()
+    }
+    pub unsafe fn dot_q8_0_grouped(_: *const u8, _: &Q8Rows, _: usize, _: usize) -> f32 {
+        unreachable!()
+    }
+    pub unsafe fn dequant_q5_0_grouped(_: &[u8], _: &mut [f32]) {
+        unreachable!()
+    }
+    pub unsafe fn dequant_q8_0_grouped(_: &[u8], _: &mut [f32]) {
+        unreachable!()
+    }
+    pub unsafe fn unpack_q5_0_grouped(_: *const u8, _: usize, _: &mut UnpackedRow) {
+        unreachable!()
+    }
 }
 
 #[cfg(test)]
@@ -903,6 +1232,58 @@ mod tests {
         }
     }
 
+    /// The grouped layout holds the same weights: regrouped rows dequantize
+    /// and unpack to exactly the file's values, and their dot products equal
+    /// the file-layout kernels' up to summation order — for rows with
+    /// whole groups only (28 blocks), a group and a tail (18, 17, 6) and a
+    /// tail only (3).
+    #[test]
+    fn grouped_layout_holds_the_files_weights() {
+        if !cpu_has_kernels() {
+            return;
+        }
+        let dev = Device::Cpu;
+        for dtype in [GgmlDType::Q5_0, GgmlDType::Q8_0] {
+            for kb in [28usize, 18, 17, 6, 3] {
+                let (n, k) = (5, kb * 32);
+                let w = Tensor::randn(0f32, 0.05, (n, k), &dev).unwrap();
+                let q = QTensor::quantize(&w, dtype).unwrap();
+                let file = q.data().unwrap();
+                let grouped = regroup(dtype, &file, n, kb);
+                assert_eq!(grouped.len(), file.len());
+                let file_panels = Panels::new(dtype, BlockOrder::Blocks, &file, n, k).unwrap();
+                let grouped_panels = Panels::new(dtype, BlockOrder::Grouped, &grouped, n, k).unwrap();
+                let rb = file_panels.row_bytes;
+                let x =
+                    Tensor::randn(0f32, 1.0, (1, k), &dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let xq = quantize_rows(&x, k, false);
+                for j in 0..n {
+                    let (a, b) = (&file[j * rb..(j + 1) * rb], &grouped[j * rb..(j + 1) * rb]);
+                    let (mut fa, mut fb) = (vec![0f32; k], vec![0f32; k]);
+                    unsafe {
+                        (file_panels.dequant)(a, &mut fa);
+                        (grouped_panels.dequant)(b, &mut fb);
+                    }
+                    assert_eq!(fa, fb, "{dtype:?} kb {kb} row {j}: dequantized");
+                    let (da, db) = unsafe {
+                        match dtype {
+                            GgmlDType::Q5_0 => {
+                                let (mut ua, mut ub) = (UnpackedRow::default(), UnpackedRow::default());
+                                x86::unpack_q5_0(a.as_ptr(), kb, &mut ua);
+                                x86::unpack_q5_0_grouped(b.as_ptr(), kb, &mut ub);
+                                assert_eq!((&ua.q, &ua.d, &ua.m), (&ub.q, &ub.d, &ub.m), "kb {kb} row {j}: unpacked");
+                                (x86::dot_q5_0(a.as_ptr(), &xq, 0, kb), x86::dot_q5_0_grouped(b.as_ptr(), &xq, 0, kb))
+                            }
+                            _ => (x86::dot_q8_0(a.as_ptr(), &xq, 0, kb), x86::dot_q8_0_grouped(b.as_ptr(), &xq, 0, kb)),
+                        }
+                    };
+                    let scale: f32 = fa.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+                    assert!((da - db).abs() <= 1e-5 * scale, "{dtype:?} kb {kb} row {j}: dot {da} vs {db}");
+                }
+            }
+        }
+    }
+
     /// Our paths against candle's kernels and against f32 weights, for each
     /// row count (dot path, GEMM path) and weight type.
     #[test]
@@ -912,23 +1293,32 @@ mod tests {
             return;
         }
         let dev = Device::Cpu;
-        let (n, k) = (200, 576);
+        let (n, k) = (200, 896);
         let w = Tensor::randn(0f32, 0.05, (n, k), &dev).unwrap();
-        // 544 = 17 blocks: an odd block count leaves the Q4_1 kernel a last block without a pair.
-        let cases = [
-            (GgmlDType::Q4_1, k),
-            (GgmlDType::Q4_1, 544),
-            (GgmlDType::Q8_0, k),
-            (GgmlDType::Q8_0, 544),
-            (GgmlDType::Q5_0, k),
-            (GgmlDType::Q5_0, 544),
-        ];
-        for (dtype, k) in cases {
+        // 544 = 17 blocks: an odd block count leaves the Q4_1 kernel a last
+        // block without a pair, and the grouped layouts a last block as in
+        // the file; 576 (18 blocks) leaves them two, 896 (28) none.
+        let mut cases = vec![];
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q5_0] {
+            for k in [576, 544, 896] {
+                for shared in [false, true] {
+                    cases.push((dtype, k, shared));
+                }
+            }
+        }
+        for (dtype, k, shared) in cases {
             let w = w.narrow(1, 0, k).unwrap().contiguous().unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let exact = q.dequantize(&dev).unwrap();
-            let ours = Linear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap();
-            assert!(ours.own.is_some());
+            let q2 = QTensor::quantize(&w, dtype).unwrap();
+            let ours = if shared { Linear::from_arc(Arc::new(q2)) } else { Linear::new(q2) }.unwrap();
+            let order = match &ours.weights {
+                Weights::Candle(_) => panic!("{dtype:?}: candle's kernels, not ours"),
+                Weights::Blocks(_) => BlockOrder::Blocks,
+                Weights::Grouped { .. } => BlockOrder::Grouped,
+            };
+            let grouped = !shared && regroups(dtype);
+            assert_eq!(order == BlockOrder::Grouped, grouped, "{dtype:?} shared {shared}");
             let theirs = QMatMul::from_qtensor(q).unwrap();
             for rows in [1, 3, 37, GEMM_MIN_ROWS, GEMM_MIN_ROWS + 5] {
                 let x = Tensor::randn(0f32, 1.0, (1, rows, k), &dev).unwrap();
@@ -944,11 +1334,12 @@ mod tests {
                 // weights; the dot path quantizes activations to 8 bits as
                 // candle's does, so it sits as close to f32 as candle's.
                 let (ea, eb) = (err(&a, &f) / scale, err(&b, &f) / scale);
+                let case = format!("{dtype:?} k {k} {order:?} rows {rows}");
                 if rows >= GEMM_MIN_ROWS {
-                    assert!(ea < 1e-5, "{dtype:?} rows {rows}: {ea}");
+                    assert!(ea < 1e-5, "{case}: {ea}");
                 } else {
-                    assert!(ea < 2.0 * eb + 1e-4, "{dtype:?} rows {rows}: ours {ea}, candle {eb}");
-                    assert!(ea < 0.02, "{dtype:?} rows {rows}: {ea}");
+                    assert!(ea < 2.0 * eb + 1e-4, "{case}: ours {ea}, candle {eb}");
+                    assert!(ea < 0.02, "{case}: {ea}");
                 }
             }
         }

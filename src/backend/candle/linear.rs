@@ -11,14 +11,17 @@
 //!   `vpdpbusd` where AVX-512 VNNI is compiled in), each weight row read as
 //!   one stream, so Q4_1 files stream their 4-bit weights per token; Q5_0
 //!   and Q8_0 weights a projection owns alone are regrouped at load, four
-//!   blocks' scales first ([`BlockOrder::Grouped`]: same bytes, half the
+//!   blocks' scales first (`BlockOrder::Grouped`: same bytes, half the
 //!   instructions per Q5_0 block); with several rows, a Q4_1/Q5_0 weight row
 //!   is unpacked to bytes once for all;
-//! - **more rows** (prefill chunks, packed continuations): the weight dequantized to f32 one panel
-//!   of output rows at a time into a per-thread scratch buffer small enough to
-//!   stay in cache, multiplied with the `gemm` crate (the f32 kernel candle's
-//!   own matmul uses); panels in parallel, and the f32 copy of the weights
-//!   never exists whole (no memory beyond one panel per thread).
+//! - **more rows** (prefill chunks, packed continuations): Q4_1 and Q5_0 in
+//!   8-bit integers (`int8_gemm`: eight weight rows unpacked and
+//!   interleaved per panel, 4 × 8 tiles of `maddubs`/`vpdpbusd`); Q8_0
+//!   dequantized to f32 one panel of output rows at a time into a per-thread
+//!   scratch buffer small enough to stay in cache, multiplied with the `gemm`
+//!   crate (the f32 kernel candle's own matmul uses). Panels in parallel;
+//!   no copy of the weights beyond one panel per thread. The streamed output
+//!   head ([`Linear::token_logprobs`]) always takes the f32 panels.
 //!
 //! Everything else — the K-quants (candle's AVX2 dot products and AVX-512
 //! VNNI repacks are fast), f32 weights, CUDA, CPUs without AVX2, or
@@ -457,6 +460,18 @@ fn gemm_dispatch(
     n: usize,
     dst: &mut [f32],
 ) {
+    // Unpacked values are under 16 (Q4_1) or 32 (Q5_0).
+    let unpack: Option<(Unpack, u8)> = match (t, layout) {
+        (GgmlDType::Q4_1, BlockOrder::Blocks) => Some((x86::unpack_q4_1, 16)),
+        (GgmlDType::Q5_0, BlockOrder::Blocks) => Some((x86::unpack_q5_0, 32)),
+        (GgmlDType::Q5_0, BlockOrder::Grouped) => Some((x86::unpack_q5_0_grouped, 32)),
+        _ => None,
+    };
+    if let Some((unpack, limit)) = unpack {
+        let row_bytes = k / 32 * t.type_size();
+        // SAFETY: CPU features checked at load (see `ours`).
+        return unsafe { super::int8_gemm::gemm(data, row_bytes, unpack, limit, x, m, k, n, dst) };
+    }
     let w = Panels::new(t, layout, data, n, k)
         .unwrap_or_else(|| unreachable!("{t:?} has no kernels of ours (checked at load)"));
     gemm_panels(w, x, m, dst)
@@ -572,25 +587,36 @@ fn gemm_panels(w: Panels, x: &[f32], m: usize, dst: &mut [f32]) {
 /// `paired`, the middle halves of each pair of blocks (b, b+1) of a row are
 /// swapped, `[b 0..16 | b+1 0..16 | b 16..32 | b+1 16..32]`, the order in
 /// which the Q4_1 kernel unpacks two blocks' nibbles in one register.
-struct Q8Rows {
-    ds: Vec<f32>,
-    q: Vec<i8>,
+pub(super) struct Q8Rows {
+    pub(super) ds: Vec<f32>,
+    pub(super) q: Vec<i8>,
 }
 
-fn quantize_rows(x: &[f32], k: usize, paired: bool) -> Q8Rows {
+/// Blocks per parallel task of [`quantize_rows`] (a few thousand values:
+/// a decode step's one row stays on the calling thread).
+const QUANTIZE_BLOCKS_PER_TASK: usize = 64;
+
+/// `x` (rows of `k`) quantized as [`Q8Rows`]: per block of 32, d = max|x| / 127
+/// and q = x / d rounded to nearest (ties to even), in parallel for many rows.
+pub(super) fn quantize_rows(x: &[f32], k: usize, paired: bool) -> Q8Rows {
     let nb = x.len() / 32;
     let mut r = Q8Rows { ds: vec![0.0; 2 * nb], q: vec![0; x.len()] };
-    for (b, xs) in x.chunks_exact(32).enumerate() {
-        let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let d = amax / 127.0;
-        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, v) in r.q[b * 32..(b + 1) * 32].iter_mut().zip(xs) {
-            *q = (v * inv).round() as i8;
-            sum += *q as i32;
+    let (q, ds) = (r.q.as_mut_ptr() as usize, r.ds.as_mut_ptr() as usize);
+    let task = |t: usize| {
+        for b in t * QUANTIZE_BLOCKS_PER_TASK..((t + 1) * QUANTIZE_BLOCKS_PER_TASK).min(nb) {
+            // SAFETY: block b of x, q and ds (sizes above); each block is
+            // written by one task; CPU features checked at load.
+            unsafe {
+                let (d, sum) = x86::quantize_block(x.as_ptr().add(b * 32), (q as *mut i8).add(b * 32));
+                let ds = (ds as *mut f32).add(2 * b);
+                *ds = d;
+                *ds.add(1) = d * sum as f32;
+            }
         }
-        r.ds[2 * b] = d;
-        r.ds[2 * b + 1] = d * sum as f32;
+    };
+    match nb.div_ceil(QUANTIZE_BLOCKS_PER_TASK) {
+        0 | 1 => task(0),
+        tasks => parallel_for(tasks, task),
     }
     if paired {
         for row in r.q.chunks_exact_mut(k) {
@@ -632,14 +658,14 @@ fn dot_rows(t: GgmlDType, layout: BlockOrder, data: &[u8], x: &[f32], m: usize, 
 /// Unpacks one weight row (its blocks at the pointer, `kb` of them) into
 /// bytes `q` (0..32, element order) and per-block `d`, `m` with
 /// value = d · q + m.
-type Unpack = unsafe fn(*const u8, usize, &mut UnpackedRow);
+pub(super) type Unpack = unsafe fn(*const u8, usize, &mut UnpackedRow);
 
 /// One weight row unpacked to bytes (see [`Unpack`]).
 #[derive(Default)]
 pub struct UnpackedRow {
-    q: Vec<u8>,
-    d: Vec<f32>,
-    m: Vec<f32>,
+    pub(super) q: Vec<u8>,
+    pub(super) d: Vec<f32>,
+    pub(super) m: Vec<f32>,
 }
 
 thread_local! {
@@ -861,6 +887,30 @@ mod x86 {
             off += d * *xds.add(2 * b + 1);
         }
         hsum(acc) - 16.0 * off
+    }
+
+    /// The 32 values at `x` quantized to 8 bits at `q`: d = max|x| / 127,
+    /// q = x / d rounded to nearest (ties to even); returns d and Σ q.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn quantize_block(x: *const f32, q: *mut i8) -> (f32, i32) {
+        let v = [0, 8, 16, 24].map(|i| _mm256_loadu_ps(x.add(i)));
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(m, _mm256_and_ps(v, abs)));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+        let d = amax / 127.0;
+        let inv = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let i = v.map(|v| _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v, inv), _MM_FROUND_TO_NEAREST_INT)));
+        let sum = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+        let sum = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        let sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b01_00_11_10));
+        let sum = _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b10_11_00_01)));
+        // i32 → i16 → i8 packs interleave the 128-bit halves; one lane permute restores the order.
+        let p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(q as *mut __m256i, p);
+        (d, sum)
     }
 
     /// Lane `b` of `v`'s low four lanes in all eight (one `vpermps`).
@@ -1184,6 +1234,9 @@ mod x86 {
     pub unsafe fn dequant_q8_0_grouped(_: &[u8], _: &mut [f32]) {
         unreachable!()
     }
+    pub unsafe fn quantize_block(_: *const f32, _: *mut i8) -> (f32, i32) {
+        unreachable!()
+    }
     pub unsafe fn unpack_q5_0_grouped(_: *const u8, _: usize, _: &mut UnpackedRow) {
         unreachable!()
     }
@@ -1195,9 +1248,10 @@ mod tests {
     use candle_core::Device;
 
     /// The streamed head (log-prob of a target and argmax per row, no logits
-    /// kept) equals the logits' own log-softmax, for a vocabulary that is no
-    /// multiple of the panel or task size, targets that are and are not the
-    /// argmax, and one past the vocabulary.
+    /// kept) equals the log-softmax of the logits of the dequantized weights
+    /// (what its panels multiply), for a vocabulary that is no multiple of
+    /// the panel or task size, targets that are and are not the argmax, and
+    /// one past the vocabulary.
     #[test]
     fn streamed_head_matches_logits() {
         if !cpu_has_kernels() {
@@ -1207,10 +1261,12 @@ mod tests {
         let (n, k) = (64 * HEAD_PANELS_PER_TASK * 2 + 77, 576);
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_1, GgmlDType::Q5_0] {
             let w = Tensor::randn(0f32, 0.2, (n, k), &dev).unwrap();
-            let head = Linear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let exact = q.dequantize(&dev).unwrap();
+            let head = Linear::new(q).unwrap();
             for m in [GEMM_MIN_ROWS, 13] {
                 let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
-                let logits = head.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+                let logits = x.matmul(&exact.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
                 let mut targets: Vec<u32> = (0..m as u32).map(|i| (i * 997) % n as u32).collect();
                 targets[1] = super::super::argmax(&logits[1]);
                 targets[2] = n as u32;
@@ -1229,6 +1285,68 @@ mod tests {
             // Too few rows: the caller computes logits.
             let x = Tensor::randn(0f32, 1.0, (3, k), &dev).unwrap();
             assert!(head.token_logprobs(&x, &[0, 1, 2]).unwrap().is_none());
+        }
+    }
+
+    /// The int8 GEMM's 16-bit partial sums at their largest (every weight
+    /// at its type's largest unsigned value but one, every activation at
+    /// 127) do not overflow: the result is the f32 product's, as the dot
+    /// path's (which widens every block) is.
+    #[test]
+    fn int8_gemm_sums_fit_at_the_extremes() {
+        if !cpu_has_kernels() {
+            return;
+        }
+        let dev = Device::Cpu;
+        let (n, k) = (16, 576);
+        // Q4_1: min 0, max 1 → q = 15; Q5_0: d = 1 / −16 → −0.9375 is q = 31.
+        for (dtype, first, rest) in [(GgmlDType::Q4_1, 0.0f32, 1.0f32), (GgmlDType::Q5_0, 1.0, -0.9375)] {
+            let w: Vec<f32> = (0..n * k).map(|i| if i % 32 == 0 { first } else { rest }).collect();
+            let w = Tensor::from_vec(w, (n, k), &dev).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let exact = q.dequantize(&dev).unwrap();
+            let ours = Linear::new(q).unwrap();
+            let x = Tensor::ones((GEMM_MIN_ROWS, k), candle_core::DType::F32, &dev).unwrap();
+            let want = x.matmul(&exact.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+            let got = ours.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+            let one = ours.forward(&x.narrow(0, 0, 1).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+            for (r, row) in got.iter().enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    assert!(
+                        (v - want[r][j]).abs() <= 1e-4 * want[r][j].abs(),
+                        "{dtype:?} ({r}, {j}): {v} vs {}",
+                        want[r][j]
+                    );
+                    assert!((v - one[0][j]).abs() <= 1e-4 * v.abs(), "{dtype:?} ({r}, {j}): {v} vs dot {}", one[0][j]);
+                }
+            }
+        }
+    }
+
+    /// The vectorized block quantization: q = x / d rounded to nearest, ties
+    /// to even, d = max|x| / 127, in element order, with Σ q — for random
+    /// blocks, exact ties, a block of zeros and one with a single value.
+    #[test]
+    fn quantize_block_rounds_each_value() {
+        if !cpu_has_kernels() {
+            return;
+        }
+        let mut blocks: Vec<Vec<f32>> = (0..50)
+            .map(|s| Tensor::randn(0f32, 1.0 + s as f32, 32, &Device::Cpu).unwrap().to_vec1().unwrap())
+            .collect();
+        // d = 1: 0.5, 1.5, -2.5 are ties.
+        blocks.push((0..32).map(|i| [127.0, 0.5, 1.5, -2.5, -127.0, 3.0][i % 6]).collect());
+        blocks.push(vec![0.0; 32]);
+        blocks.push((0..32).map(|i| if i == 7 { -3.0 } else { 0.0 }).collect());
+        for x in blocks {
+            let mut q = [0i8; 32];
+            let (d, sum) = unsafe { x86::quantize_block(x.as_ptr(), q.as_mut_ptr()) };
+            let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+            assert_eq!(d, amax / 127.0);
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let want: Vec<i8> = x.iter().map(|v| (v * inv).round_ties_even() as i8).collect();
+            assert_eq!(q.to_vec(), want, "{x:?}");
+            assert_eq!(sum, want.iter().map(|&v| v as i32).sum::<i32>());
         }
     }
 
@@ -1330,13 +1448,33 @@ mod tests {
                     (u - v).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
                 };
                 let scale: f32 = f.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
-                // The GEMM path is the exact f32 product of the dequantized
-                // weights; the dot path quantizes activations to 8 bits as
-                // candle's does, so it sits as close to f32 as candle's.
+                // The Q8_0 GEMM path is the exact f32 product of the
+                // dequantized weights; the dot paths and the Q4_1/Q5_0 int8
+                // GEMM quantize activations to 8 bits as candle's does, so
+                // they sit as close to f32 as candle's.
                 let (ea, eb) = (err(&a, &f) / scale, err(&b, &f) / scale);
                 let case = format!("{dtype:?} k {k} {order:?} rows {rows}");
-                if rows >= GEMM_MIN_ROWS {
+                if rows >= GEMM_MIN_ROWS && dtype == GgmlDType::Q8_0 {
                     assert!(ea < 1e-5, "{case}: {ea}");
+                } else if rows >= GEMM_MIN_ROWS {
+                    assert!(ea < 2.0 * eb + 1e-4, "{case}: ours {ea}, candle {eb}");
+                    // The int8 GEMM equals the one-row dot product of each
+                    // row but for the order of float sums...
+                    for r in 0..rows {
+                        let one = ours.forward(&x.narrow(1, r, 1).unwrap()).unwrap();
+                        let e = err(&one, &a.narrow(1, r, 1).unwrap()) / scale;
+                        assert!(e < 1e-5, "{case} row {r}: int8 GEMM vs dot {e}");
+                    }
+                    // ... and a row's result does not depend on the other
+                    // rows or its place among them (a full tile or the
+                    // remainder): rows rotated by one, the same bits.
+                    let rotated =
+                        Tensor::cat(&[x.narrow(1, 1, rows - 1).unwrap(), x.narrow(1, 0, 1).unwrap()], 1).unwrap();
+                    let c = ours.forward(&rotated).unwrap().to_vec3::<f32>().unwrap();
+                    let a = a.to_vec3::<f32>().unwrap();
+                    for r in 0..rows {
+                        assert_eq!(a[0][r], c[0][(r + rows - 1) % rows], "{case} row {r}: rotated");
+                    }
                 } else {
                     assert!(ea < 2.0 * eb + 1e-4, "{case}: ours {ea}, candle {eb}");
                     assert!(ea < 0.02, "{case}: {ea}");

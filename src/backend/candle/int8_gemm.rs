@@ -1,0 +1,254 @@
+//! The many-row product `x · Wᵀ` for Q4_1 and Q5_0 weights (prefill chunks,
+//! packed continuations) in 8-bit integers: activation rows quantized to 8
+//! bits per block of 32 (as the one-row dot products do), weight rows
+//! unpacked to unsigned bytes eight at a time and interleaved so that one
+//! 32-byte register holds four consecutive values of each of eight rows.
+//! One broadcast of four activation bytes and one `maddubs` (`vpdpbusd` with
+//! AVX-512 VNNI compiled in) then give eight rows' partial sums at once;
+//! four activation rows share each weight register (a 4 × 8 tile). Per block
+//! of 32 the integer sums are scaled once: `d_w · d_x · Σ q·y + m_w · s_x`.
+//!
+//! On a CPU without AVX-512 an f32 FMA does 8 multiply-adds per instruction
+//! and `maddubs` 32, so this path is what makes prompts and scoring fast on
+//! AVX2-only machines (an AMD Zen 3). Its results are those of the
+//! quantized-activation dot products (not of f32 weights, as the
+//! dequantizing GEMM was): every output is computed by the same sequence of
+//! operations whichever tile, call or pass its row falls in, so a row's
+//! result does not depend on the other rows.
+
+use super::linear::{parallel_for, quantize_rows, DstPtr, Q8Rows, Unpack, UnpackedRow};
+use std::cell::RefCell;
+
+/// Weight rows per panel: the eight 32-bit lanes of an AVX2 register.
+const NR: usize = 8;
+/// Activation rows per tile.
+const MR: usize = 4;
+/// Panels per parallel task.
+const PANELS_PER_TASK: usize = 4;
+
+/// Eight weight rows unpacked and interleaved: for block `b` and chunk `c`
+/// (values `4c..4c+4` of the block), bytes `b·256 + c·32 + 4j..+4` are row
+/// `j`'s; `d` and `m` hold, per block, the eight rows' scale and offset
+/// (value = d · q + m). Rows past the weight's end are zero.
+#[derive(Default)]
+struct Panel {
+    q: Vec<u8>,
+    d: Vec<f32>,
+    m: Vec<f32>,
+}
+
+thread_local! {
+    static PANEL: RefCell<(Panel, UnpackedRow)> = RefCell::new((Panel::default(), UnpackedRow::default()));
+}
+
+/// `dst` (m × n) = `x` (m × k) · Wᵀ for a weight of `n` rows of `row_bytes`
+/// each in `data`, unpacked row by row with `unpack` to values under
+/// `limit` (16 or 32: eight or four 16-bit `maddubs` sums fit in 16 bits).
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C (checked at load).
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm(
+    data: &[u8],
+    row_bytes: usize,
+    unpack: Unpack,
+    limit: u8,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    dst: &mut [f32],
+) {
+    let kb = k / 32;
+    assert!(limit == 16 || limit == 32, "no int8 GEMM for values under {limit}");
+    let tile_of = |rows: usize| match (rows, limit) {
+        (MR, 16) => x86::tile::<MR, 1> as Tile,
+        (MR, _) => x86::tile::<MR, 2>,
+        (_, 16) => x86::tile::<1, 1>,
+        _ => x86::tile::<1, 2>,
+    };
+    let (full, single) = (tile_of(MR), tile_of(1));
+    assert!(k.is_multiple_of(32) && data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
+    let xq = quantize_rows(x, k, false);
+    let out = DstPtr::new(dst);
+    let panels = n.div_ceil(NR);
+    parallel_for(panels.div_ceil(PANELS_PER_TASK), |t| {
+        PANEL.with(|cell| {
+            let (panel, row) = &mut *cell.borrow_mut();
+            for p in t * PANELS_PER_TASK..((t + 1) * PANELS_PER_TASK).min(panels) {
+                let j0 = p * NR;
+                let nj = NR.min(n - j0);
+                // SAFETY: rows j0..j0 + nj lie inside `data` (asserted
+                // above); this task alone writes columns j0..j0 + nj.
+                unsafe {
+                    fill(panel, row, unpack, data, row_bytes, j0, nj, kb);
+                    let mut r = 0;
+                    while r + MR <= m {
+                        full(panel, &xq, r, kb, out, n, j0, nj);
+                        r += MR;
+                    }
+                    while r < m {
+                        single(panel, &xq, r, kb, out, n, j0, nj);
+                        r += 1;
+                    }
+                }
+            }
+        })
+    });
+}
+
+/// A tile kernel: (panel, activations, first row, blocks, output, n, j0, nj).
+type Tile = unsafe fn(&Panel, &Q8Rows, usize, usize, DstPtr, usize, usize, usize);
+
+/// Unpacks weight rows `j0..j0 + nj` into `panel` (see [`Panel`]).
+#[allow(clippy::too_many_arguments)]
+unsafe fn fill(
+    panel: &mut Panel,
+    row: &mut UnpackedRow,
+    unpack: Unpack,
+    data: &[u8],
+    row_bytes: usize,
+    j0: usize,
+    nj: usize,
+    kb: usize,
+) {
+    panel.q.clear();
+    panel.q.resize(kb * 32 * NR, 0);
+    panel.d.clear();
+    panel.d.resize(kb * NR, 0.0);
+    panel.m.clear();
+    panel.m.resize(kb * NR, 0.0);
+    for j in 0..nj {
+        unpack(data.as_ptr().add((j0 + j) * row_bytes), kb, row);
+        // Row j's four-byte groups, in order, to every eighth group of the panel.
+        let (src, dst) = (row.q.as_ptr() as *const u32, panel.q.as_mut_ptr() as *mut u32);
+        for g in 0..kb * 8 {
+            dst.add(g * NR + j).write_unaligned(src.add(g).read_unaligned());
+        }
+        for b in 0..kb {
+            panel.d[b * NR + j] = row.d[b];
+            panel.m[b * NR + j] = row.m[b];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Panel, Q8Rows, NR};
+    use crate::backend::candle::linear::DstPtr;
+    use std::arch::x86_64::*;
+
+    /// Σ over 4-byte groups of unsigned `w` × signed `y`, added to `acc`:
+    /// `vpdpbusd` with AVX-512 VNNI compiled in (32-bit lanes); else
+    /// `maddubs`, whose 16-bit lanes the caller widens every four calls.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn madd_acc(acc: __m256i, w: __m256i, y: __m256i) -> __m256i {
+        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+        {
+            _mm256_dpbusd_epi32(acc, w, y)
+        }
+        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        {
+            _mm256_add_epi16(acc, _mm256_maddubs_epi16(w, y))
+        }
+    }
+
+    /// The 16-bit sums of [`madd_acc`] as 32-bit lanes (a no-op with VNNI).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn widen(acc: __m256i) -> __m256i {
+        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+        {
+            acc
+        }
+        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        {
+            _mm256_madd_epi16(acc, _mm256_set1_epi16(1))
+        }
+    }
+
+    /// Activation rows `r0..r0 + R` times the panel's rows: writes the R × nj
+    /// block at (r0, j0) of the m × n output. Each block's eight chunks are
+    /// summed in `H` parts of 16-bit lanes before widening (1 for values
+    /// under 16: 8 · 2 · 15 · 127 = 30,480 < 2^15; 2 for values under 32).
+    ///
+    /// # Safety
+    /// AVX2/FMA/F16C; rows `r0..r0 + R` exist in `x`; the caller alone
+    /// writes columns `j0..j0 + nj` of those rows.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn tile<const R: usize, const H: usize>(
+        panel: &Panel,
+        x: &Q8Rows,
+        r0: usize,
+        kb: usize,
+        out: DstPtr,
+        n: usize,
+        j0: usize,
+        nj: usize,
+    ) {
+        let k = kb * 32;
+        let mut acc = [_mm256_setzero_ps(); R];
+        let xq = x.q.as_ptr();
+        let xds = x.ds.as_ptr();
+        for b in 0..kb {
+            let wq = panel.q.as_ptr().add(b * 256);
+            // H parts of 8 / H chunks: four 16-bit maddubs sums of values
+            // under 32 stay under 2^15 (4 · 2 · 31 · 127 = 31,496).
+            let mut sum = [_mm256_setzero_si256(); R];
+            for h in 0..H {
+                let mut part = [_mm256_setzero_si256(); R];
+                for c in h * 8 / H..(h + 1) * 8 / H {
+                    let w = _mm256_loadu_si256(wq.add(c * 32) as *const __m256i);
+                    for (i, p) in part.iter_mut().enumerate() {
+                        let at = xq.add((r0 + i) * k + b * 32 + 4 * c) as *const i32;
+                        *p = madd_acc(*p, w, _mm256_set1_epi32(at.read_unaligned()));
+                    }
+                }
+                for i in 0..R {
+                    sum[i] = _mm256_add_epi32(sum[i], widen(part[i]));
+                }
+            }
+            let d = _mm256_loadu_ps(panel.d.as_ptr().add(b * NR));
+            let m = _mm256_loadu_ps(panel.m.as_ptr().add(b * NR));
+            for i in 0..R {
+                let row = (r0 + i) * kb + b;
+                let (dx, s) = (*xds.add(2 * row), *xds.add(2 * row + 1));
+                let scaled = _mm256_mul_ps(d, _mm256_set1_ps(dx));
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[i]), scaled, acc[i]);
+                acc[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(s), acc[i]);
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            let dst = out.at((r0 + i) * n + j0);
+            if nj == NR {
+                _mm256_storeu_ps(dst, *a);
+            } else {
+                let mut v = [0f32; NR];
+                _mm256_storeu_ps(v.as_mut_ptr(), *a);
+                std::ptr::copy_nonoverlapping(v.as_ptr(), dst, nj);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    //! Never called off x86_64 (our kernels are off there).
+    use super::{Panel, Q8Rows};
+    use crate::backend::candle::linear::DstPtr;
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile<const R: usize, const H: usize>(
+        _: &Panel,
+        _: &Q8Rows,
+        _: usize,
+        _: usize,
+        _: DstPtr,
+        _: usize,
+        _: usize,
+        _: usize,
+    ) {
+        unreachable!()
+    }
+}

@@ -61,11 +61,17 @@ pub(super) unsafe fn gemm(
 ) {
     let kb = k / 32;
     assert!(limit == 16 || limit == 32, "no int8 GEMM for values under {limit}");
-    let tile_of = |rows: usize| match (rows, limit) {
-        (MR, 16) => x86::tile::<MR, 1> as Tile,
-        (MR, _) => x86::tile::<MR, 2>,
-        (_, 16) => x86::tile::<1, 1>,
-        _ => x86::tile::<1, 2>,
+    // With `vpdpbusd` the sums are 32-bit from the start, and parts only
+    // break the chain of dependent instructions (each waits ~5 cycles for
+    // the last): four chains of two.
+    let vnni = cfg!(all(target_feature = "avx512vnni", target_feature = "avx512vl"));
+    let tile_of = |rows: usize| match (rows == MR, limit, vnni) {
+        (true, _, true) => x86::tile::<MR, 4> as Tile,
+        (true, 16, false) => x86::tile::<MR, 1>,
+        (true, _, false) => x86::tile::<MR, 2>,
+        (false, _, true) => x86::tile::<1, 4>,
+        (false, 16, false) => x86::tile::<1, 1>,
+        (false, _, false) => x86::tile::<1, 2>,
     };
     let (full, single) = (tile_of(MR), tile_of(1));
     assert!(k.is_multiple_of(32) && data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);

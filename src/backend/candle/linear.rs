@@ -913,6 +913,10 @@ mod x86 {
         (d, sum)
     }
 
+    /// Bytes of a group of four Q5_0 / Q8_0 blocks in the grouped layout (see `regroup`).
+    const Q5_0_GROUP_BYTES: usize = 4 * 22;
+    const Q8_0_GROUP_BYTES: usize = 4 * 34;
+
     /// Lane `b` of `v`'s low four lanes in all eight (one `vpermps`).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -969,13 +973,12 @@ mod x86 {
     /// accumulators, so consecutive blocks' FMAs do not wait on each other.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q5_0_grouped(w: *const u8, x: &Q8Rows, b0: usize, kb: usize) -> f32 {
-        const GROUP_BYTES: usize = 4 * 22;
         let groups = kb / 4;
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut off = _mm_setzero_ps();
         let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
         for g in 0..groups {
-            let blk = w.add(g * GROUP_BYTES);
+            let blk = w.add(g * Q5_0_GROUP_BYTES);
             let (scale, s) = group_scales(blk, xds.add(8 * g));
             off = _mm_add_ps(off, s);
             let q = q5_0_group(blk);
@@ -986,19 +989,18 @@ mod x86 {
             acc1 = _mm256_fmadd_ps(dot_u8_i8(q[3], y(3)), lane(scale, 3), acc1);
         }
         let tail = 4 * groups;
-        let rest = if tail < kb { dot_q5_0(w.add(groups * GROUP_BYTES), x, b0 + tail, kb - tail) } else { 0.0 };
+        let rest = if tail < kb { dot_q5_0(w.add(groups * Q5_0_GROUP_BYTES), x, b0 + tail, kb - tail) } else { 0.0 };
         hsum(_mm256_add_ps(acc0, acc1)) - 16.0 * hsum4(off) + rest
     }
 
     /// One grouped Q8_0 weight row (see `regroup`) · an activation row.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q8_0_grouped(w: *const u8, x: &Q8Rows, b0: usize, kb: usize) -> f32 {
-        const GROUP_BYTES: usize = 4 * 34;
         let groups = kb / 4;
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let (xq, xds) = (x.q.as_ptr().add(b0 * 32), x.ds.as_ptr().add(2 * b0));
         for g in 0..groups {
-            let blk = w.add(g * GROUP_BYTES);
+            let blk = w.add(g * Q8_0_GROUP_BYTES);
             let (scale, _) = group_scales(blk, xds.add(8 * g));
             let p = |b: usize| {
                 let q = _mm256_loadu_si256(blk.add(8 + 32 * b) as *const __m256i);
@@ -1012,19 +1014,18 @@ mod x86 {
             acc1 = _mm256_fmadd_ps(p(3), lane(scale, 3), acc1);
         }
         let tail = 4 * groups;
-        let rest = if tail < kb { dot_q8_0(w.add(groups * GROUP_BYTES), x, b0 + tail, kb - tail) } else { 0.0 };
+        let rest = if tail < kb { dot_q8_0(w.add(groups * Q8_0_GROUP_BYTES), x, b0 + tail, kb - tail) } else { 0.0 };
         hsum(_mm256_add_ps(acc0, acc1)) + rest
     }
 
     /// One grouped Q5_0 row (see `regroup`) to f32: d · (q − 16).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dequant_q5_0_grouped(w: &[u8], out: &mut [f32]) {
-        const GROUP_BYTES: usize = 4 * 22;
         let kb = w.len() / 22;
         assert!(kb * 32 <= out.len());
         let groups = kb / 4;
         for g in 0..groups {
-            let blk = w.as_ptr().add(g * GROUP_BYTES);
+            let blk = w.as_ptr().add(g * Q5_0_GROUP_BYTES);
             let d = _mm_cvtph_ps(_mm_loadl_epi64(blk as *const __m128i));
             let q = q5_0_group(blk);
             for (b, q) in q.into_iter().enumerate() {
@@ -1032,18 +1033,17 @@ mod x86 {
                 store_affine(q, d, _mm256_mul_ps(d, _mm256_set1_ps(-16.0)), out.as_mut_ptr().add((4 * g + b) * 32));
             }
         }
-        dequant_affine::<true>(&w[groups * GROUP_BYTES..], &mut out[4 * groups * 32..]);
+        dequant_affine::<true>(&w[groups * Q5_0_GROUP_BYTES..], &mut out[4 * groups * 32..]);
     }
 
     /// One grouped Q8_0 row (see `regroup`) to f32: d · q.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dequant_q8_0_grouped(w: &[u8], out: &mut [f32]) {
-        const GROUP_BYTES: usize = 4 * 34;
         let kb = w.len() / 34;
         assert!(kb * 32 <= out.len());
         let groups = kb / 4;
         for g in 0..groups {
-            let blk = w.as_ptr().add(g * GROUP_BYTES);
+            let blk = w.as_ptr().add(g * Q8_0_GROUP_BYTES);
             let d = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64(blk as *const __m128i)));
             for b in 0..4 {
                 let d = lane(d, b as i32);
@@ -1054,19 +1054,18 @@ mod x86 {
                 }
             }
         }
-        dequant_q8_0(&w[groups * GROUP_BYTES..], &mut out[4 * groups * 32..]);
+        dequant_q8_0(&w[groups * Q8_0_GROUP_BYTES..], &mut out[4 * groups * 32..]);
     }
 
     /// One grouped Q5_0 weight row of `kb` blocks as bytes q (0..32), d and m = −16·d.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn unpack_q5_0_grouped(w: *const u8, kb: usize, row: &mut UnpackedRow) {
-        const GROUP_BYTES: usize = 4 * 22;
         row.q.resize(kb * 32, 0);
         row.d.resize(kb, 0.0);
         row.m.resize(kb, 0.0);
         let groups = kb / 4;
         for g in 0..groups {
-            let blk = w.add(g * GROUP_BYTES);
+            let blk = w.add(g * Q5_0_GROUP_BYTES);
             for (b, q) in q5_0_group(blk).into_iter().enumerate() {
                 _mm256_storeu_si256(row.q.as_mut_ptr().add((4 * g + b) * 32) as *mut __m256i, q);
                 let d = f16_at(blk.add(2 * b));
@@ -1074,7 +1073,7 @@ mod x86 {
             }
         }
         for b in 4 * groups..kb {
-            let (q, d, m) = affine_block::<true>(w.add(groups * GROUP_BYTES + (b - 4 * groups) * 22));
+            let (q, d, m) = affine_block::<true>(w.add(groups * Q5_0_GROUP_BYTES + (b - 4 * groups) * 22));
             _mm256_storeu_si256(row.q.as_mut_ptr().add(b * 32) as *mut __m256i, q);
             (row.d[b], row.m[b]) = (d, m);
         }

@@ -65,15 +65,11 @@ pub(super) unsafe fn gemm(
     // break the chain of dependent instructions (each waits ~5 cycles for
     // the last): four chains of two.
     let vnni = cfg!(all(target_feature = "avx512vnni", target_feature = "avx512vl"));
-    let tile_of = |rows: usize| match (rows == MR, limit, vnni) {
-        (true, _, true) => x86::tile::<MR, 4> as Tile,
-        (true, 16, false) => x86::tile::<MR, 1>,
-        (true, _, false) => x86::tile::<MR, 2>,
-        (false, _, true) => x86::tile::<1, 4>,
-        (false, 16, false) => x86::tile::<1, 1>,
-        (false, _, false) => x86::tile::<1, 2>,
+    let (full, single): (Tile, Tile) = match (vnni, limit) {
+        (true, _) => (x86::tile::<MR, 4>, x86::tile::<1, 4>),
+        (false, 16) => (x86::tile::<MR, 1>, x86::tile::<1, 1>),
+        (false, _) => (x86::tile::<MR, 2>, x86::tile::<1, 2>),
     };
-    let (full, single) = (tile_of(MR), tile_of(1));
     assert!(k.is_multiple_of(32) && data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
     let xq = quantize_rows(x, k, false);
     let out = DstPtr::new(dst);

@@ -460,14 +460,7 @@ fn gemm_dispatch(
     n: usize,
     dst: &mut [f32],
 ) {
-    // Unpacked values are under 16 (Q4_1) or 32 (Q5_0).
-    let unpack: Option<(Unpack, u8)> = match (t, layout) {
-        (GgmlDType::Q4_1, BlockOrder::Blocks) => Some((x86::unpack_q4_1, 16)),
-        (GgmlDType::Q5_0, BlockOrder::Blocks) => Some((x86::unpack_q5_0, 32)),
-        (GgmlDType::Q5_0, BlockOrder::Grouped) => Some((x86::unpack_q5_0_grouped, 32)),
-        _ => None,
-    };
-    if let Some((unpack, limit)) = unpack {
+    if let Some((unpack, limit)) = unpacker(t, layout) {
         let row_bytes = k / 32 * t.type_size();
         // SAFETY: CPU features checked at load (see `ours`).
         return unsafe { super::int8_gemm::gemm(data, row_bytes, unpack, limit, x, m, k, n, dst) };
@@ -636,12 +629,7 @@ fn dot_rows(t: GgmlDType, layout: BlockOrder, data: &[u8], x: &[f32], m: usize, 
     // Several rows of a Q4_1/Q5_0 weight: each weight row is unpacked to
     // bytes once and reused for every activation row (the unpacking costs
     // more than the products).
-    let unpack: Option<Unpack> = match (t, layout) {
-        (GgmlDType::Q4_1, BlockOrder::Blocks) if m > 1 => Some(x86::unpack_q4_1),
-        (GgmlDType::Q5_0, BlockOrder::Blocks) if m > 1 => Some(x86::unpack_q5_0),
-        (GgmlDType::Q5_0, BlockOrder::Grouped) if m > 1 => Some(x86::unpack_q5_0_grouped),
-        _ => None,
-    };
+    let unpack = unpacker(t, layout).filter(|_| m > 1).map(|(u, _)| u);
     let row_bytes = kb * t.type_size();
     let kernel = match (t, layout, unpack) {
         (_, _, Some(u)) => Kernel::Unpacked(u),
@@ -653,6 +641,17 @@ fn dot_rows(t: GgmlDType, layout: BlockOrder, data: &[u8], x: &[f32], m: usize, 
         (other, layout, None) => unreachable!("no own dot product for {other:?} ({layout:?})"),
     };
     dot_columns(data, row_bytes, kernel, x, m, k, n, dst)
+}
+
+/// The unpacker of a weight's rows to bytes, and the bound its values stay
+/// under (16 for Q4_1, 32 for Q5_0); None for types read as they are (Q8_0).
+fn unpacker(t: GgmlDType, layout: BlockOrder) -> Option<(Unpack, u8)> {
+    match (t, layout) {
+        (GgmlDType::Q4_1, BlockOrder::Blocks) => Some((x86::unpack_q4_1, 16)),
+        (GgmlDType::Q5_0, BlockOrder::Blocks) => Some((x86::unpack_q5_0, 32)),
+        (GgmlDType::Q5_0, BlockOrder::Grouped) => Some((x86::unpack_q5_0_grouped, 32)),
+        _ => None,
+    }
 }
 
 /// Unpacks one weight row (its blocks at the pointer, `kb` of them) into
@@ -914,8 +913,8 @@ mod x86 {
     }
 
     /// Bytes of a group of four Q5_0 / Q8_0 blocks in the grouped layout (see `regroup`).
-    const Q5_0_GROUP_BYTES: usize = 4 * 22;
-    const Q8_0_GROUP_BYTES: usize = 4 * 34;
+    const Q5_0_GROUP_BYTES: usize = super::GROUP * 22;
+    const Q8_0_GROUP_BYTES: usize = super::GROUP * 34;
 
     /// Lane `b` of `v`'s low four lanes in all eight (one `vpermps`).
     #[inline]

@@ -399,3 +399,38 @@ fn kv_cache_clones_are_snapshots_and_write_in_place_when_free() {
     m.forward(&long, &mut c, 0).unwrap();
     assert!(c.capacity() > cap && c.len() == ctx.len() + tail_c.len() + 1 + long.len());
 }
+
+/// Decode steps (one token after the cache: attention read straight from
+/// the cache's buffers) give the logits one pass over the whole sequence
+/// gives, past Gemma 3's 512-position sliding window too (its local layers
+/// then skip the keys that left the window). f32 weights, so that both sides
+/// take the same products (with the file's types, a pass of many rows and a
+/// decode step take different kernels: int8 GEMM against dot products).
+#[test]
+fn decode_steps_match_one_pass_over_the_sequence() {
+    let _g = model_lock();
+    // Gemma's logits are larger (tens) and its f32 products longer.
+    for (path, tolerance) in [(default_model(), 1e-3f32), (catalog_model(GEMMA), 3e-2)] {
+        let b = load(&path, WeightFormat::F32);
+        let m = b.transformer();
+        let ids: Vec<u32> = b.tokenizer.encode(&"The quick brown fox jumps over the lazy dog. ".repeat(60)).unwrap();
+        let (n, steps) = (530.min(ids.len()), 12);
+        assert!(n == 530, "a prompt past the window");
+        let whole = {
+            let mut c = m.empty_cache();
+            m.forward(&ids[..n], &mut c, steps).unwrap().unwrap().to_vec2::<f32>().unwrap()
+        };
+        let mut cache = m.empty_cache();
+        m.forward(&ids[..n - steps], &mut cache, 0).unwrap();
+        let mut worst = 0f32;
+        for (s, want) in whole.iter().enumerate() {
+            let got = m.forward(&ids[n - steps + s..n - steps + s + 1], &mut cache, 1).unwrap().unwrap();
+            let got = got.to_vec2::<f32>().unwrap().remove(0);
+            worst = worst.max(got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max));
+            let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
+            assert_eq!(argmax(&got), argmax(want), "{}: step {s}", path.display());
+        }
+        eprintln!("{}: decode steps vs one pass, max |Δ logit| {worst:.2e}", path.display());
+        assert!(worst < tolerance, "{}: logits differ by {worst}", path.display());
+    }
+}

@@ -8,6 +8,7 @@
 //! (`loglik`).
 
 pub mod activation;
+mod decode_attention;
 mod int8_gemm;
 pub mod linear;
 mod loglik;

@@ -22,6 +22,7 @@
 //! switch over several files.
 
 use super::activation::{gated, Act};
+use super::decode_attention;
 use super::linear::Linear;
 use anyhow::{bail, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -876,8 +877,21 @@ impl Transformer {
             let (kb, vb) = kv;
             kb.slice_set(&k.contiguous()?, 2, pos)?;
             vb.slice_set(&v, 2, pos)?;
-            let (k, v) = (kb.narrow(2, 0, pos + seq_len)?, vb.narrow(2, 0, pos + seq_len)?);
-            let y = packed_attention(&q, &k, &v, &docs, pos, layer.window.is_some(), hp.attn_scale)?;
+            // One new token (a decode step): straight from the cache's buffers.
+            let step = match (seq_len, plain) {
+                (1, true) => {
+                    let first = layer.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    decode_attention::attend(&q, kb, vb, first, pos + 1, hp.attn_scale)?
+                }
+                _ => None,
+            };
+            let y = match step {
+                Some(y) => y,
+                None => {
+                    let (k, v) = (kb.narrow(2, 0, pos + seq_len)?, vb.narrow(2, 0, pos + seq_len)?);
+                    packed_attention(&q, &k, &v, &docs, pos, layer.window.is_some(), hp.attn_scale)?
+                }
+            };
             let y = y.transpose(1, 2)?.reshape((1, seq_len, hp.n_head * hp.head_dim))?;
             let mut y = a.wo.forward(&y)?;
             if let Some(n) = &layer.post_attn_norm {

@@ -15,24 +15,15 @@
 //! as 8-lane partial sums, the softmax in f32 as candle's: maximum, `exp`,
 //! sum, divide).
 
+use super::cpu_f32;
 use super::linear::{parallel_for, DstPtr};
 use anyhow::Result;
-use candle_core::{CpuStorage, Device, Layout, Storage, Tensor};
+use candle_core::{Device, Tensor};
 use std::cell::RefCell;
 
 thread_local! {
     /// One head's scores (one per visible key), reused across calls.
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The f32 values of a contiguous CPU tensor's storage, or None (another
-/// device or type, or a strided view): the caller then takes candle's path.
-fn values<'a>(storage: &'a Storage, layout: &Layout) -> Option<&'a [f32]> {
-    let (a, b) = layout.contiguous_offsets()?;
-    match storage {
-        Storage::Cpu(CpuStorage::F32(v)) => Some(&v[a..b]),
-        _ => None,
-    }
 }
 
 /// The attention output `(1, heads, 1, head_dim)` of query `q` (`(1, heads,
@@ -55,7 +46,7 @@ pub(super) fn attend(
         return Ok(None);
     }
     let ((qs, ql), (ks, kl), (vs, vl)) = (q.storage_and_layout(), k.storage_and_layout(), v.storage_and_layout());
-    let (Some(qv), Some(kv), Some(vv)) = (values(&qs, ql), values(&ks, kl), values(&vs, vl)) else {
+    let (Some(qv), Some(kv), Some(vv)) = (cpu_f32(&qs, ql), cpu_f32(&ks, kl), cpu_f32(&vs, vl)) else {
         return Ok(None);
     };
     let rep = n_head / n_kv;
@@ -70,7 +61,6 @@ pub(super) fn attend(
         let o = unsafe { std::slice::from_raw_parts_mut(dst.at(h * hd), hd) };
         SCORES.with(|cell| head(&qv[h * hd..(h + 1) * hd], keys, vals, scale, &mut cell.borrow_mut(), o));
     });
-    drop((qs, ks, vs));
     Ok(Some(Tensor::from_vec(out, (1, n_head, 1, hd), &Device::Cpu)?))
 }
 

@@ -110,13 +110,21 @@ fn release_freed_memory() {
 fn with_host_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     {
         let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            return Ok(f(&v[a..b]));
+        if let Some(v) = cpu_f32(&storage, layout) {
+            return Ok(f(v));
         }
     }
     Ok(f(&t.flatten_all()?.to_vec1::<f32>()?))
+}
+
+/// The values of a contiguous f32 CPU tensor's storage, borrowed in place;
+/// None for another device or type, or a strided view.
+fn cpu_f32<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout) -> Option<&'a [f32]> {
+    let (a, b) = layout.contiguous_offsets()?;
+    match storage {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => Some(&v[a..b]),
+        _ => None,
+    }
 }
 
 /// log p(`token`) under the softmax of `logits` (one position's row), and

@@ -226,6 +226,7 @@ fn batched_questions_score_as_one_sequence_each() {
         (default_model(), WeightFormat::F32),
         (catalog_model(GEMMA), WeightFormat::F32),
         (default_model(), WeightFormat::Native),
+        (catalog_model(GEMMA), WeightFormat::Native),
     ] {
         let mut b = load(&path, format);
         let batch =
@@ -432,5 +433,131 @@ fn decode_steps_match_one_pass_over_the_sequence() {
         }
         eprintln!("{}: decode steps vs one pass, max |Δ logit| {worst:.2e}", path.display());
         assert!(worst < tolerance, "{}: logits differ by {worst}", path.display());
+    }
+}
+
+/// A batched step ([`step_batch`]) gives each sequence the logits one pass
+/// over that sequence alone gives: three sequences of different lengths
+/// stepped together, one on a snapshot of a shared prefix's cache, prompts
+/// in one piece and then decode steps, past Gemma 3's 512-position window.
+/// f32 weights, as in `decode_steps_match_one_pass_over_the_sequence`.
+#[test]
+fn batched_steps_match_one_pass_over_each_sequence() {
+    use openweigh::backend::candle::transformer::SeqCache;
+    let _g = model_lock();
+    for (path, tolerance) in [(default_model(), 1e-3f32), (catalog_model(GEMMA), 3e-2)] {
+        let b = load(&path, WeightFormat::F32);
+        let m = b.transformer();
+        let text = |s: &str, n: usize| -> Vec<u32> {
+            let ids = b.tokenizer.encode(&s.repeat(80)).unwrap();
+            assert!(ids.len() >= n);
+            ids[..n].to_vec()
+        };
+        let seqs = [
+            text("The quick brown fox jumps over the lazy dog. ", 520),
+            text("Water boils at one hundred degrees. ", 37),
+            text("One, two, three, four, five, six. ", 300),
+        ];
+        let steps = 10;
+        // The third sequence continues a prefix cache of its first 200 tokens.
+        let mut prefix = m.empty_cache();
+        m.forward(&seqs[2][..200], &mut prefix, 0).unwrap();
+        let mut caches =
+            [SeqCache::new(m.empty_cache()), SeqCache::new(m.empty_cache()), SeqCache::new(prefix.clone())];
+        let starts = [0usize, 0, 200];
+        let mut worst = 0f32;
+        for s in 0..=steps {
+            // Step 0: each prompt but its last `steps` tokens; then one token each.
+            let chunks: Vec<&[u32]> = seqs
+                .iter()
+                .zip(starts)
+                .map(|(ids, from)| {
+                    let n = ids.len() - steps;
+                    if s == 0 {
+                        &ids[from..n]
+                    } else {
+                        &ids[n + s - 1..n + s]
+                    }
+                })
+                .collect();
+            let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
+            let got = m.step_batch(&mut refs, &chunks).unwrap().to_vec2::<f32>().unwrap();
+            for (q, ids) in seqs.iter().enumerate() {
+                let end = ids.len() - steps + s;
+                let mut c = m.empty_cache();
+                let want = m.forward(&ids[..end], &mut c, 1).unwrap().unwrap().to_vec2::<f32>().unwrap().remove(0);
+                worst = worst.max(got[q].iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max));
+            }
+        }
+        eprintln!("{}: batched steps vs one pass, max |Δ logit| {worst:.2e}", path.display());
+        assert!(worst < tolerance, "{}: logits differ by {worst}", path.display());
+        assert_eq!(prefix.len(), 200, "the prefix cache is read, never extended");
+    }
+}
+
+/// Generations answered together give each request what it gets alone, bit
+/// for bit, with the file's own weights: a step's projections always run on
+/// at least eight rows, so their kernels do not depend on the company.
+/// Stop strings, a shared prefix, `max_tokens` and the end-of-sequence
+/// token as when asked one at a time; responses come back as each finishes.
+#[test]
+fn batched_generations_equal_each_alone() {
+    use openweigh::backend::{Engine, Tagged};
+    let _g = model_lock();
+    let prefix = "Question: What is 2 + 2?\nAnswer: 4\n\nQuestion: What is the capital of Italy?\nAnswer: Rome\n\n";
+    let ask = |prompt: String, until: &[&str], max_tokens: usize, shared: bool| Request::Generate {
+        prompt,
+        until: until.iter().map(|u| u.to_string()).collect(),
+        max_tokens,
+        shared_prefix: shared.then(|| prefix.to_string()),
+        chat: false,
+    };
+    let mut requests = vec![
+        ask(format!("{prefix}Question: What is 3 + 5?\nAnswer:"), &["Question:"], 24, true),
+        ask("The capital of France is".into(), &["\n", "."], 16, false),
+        ask(format!("{prefix}Question: Name a large ocean.\nAnswer:"), &["Question:"], 20, true),
+        ask("Once upon a time".into(), &[], 40, false),
+        ask("Count: one, two, three,".into(), &[], 0, false),
+        ask("def fibonacci(n):\n".into(), &["\ndef"], 48, false),
+    ];
+    for path in [default_model(), catalog_model(GEMMA)] {
+        let mut b = load(&path, WeightFormat::Native);
+        if path == default_model() {
+            let chat = b.apply_chat_template("What is the capital of France?").unwrap();
+            requests.push(ask(chat, &[], 64, false));
+        }
+        let batch =
+            requests.iter().enumerate().map(|(tag, request)| Tagged { tag, request: request.clone() }).collect();
+        let mut order = Vec::new();
+        let mut answers: Vec<Option<openweigh::backend::Response>> = (0..requests.len()).map(|_| None).collect();
+        b.run_batch(batch, &mut |tag, r| {
+            order.push(tag);
+            answers[tag] = Some(r.unwrap());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(order.len(), requests.len(), "every request answered once");
+        for (q, (request, answer)) in requests.iter().zip(answers).enumerate() {
+            let batched = answer.unwrap();
+            let alone = b.run(request).unwrap();
+            let (Output::Text(t1), Output::Text(t2)) = (&batched.output, &alone.output) else { unreachable!() };
+            eprintln!("{}: request {q}: {t1:?}", path.display());
+            assert_eq!(t1, t2, "{}: request {q} batched vs alone", path.display());
+            assert_eq!(
+                (batched.tokens_in, batched.tokens_cached, batched.tokens_out),
+                (alone.tokens_in, alone.tokens_cached, alone.tokens_out),
+                "request {q}"
+            );
+            let Request::Generate { max_tokens, until, shared_prefix, .. } = request else { unreachable!() };
+            assert!(batched.tokens_out <= *max_tokens + 1 && batched.wall_s > 0.0);
+            assert_eq!(batched.tokens_cached > 0, shared_prefix.is_some(), "request {q}");
+            assert!(until.iter().all(|u| !t1.contains(u.as_str())), "request {q}: cut before its stop string");
+            if *max_tokens == 0 {
+                assert_eq!((batched.tokens_out, batched.ttft_s), (0, None));
+            } else {
+                assert!(batched.ttft_s.is_some_and(|t| t > 0.0 && t <= batched.wall_s));
+            }
+        }
+        assert_ne!(order, (0..requests.len()).collect::<Vec<_>>(), "short requests finish first");
     }
 }

@@ -3,8 +3,9 @@
 //! what came back (tokens, log-likelihoods, text) and the timings of exactly
 //! that work. Engines implement [`Engine`]: they take a batch of requests,
 //! each tagged by the caller, and hand back each response as it finishes, in
-//! whatever order they finish. The in-process candle engine answers them in
-//! order, several log-likelihood requests to a forward pass; an engine that
+//! whatever order they finish. The in-process candle engine answers several
+//! requests to a forward pass (log-likelihoods packed, generations stepped
+//! together); an engine that
 //! talks to a server may answer them concurrently. The
 //! run loop neither knows nor cares which engine it drives.
 //!
@@ -78,7 +79,9 @@ pub struct Response {
     /// first evaluation excluded (seconds). Log-likelihood requests that the
     /// in-process engine scores several to a forward pass are each charged
     /// their tokenization plus the pass's time shared out by the tokens each
-    /// put in it, so a task's requests add up to its compute time.
+    /// put in it, so a task's requests add up to its compute time; so are
+    /// generations it steps together, step by step (`ttft_s` and
+    /// `decode_tok_per_s` then count each request's shares).
     pub wall_s: f64,
     /// Seconds spent evaluating a new shared prefix (few-shot examples) into
     /// the engine's cache during this request; 0 when the cached one was

@@ -46,6 +46,18 @@ use std::sync::Arc;
 /// 0.80× (8) for Gemma 3 270M, SmolLM2 unchanged (1.16×).
 pub const GEMM_MIN_ROWS: usize = 8;
 
+/// Inner dimension per call of the `gemm` crate in [`Panels::product`].
+/// With at most 64 rows and 64 columns `gemm` sums 512 of the inner
+/// dimension at a time; with more rows it sizes that block from the caches
+/// and the shape (all of Gemma's 640 or Qwen's 896 at once), which sums a
+/// row's products in another order: a row's bits then depended on how many
+/// rows shared the call. Calls of at most 512 take one block either way, so
+/// each row's numbers are the same whatever else a pass holds. (A weight
+/// whose last panel had 32 columns or fewer would still see `gemm` switch
+/// kernels at 256 rows × columns; every catalog model's widths are
+/// multiples of 64.)
+const GEMM_DEPTH: usize = 512;
+
 /// Output rows dequantized together: 64 rows × 576 inputs is 144 KiB of f32,
 /// which stays in a core's L2 while the GEMM reads it `rows / 4` times.
 const PANEL_ROWS: usize = 64;
@@ -523,27 +535,32 @@ impl<'a> Panels<'a> {
             (self.dequant)(row, out);
         }
         // lhs is m × k row-major (x), rhs is k × nj with column j at panel[j·k..].
-        gemm::gemm(
-            m,
-            nj,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            panel.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
+        // At most GEMM_DEPTH of the inner dimension a call (see there), each
+        // call after the first adding to what the others wrote.
+        for k0 in (0..k).step_by(GEMM_DEPTH) {
+            let kc = GEMM_DEPTH.min(k - k0);
+            gemm::gemm(
+                m,
+                nj,
+                kc,
+                dst,
+                1,
+                dst_rs as isize,
+                k0 > 0,
+                x[k0..].as_ptr(),
+                1,
+                k as isize,
+                panel[k0..].as_ptr(),
+                k as isize,
+                1,
+                if k0 > 0 { 1.0 } else { 0.0 },
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
     }
 }
 
@@ -1283,6 +1300,37 @@ mod tests {
             // Too few rows: the caller computes logits.
             let x = Tensor::randn(0f32, 1.0, (3, k), &dev).unwrap();
             assert!(head.token_logprobs(&x, &[0, 1, 2]).unwrap().is_none());
+        }
+    }
+
+    /// A row's product is the same, bit for bit, whatever rows share the
+    /// call: the many-row paths (Q8_0's f32 panels through `gemm`, the int8
+    /// GEMM of Q4_1 and Q5_0) for the models' widths, 8 to 199 rows. (Before
+    /// `GEMM_DEPTH`, `gemm` summed Q8_0 rows of width 576, 640 or 896 in
+    /// another order past 64 rows: every row differed.)
+    #[test]
+    fn rows_do_not_depend_on_their_neighbours() {
+        if !cpu_has_kernels() {
+            return;
+        }
+        let dev = Device::Cpu;
+        for (n, k) in [(128, 576), (128, 640), (128, 896), (64, 2048)] {
+            for dtype in [GgmlDType::Q8_0, GgmlDType::Q5_0, GgmlDType::Q4_1] {
+                let w = Tensor::randn(0f32, 0.2, (n, k), &dev).unwrap();
+                let lin = Linear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap();
+                let x = Tensor::randn(0f32, 1.0, (199, k), &dev).unwrap();
+                let all = lin.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+                for (from, m) in [(0, 8), (3, 13), (0, 64), (0, 65), (5, 70), (1, 129), (0, 136)] {
+                    let part = lin.forward(&x.narrow(0, from, m).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+                    for (r, row) in part.iter().enumerate() {
+                        assert!(
+                            row.iter().zip(&all[from + r]).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{dtype:?} {n} x {k}: row {} of {m} from {from} differs from the same row of 199",
+                            r
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -4,11 +4,13 @@
 //! evaluated context between a question's choices; greedy generation stops at
 //! stop strings; chat templates come from the model's own template (GGUF
 //! `tokenizer.chat_template` or `tokenizer_config.json`). It answers a batch
-//! of requests in order, several log-likelihood requests per forward pass
-//! (`loglik`).
+//! of requests several to a forward pass: log-likelihood requests packed
+//! into passes in order (`loglik`), then generations advancing several
+//! sequences a step (`generate`).
 
 pub mod activation;
 mod decode_attention;
+mod generate;
 mod int8_gemm;
 pub mod linear;
 mod loglik;
@@ -17,7 +19,7 @@ pub mod transformer;
 use super::adapter::{Adapted, LoraAdapter};
 use super::tokenizer::ModelTokenizer;
 use super::weights::{bad_model, open_gguf, GgufSource, HfFolder, ModelHeader, RowOrder, SafetensorsSource};
-use super::{Engine, OnResponse, Output, Request, Response, Tagged};
+use super::{Engine, OnResponse, Request, Response, Tagged};
 use crate::error::UserError;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, IndexOp, Tensor};
@@ -225,8 +227,13 @@ impl CandleBackend {
             Request::LogLikelihood { context, continuations, shared_prefix } => {
                 self.loglikelihood(context, continuations, shared_prefix.as_deref())
             }
-            Request::Generate { prompt, until, max_tokens, shared_prefix, .. } => {
-                self.generate(prompt, until, *max_tokens, shared_prefix.as_deref())
+            Request::Generate { .. } => {
+                let mut answer = None;
+                self.run_generations(vec![Tagged { tag: 0, request: req.clone() }], &mut |_, r| {
+                    answer = Some(r);
+                    Ok(())
+                })?;
+                answer.context("the generation was not answered")?
             }
         }
     }
@@ -294,84 +301,6 @@ impl CandleBackend {
         }
     }
 
-    /// Evaluates prompt `ids` into a fresh KV cache, the tokens the
-    /// shared-prefix cache holds taken from there, and returns the logits of
-    /// its last position, the cache, the number of tokens taken from the
-    /// prefix cache, and the seconds spent evaluating a new shared prefix.
-    fn prefill(&mut self, ids: &[u32], shared_prefix: Option<&str>) -> Result<(Tensor, KvCache, usize, f64)> {
-        let prefix_s = self.ensure_prefix(shared_prefix)?;
-        let k = self.cached_len(ids, shared_prefix);
-        let mut cache = self.start_cache(k);
-        let lp = self.model.forward(&ids[k..], &mut cache, 1)?.context("no logits")?;
-        Ok((lp, cache, k, prefix_s))
-    }
-
-    /// Greedy decoding until a stop string, end of sequence, or `max_tokens`.
-    /// The text returned ends before the earliest stop string. Every token
-    /// the model produced counts as output, the end-of-sequence token too
-    /// (the model computed it; providers bill it).
-    fn generate(
-        &mut self,
-        prompt: &str,
-        until: &[String],
-        max_tokens: usize,
-        shared_prefix: Option<&str>,
-    ) -> Result<Response> {
-        let start = Instant::now();
-        let mut ids = self.prompt_ids(prompt)?;
-        let room = self.model.max_seq_len().saturating_sub(max_tokens);
-        if ids.len() > room {
-            // Keep the end of the prompt, as lm-evaluation-harness does.
-            ids.drain(..ids.len() - room);
-        }
-        let (mut lp, mut cache, tokens_cached, prefix_s) = self.prefill(&ids, shared_prefix)?;
-        let mut eos = false;
-        let mut out: Vec<u32> = Vec::new();
-        let mut t_first = None;
-        let mut t_last = start;
-        let mut text = String::new();
-        while out.len() < max_tokens {
-            let next = argmax(&lp.i(0)?.to_vec1::<f32>()?);
-            t_last = Instant::now();
-            t_first.get_or_insert(t_last);
-            if Some(next) == self.tokenizer.eos_id {
-                eos = true;
-                break;
-            }
-            out.push(next);
-            text = self.tokenizer.decode(&out)?;
-            if until.iter().any(|s| text.contains(s.as_str())) {
-                break;
-            }
-            if out.len() == max_tokens {
-                break;
-            }
-            lp = self.model.forward(&[next], &mut cache, 1)?.context("no logits")?;
-        }
-        if let Some(cut) = until.iter().filter_map(|s| text.find(s.as_str())).min() {
-            text.truncate(cut);
-        }
-        let tokens_out = out.len() + eos as usize;
-        let ttft = t_first.map(|t| (t - start).as_secs_f64() - prefix_s);
-        let decode = match t_first {
-            Some(first) if tokens_out > 1 && t_last > first => {
-                Some((tokens_out - 1) as f64 / (t_last - first).as_secs_f64())
-            }
-            _ => None,
-        };
-        Ok(Response {
-            served: None,
-            output: Output::Text(text),
-            tokens_in: ids.len(),
-            tokens_cached,
-            tokens_out,
-            wall_s: start.elapsed().as_secs_f64() - prefix_s,
-            prefix_s,
-            ttft_s: ttft,
-            decode_tok_per_s: decode,
-        })
-    }
-
     /// Prefill `prompt` then decode `n_out` tokens greedily, ignoring end of
     /// sequence. Returns (prefill seconds, seconds for the `n_out - 1` decode
     /// steps after the first token).
@@ -428,10 +357,13 @@ impl Engine for CandleBackend {
         Some(loglik::PACK_TOKENS)
     }
 
-    /// In the batch's order; consecutive log-likelihood requests go through
-    /// the model several at a time ([`CandleBackend::run_loglikelihoods`]).
+    /// Log-likelihood requests first, consecutive ones several to a pass
+    /// ([`CandleBackend::run_loglikelihoods`]), then the generations, several
+    /// sequences a step ([`CandleBackend::run_generations`]).
     fn run_batch(&mut self, batch: Vec<Tagged>, on_response: &mut OnResponse) -> Result<()> {
-        self.run_loglikelihoods(batch, on_response)
+        let (scores, generations) = batch.into_iter().partition(|t| matches!(t.request, Request::LogLikelihood { .. }));
+        self.run_loglikelihoods(scores, on_response)?;
+        self.run_generations(generations, on_response)
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {

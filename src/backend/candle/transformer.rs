@@ -22,9 +22,9 @@
 //! switch over several files.
 
 use super::activation::{gated, Act};
-use super::decode_attention;
-use super::linear::Linear;
-use anyhow::{bail, Result};
+use super::decode_attention::{self, KeyRange, Query};
+use super::linear::{Linear, GEMM_MIN_ROWS};
+use anyhow::{bail, Context, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
@@ -272,6 +272,86 @@ impl KvCache {
         if let Some(entry) = lock(&self.holders).iter_mut().find(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
             entry.1 = len;
         }
+    }
+}
+
+/// What [`Transformer::layers_forward`] calls for one layer's attention:
+/// (layer index, layer, q, k, v) to the attention output.
+type LayerAttention<'a> = dyn FnMut(usize, &Layer, &Tensor, &Tensor, &Tensor) -> Result<Tensor> + 'a;
+
+/// KV buffers of a batched step ([`Transformer::step_batch`]) grow in steps
+/// of this many positions: a batch holds several sequences' caches at once.
+const SEQ_KV_STEP: usize = 64;
+
+/// One sequence of a batched generation: a read-only snapshot of the shared
+/// prefix (its keys and values are read in place, never copied per
+/// sequence) and the sequence's own positions after it, in buffers of its own.
+pub struct SeqCache {
+    prefix: KvCache,
+    own: KvCache,
+}
+
+impl SeqCache {
+    /// A sequence continuing `prefix` (an empty cache for none).
+    pub fn new(prefix: KvCache) -> Self {
+        Self { prefix, own: KvCache::new() }
+    }
+
+    /// Positions held: the prefix's and its own.
+    pub fn len(&self) -> usize {
+        self.prefix.len + self.own.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores layer `l`'s keys and values of this sequence's chunk (`(1,
+    /// kv heads, n, head_dim)`) after its own positions.
+    fn store(&self, l: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        let (kb, vb) = &self.own.layers[l];
+        kb.slice_set(&k.contiguous()?, 2, self.own.len)?;
+        vb.slice_set(&v.contiguous()?, 2, self.own.len)?;
+        Ok(())
+    }
+
+    /// Layer `l`'s keys for this sequence's one new token (stored) with
+    /// query `q`: its prefix's keys as the batch's `shared` ones where its
+    /// prefix holds those buffers, then its own; a sliding window's first key.
+    fn query<'a>(&'a self, l: usize, window: Option<usize>, q: &'a Tensor) -> Query<'a> {
+        let (p, own) = (self.prefix.len, self.own.len);
+        let first = window.map_or(0, |w| (p + own + 1).saturating_sub(w));
+        let (kb, vb) = &self.own.layers[l];
+        Query {
+            q,
+            shared: (first < p).then_some((first, p)),
+            own: KeyRange { k: kb, v: vb, first: first.saturating_sub(p), end: own + 1 },
+        }
+    }
+
+    /// Layer `l`'s attention for this sequence's chunk of `n > 1` tokens
+    /// (stored; `q`: `(1, heads, n, head_dim)`) as a document alone (`doc`:
+    /// its masks and key blocks) over its prefix's keys and its own, copied
+    /// into one.
+    fn attend_chunk(
+        &self,
+        l: usize,
+        window: Option<usize>,
+        q: &Tensor,
+        doc: &DocAttention,
+        scale: f64,
+    ) -> Result<Tensor> {
+        let (p, own) = (self.prefix.len, self.own.len);
+        let n = q.dim(2)?;
+        let (kb, vb) = &self.own.layers[l];
+        let (k, v) = match self.prefix.layers.get(l).filter(|_| p > 0) {
+            Some((pk, pv)) => (
+                Tensor::cat(&[pk.narrow(2, 0, p)?, kb.narrow(2, 0, own + n)?], 2)?,
+                Tensor::cat(&[pv.narrow(2, 0, p)?, vb.narrow(2, 0, own + n)?], 2)?,
+            ),
+            None => (kb.narrow(2, 0, own + n)?, vb.narrow(2, 0, own + n)?),
+        };
+        packed_attention(&q.contiguous()?, &k, &v, std::slice::from_ref(doc), p + own, window.is_some(), scale)
     }
 }
 
@@ -693,10 +773,15 @@ impl Transformer {
     /// model's context) holding a copy of its positions when it has none,
     /// too few, or shares the ones past its length with a live clone.
     pub fn reserve(&self, cache: &mut KvCache, need: usize) -> Result<()> {
+        self.reserve_in_steps(cache, need, KV_STEP)
+    }
+
+    /// [`Transformer::reserve`] with capacity rounded up to `step` positions.
+    fn reserve_in_steps(&self, cache: &mut KvCache, need: usize, step: usize) -> Result<()> {
         if need <= cache.capacity() && !cache.shared_past(cache.len) {
             return Ok(());
         }
-        let cap = need.next_multiple_of(KV_STEP).min(self.max_seq_len).max(need);
+        let cap = need.next_multiple_of(step).min(self.max_seq_len).max(need);
         let shape = (1, self.hp.n_kv_head, cap, self.hp.head_dim);
         let dtype = self.ropes[0].0.dtype();
         let mut layers = Vec::with_capacity(self.layers.len());
@@ -843,12 +928,146 @@ impl Transformer {
                 .map(|(c, s)| Ok((c.index_select(&idx, 0)?, s.index_select(&idx, 0)?)))
                 .collect::<Result<_>>()?
         };
-        let mut h = self.embed.forward(&x)?;
+        self.reserve(cache, pos + seq_len)?;
+        let h = self.layers_forward(&x, &ropes, &mut |l, layer, q, k, v| {
+            let (kb, vb) = &cache.layers[l];
+            kb.slice_set(k, 2, pos)?;
+            vb.slice_set(v, 2, pos)?;
+            // One new token (a decode step): straight from the cache's buffers.
+            if seq_len == 1 && plain {
+                let first = layer.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                if let Some(y) = decode_attention::attend(q, kb, vb, first, pos + 1, hp.attn_scale)? {
+                    return Ok(y);
+                }
+            }
+            let (k, v) = (kb.narrow(2, 0, pos + seq_len)?, vb.narrow(2, 0, pos + seq_len)?);
+            packed_attention(q, &k, &v, &docs, pos, layer.window.is_some(), hp.attn_scale)
+        })?;
+        cache.set_len(pos + seq_len);
+        let h = match rows {
+            [] => return Ok(Tensor::zeros((0, hp.n_embd), h.dtype(), &self.device)?),
+            [first, .., last] if rows.is_sorted() && (*last - *first) as usize + 1 == rows.len() => {
+                h.narrow(1, *first as usize, rows.len())?
+            }
+            [only] => h.narrow(1, *only as usize, 1)?,
+            _ => h.index_select(&Tensor::new(rows, &self.device)?, 1)?,
+        };
+        Ok(self.norm.forward(&h)?.squeeze(0)?)
+    }
+
+    /// Bytes of keys and values one position takes in a KV cache (f32, every layer).
+    pub fn kv_bytes_per_position(&self) -> usize {
+        self.layers.len() * 2 * self.hp.n_kv_head * self.hp.head_dim * self.ropes[0].0.dtype().size_in_bytes()
+    }
+
+    /// One step of several sequences decoding together: `chunks[s]` (one
+    /// token, or a piece of a prompt) after the positions of `seqs[s]`, each
+    /// extended by its chunk. The projections and the output head take every
+    /// row at once, at least [`GEMM_MIN_ROWS`] of them (filler rows, attended
+    /// by nothing, make up the count), so they always run the same kernels
+    /// and a sequence's numbers are the same, bit for bit, whatever shares
+    /// its step; attention runs sequence by sequence over its own prefix and
+    /// positions. Returns the logits (`[seqs, vocab]`) of each chunk's last
+    /// token.
+    pub fn step_batch(&self, seqs: &mut [&mut SeqCache], chunks: &[&[u32]]) -> Result<Tensor> {
+        let hp = &self.hp;
+        if seqs.is_empty() || seqs.len() != chunks.len() || chunks.iter().any(|c| c.is_empty()) {
+            bail!("a batched step needs one non-empty chunk per sequence");
+        }
+        let (mut tokens, mut positions, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+        for (s, c) in seqs.iter().zip(chunks) {
+            let pos = s.len();
+            if pos + c.len() > self.max_seq_len {
+                bail!("sequence of {} tokens exceeds the model's context of {}", pos + c.len(), self.max_seq_len);
+            }
+            spans.push((tokens.len(), c.len()));
+            tokens.extend_from_slice(c);
+            positions.extend((pos..pos + c.len()).map(|p| p as u32));
+        }
+        let real = tokens.len();
+        tokens.resize(real.max(GEMM_MIN_ROWS), tokens[0]);
+        positions.resize(tokens.len(), 0);
+        // Each prompt piece's masks and key blocks, as one document alone.
+        let mut docs = Vec::with_capacity(seqs.len());
+        for (s, c) in seqs.iter_mut().zip(chunks) {
+            let pos = s.len();
+            docs.push(if c.len() > 1 {
+                let slots: Vec<Slot> =
+                    (pos..pos + c.len()).map(|p| Slot { doc: 0, branch: 0, pos: p as u32 }).collect();
+                Some(DocAttention {
+                    range: (0, c.len()),
+                    global_mask: attention_mask(&slots, pos, None, &self.device)?,
+                    local_mask: match hp.sliding_window {
+                        Some(w) => attention_mask(&slots, pos, Some(w), &self.device)?,
+                        None => None,
+                    },
+                    keys: block_keys(c.len(), pos),
+                })
+            } else {
+                None
+            });
+            let need = s.own.len + c.len();
+            self.reserve_in_steps(&mut s.own, need, SEQ_KV_STEP)?;
+        }
+        let idx = Tensor::new(positions.as_slice(), &self.device)?;
+        let ropes: Vec<(Tensor, Tensor)> = self
+            .ropes
+            .iter()
+            .map(|(c, s)| Ok((c.index_select(&idx, 0)?, s.index_select(&idx, 0)?)))
+            .collect::<Result<_>>()?;
+        let x = Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?;
+        let h = self.layers_forward(&x, &ropes, &mut |l, layer, q, k, v| {
+            for (s, &(r0, n)) in seqs.iter().zip(&spans) {
+                s.store(l, &k.narrow(2, r0, n)?, &v.narrow(2, r0, n)?)?;
+            }
+            let mut parts: Vec<Option<Tensor>> = vec![None; seqs.len()];
+            // One-token steps: straight from the buffers, the prefix's and its own.
+            for i in (0..seqs.len()).filter(|&i| docs[i].is_none()) {
+                let qi = q.narrow(2, spans[i].0, 1)?.contiguous()?;
+                let prefix = &seqs[i].prefix;
+                let shared = prefix.layers.get(l).filter(|_| prefix.len > 0).map(|(k, v)| (k, v));
+                let y = decode_attention::attend_batch(&[seqs[i].query(l, layer.window, &qi)], shared, hp.attn_scale)?
+                    .context("decode attention needs contiguous f32 tensors on the CPU")?;
+                parts[i] = y.into_iter().next();
+            }
+            for (i, doc) in docs.iter().enumerate() {
+                if let Some(doc) = doc {
+                    let (r0, n) = spans[i];
+                    parts[i] = Some(seqs[i].attend_chunk(l, layer.window, &q.narrow(2, r0, n)?, doc, hp.attn_scale)?);
+                }
+            }
+            let mut parts: Vec<Tensor> = parts.into_iter().map(|p| p.expect("every sequence attended")).collect();
+            if tokens.len() > real {
+                parts.push(Tensor::zeros((1, hp.n_head, tokens.len() - real, hp.head_dim), q.dtype(), &self.device)?);
+            }
+            Ok(Tensor::cat(&parts, 2)?)
+        })?;
+        for (s, c) in seqs.iter_mut().zip(chunks) {
+            let len = s.own.len + c.len();
+            s.own.set_len(len);
+        }
+        let mut last: Vec<u32> = spans.iter().map(|&(r0, n)| (r0 + n - 1) as u32).collect();
+        last.resize(seqs.len().max(GEMM_MIN_ROWS), last[0]);
+        let h = h.index_select(&Tensor::new(last.as_slice(), &self.device)?, 1)?;
+        Ok(self.head(&self.norm.forward(&h)?.squeeze(0)?)?.narrow(0, 0, seqs.len())?)
+    }
+
+    /// The embedding of `x` (`(1, n)` token ids) through every layer, each
+    /// row at its RoPE position (`ropes`: one `(cos, sin)` table per base,
+    /// `n` rows each). `attend(layer index, layer, q, k, v)` takes one
+    /// layer's queries, keys and values (`(1, heads, n, head_dim)`, RoPE
+    /// applied, contiguous), stores the keys and values where its caller
+    /// keeps them, and returns the attention output `(1, heads, n,
+    /// head_dim)`. Returns the hidden states `(1, n, n_embd)` before the
+    /// final norm.
+    fn layers_forward(&self, x: &Tensor, ropes: &[(Tensor, Tensor)], attend: &mut LayerAttention) -> Result<Tensor> {
+        let hp = &self.hp;
+        let seq_len = x.dim(1)?;
+        let mut h = self.embed.forward(x)?;
         if let Some(s) = self.embed_scale {
             h = (h * s)?;
         }
-        self.reserve(cache, pos + seq_len)?;
-        for (layer, kv) in self.layers.iter().zip(cache.layers.iter()) {
+        for (l, layer) in self.layers.iter().enumerate() {
             let residual = h.clone();
             let xs = layer.attn_norm.forward(&h)?;
             let a = &layer.attn;
@@ -874,24 +1093,7 @@ impl Transformer {
             } else {
                 (candle_nn::rotary_emb::rope_i(&q, cos, sin)?, candle_nn::rotary_emb::rope_i(&k, cos, sin)?)
             };
-            let (kb, vb) = kv;
-            kb.slice_set(&k.contiguous()?, 2, pos)?;
-            vb.slice_set(&v, 2, pos)?;
-            // One new token (a decode step): straight from the cache's buffers.
-            let step = match (seq_len, plain) {
-                (1, true) => {
-                    let first = layer.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                    decode_attention::attend(&q, kb, vb, first, pos + 1, hp.attn_scale)?
-                }
-                _ => None,
-            };
-            let y = match step {
-                Some(y) => y,
-                None => {
-                    let (k, v) = (kb.narrow(2, 0, pos + seq_len)?, vb.narrow(2, 0, pos + seq_len)?);
-                    packed_attention(&q, &k, &v, &docs, pos, layer.window.is_some(), hp.attn_scale)?
-                }
-            };
+            let y = attend(l, layer, &q.contiguous()?, &k.contiguous()?, &v)?;
             let y = y.transpose(1, 2)?.reshape((1, seq_len, hp.n_head * hp.head_dim))?;
             let mut y = a.wo.forward(&y)?;
             if let Some(n) = &layer.post_attn_norm {
@@ -909,16 +1111,7 @@ impl Transformer {
             }
             h = (y + residual)?;
         }
-        cache.set_len(pos + seq_len);
-        let h = match rows {
-            [] => return Ok(Tensor::zeros((0, hp.n_embd), h.dtype(), &self.device)?),
-            [first, .., last] if rows.is_sorted() && (*last - *first) as usize + 1 == rows.len() => {
-                h.narrow(1, *first as usize, rows.len())?
-            }
-            [only] => h.narrow(1, *only as usize, 1)?,
-            _ => h.index_select(&Tensor::new(rows, &self.device)?, 1)?,
-        };
-        Ok(self.norm.forward(&h)?.squeeze(0)?)
+        Ok(h)
     }
 
     /// For each row of final hidden states `[n, n_embd]` (from

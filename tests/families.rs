@@ -407,11 +407,17 @@ fn kv_cache_clones_are_snapshots_and_write_in_place_when_free() {
 /// then skip the keys that left the window). f32 weights, so that both sides
 /// take the same products (with the file's types, a pass of many rows and a
 /// decode step take different kernels: int8 GEMM against dot products).
+/// The models whose f32 logits the step tests compare, with the largest
+/// |Δ logit| allowed: Gemma's logits are larger (tens) and its f32 products
+/// longer.
+fn f32_references() -> [(std::path::PathBuf, f32); 2] {
+    [(default_model(), 1e-3), (catalog_model(GEMMA), 3e-2)]
+}
+
 #[test]
 fn decode_steps_match_one_pass_over_the_sequence() {
     let _g = model_lock();
-    // Gemma's logits are larger (tens) and its f32 products longer.
-    for (path, tolerance) in [(default_model(), 1e-3f32), (catalog_model(GEMMA), 3e-2)] {
+    for (path, tolerance) in f32_references() {
         let b = load(&path, WeightFormat::F32);
         let m = b.transformer();
         let ids: Vec<u32> = b.tokenizer.encode(&"The quick brown fox jumps over the lazy dog. ".repeat(60)).unwrap();
@@ -445,7 +451,7 @@ fn decode_steps_match_one_pass_over_the_sequence() {
 fn batched_steps_match_one_pass_over_each_sequence() {
     use openweigh::backend::candle::transformer::SeqCache;
     let _g = model_lock();
-    for (path, tolerance) in [(default_model(), 1e-3f32), (catalog_model(GEMMA), 3e-2)] {
+    for (path, tolerance) in f32_references() {
         let b = load(&path, WeightFormat::F32);
         let m = b.transformer();
         let text = |s: &str, n: usize| -> Vec<u32> {

@@ -315,18 +315,23 @@ impl SeqCache {
         Ok(())
     }
 
-    /// Layer `l`'s keys for this sequence's one new token (stored) with
-    /// query `q`: its prefix's keys as the batch's `shared` ones where its
-    /// prefix holds those buffers, then its own; a sliding window's first key.
-    fn query<'a>(&'a self, l: usize, window: Option<usize>, q: &'a Tensor) -> Query<'a> {
+    /// Layer `l`'s attention for this sequence's one new token (stored;
+    /// `q`: `(1, heads, 1, head_dim)`), read in place from its prefix's
+    /// buffers and then its own (a sliding window's first key in either).
+    fn attend_token(&self, l: usize, window: Option<usize>, q: &Tensor, scale: f64) -> Result<Tensor> {
         let (p, own) = (self.prefix.len, self.own.len);
         let first = window.map_or(0, |w| (p + own + 1).saturating_sub(w));
         let (kb, vb) = &self.own.layers[l];
-        Query {
-            q,
+        let q = q.contiguous()?;
+        let query = Query {
+            q: &q,
             shared: (first < p).then_some((first, p)),
             own: KeyRange { k: kb, v: vb, first: first.saturating_sub(p), end: own + 1 },
-        }
+        };
+        let shared = self.prefix.layers.get(l).filter(|_| p > 0).map(|(k, v)| (k, v));
+        let y = decode_attention::attend_batch(&[query], shared, scale)?
+            .context("decode attention needs contiguous f32 tensors on the CPU")?;
+        Ok(y.into_iter().next().expect("one output per query"))
     }
 
     /// Layer `l`'s attention for this sequence's chunk of `n > 1` tokens
@@ -899,21 +904,8 @@ impl Transformer {
         }
         let hp = &self.hp;
         let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let docs = ranges
-            .iter()
-            .map(|&(s, e)| {
-                let own = &slots[s..e];
-                Ok(DocAttention {
-                    range: (s, e),
-                    global_mask: attention_mask(own, pos, None, &self.device)?,
-                    local_mask: match hp.sliding_window {
-                        Some(w) => attention_mask(own, pos, Some(w), &self.device)?,
-                        None => None,
-                    },
-                    keys: block_keys(e - s, pos),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let docs =
+            ranges.iter().map(|&(s, e)| self.doc_attention((s, e), &slots[s..e], pos)).collect::<Result<Vec<_>>>()?;
         let plain = slots.iter().enumerate().all(|(i, s)| s.pos as usize == pos + i);
         let ropes: Vec<(Tensor, Tensor)> = if plain {
             self.ropes
@@ -922,11 +914,7 @@ impl Transformer {
                 .collect::<Result<_>>()?
         } else {
             let positions: Vec<u32> = slots.iter().map(|s| s.pos).collect();
-            let idx = Tensor::new(positions.as_slice(), &self.device)?;
-            self.ropes
-                .iter()
-                .map(|(c, s)| Ok((c.index_select(&idx, 0)?, s.index_select(&idx, 0)?)))
-                .collect::<Result<_>>()?
+            self.ropes_at(&positions)?
         };
         self.reserve(cache, pos + seq_len)?;
         let h = self.layers_forward(&x, &ropes, &mut |l, layer, q, k, v| {
@@ -994,27 +982,14 @@ impl Transformer {
             docs.push(if c.len() > 1 {
                 let slots: Vec<Slot> =
                     (pos..pos + c.len()).map(|p| Slot { doc: 0, branch: 0, pos: p as u32 }).collect();
-                Some(DocAttention {
-                    range: (0, c.len()),
-                    global_mask: attention_mask(&slots, pos, None, &self.device)?,
-                    local_mask: match hp.sliding_window {
-                        Some(w) => attention_mask(&slots, pos, Some(w), &self.device)?,
-                        None => None,
-                    },
-                    keys: block_keys(c.len(), pos),
-                })
+                Some(self.doc_attention((0, c.len()), &slots, pos)?)
             } else {
                 None
             });
             let need = s.own.len + c.len();
             self.reserve_in_steps(&mut s.own, need, SEQ_KV_STEP)?;
         }
-        let idx = Tensor::new(positions.as_slice(), &self.device)?;
-        let ropes: Vec<(Tensor, Tensor)> = self
-            .ropes
-            .iter()
-            .map(|(c, s)| Ok((c.index_select(&idx, 0)?, s.index_select(&idx, 0)?)))
-            .collect::<Result<_>>()?;
+        let ropes = self.ropes_at(&positions)?;
         let x = Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?;
         let h = self.layers_forward(&x, &ropes, &mut |l, layer, q, k, v| {
             for (s, &(r0, n)) in seqs.iter().zip(&spans) {
@@ -1023,12 +998,7 @@ impl Transformer {
             let mut parts: Vec<Option<Tensor>> = vec![None; seqs.len()];
             // One-token steps: straight from the buffers, the prefix's and its own.
             for i in (0..seqs.len()).filter(|&i| docs[i].is_none()) {
-                let qi = q.narrow(2, spans[i].0, 1)?.contiguous()?;
-                let prefix = &seqs[i].prefix;
-                let shared = prefix.layers.get(l).filter(|_| prefix.len > 0).map(|(k, v)| (k, v));
-                let y = decode_attention::attend_batch(&[seqs[i].query(l, layer.window, &qi)], shared, hp.attn_scale)?
-                    .context("decode attention needs contiguous f32 tensors on the CPU")?;
-                parts[i] = y.into_iter().next();
+                parts[i] = Some(seqs[i].attend_token(l, layer.window, &q.narrow(2, spans[i].0, 1)?, hp.attn_scale)?);
             }
             for (i, doc) in docs.iter().enumerate() {
                 if let Some(doc) = doc {
@@ -1050,6 +1020,26 @@ impl Transformer {
         last.resize(seqs.len().max(GEMM_MIN_ROWS), last[0]);
         let h = h.index_select(&Tensor::new(last.as_slice(), &self.device)?, 1)?;
         Ok(self.head(&self.norm.forward(&h)?.squeeze(0)?)?.narrow(0, 0, seqs.len())?)
+    }
+
+    /// One document of a packed chunk for attention: its chunk range, its
+    /// tokens' `slots`, the cache's `pos` positions before it.
+    fn doc_attention(&self, range: (usize, usize), slots: &[Slot], pos: usize) -> Result<DocAttention> {
+        Ok(DocAttention {
+            range,
+            global_mask: attention_mask(slots, pos, None, &self.device)?,
+            local_mask: match self.hp.sliding_window {
+                Some(w) => attention_mask(slots, pos, Some(w), &self.device)?,
+                None => None,
+            },
+            keys: block_keys(range.1 - range.0, pos),
+        })
+    }
+
+    /// Each RoPE table's `(cos, sin)` rows at `positions`.
+    fn ropes_at(&self, positions: &[u32]) -> Result<Vec<(Tensor, Tensor)>> {
+        let idx = Tensor::new(positions, &self.device)?;
+        self.ropes.iter().map(|(c, s)| Ok((c.index_select(&idx, 0)?, s.index_select(&idx, 0)?))).collect()
     }
 
     /// The embedding of `x` (`(1, n)` token ids) through every layer, each

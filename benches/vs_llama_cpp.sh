@@ -23,8 +23,10 @@
 #   --avx2-only  both tools built for an AVX2-only x86 CPU (an AMD Zen 3, say)
 #             and run here: llama.cpp with GGML_NATIVE=OFF (AVX2/FMA/F16C, no
 #             AVX-512; .ci/llama_cpp.sh --avx2, its own cache folder) and
-#             openweigh with `-C target-cpu=znver3`, without its `avx512`
-#             feature (target/avx2-only) and with candle's run-time K-quant
+#             openweigh with `-C target-cpu=znver3 -C target-feature=-sse4a`
+#             (a Zen 3's instruction sets bar AMD's SSE4a, which an Intel CPU
+#             lacks: LLVM emits its `insertq` in crates such as regex), without
+#             its `avx512` feature (target/avx2-only) and with candle's run-time K-quant
 #             kernels held to AVX2 (MISTRALRS_FORCE_AVX2=1). The instruction
 #             sets of such a CPU on this one's cores, clocks and memory: a
 #             proxy for its ratios, not its absolute speeds.
@@ -52,14 +54,14 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 if [ "$AVX2_ONLY" = 1 ]; then
     # RUSTFLAGS replaces .cargo/config.toml's target-cpu=native.
-    RUSTFLAGS="-C target-cpu=znver3" cargo build --release --quiet --no-default-features \
+    RUSTFLAGS="-C target-cpu=znver3 -C target-feature=-sse4a" cargo build --release --quiet --no-default-features \
         --target-dir "$ROOT/target/avx2-only"
     OW="$ROOT/target/avx2-only/release/openweigh"
     # candle picks its K-quant (Q4_K/Q6_K) repack kernels at run time; this
     # variable of its own makes it take the AVX2 tier an AVX2-only CPU gets.
     export MISTRALRS_FORCE_AVX2=1
     LLAMA="$(bash .ci/llama_cpp.sh --avx2 | tail -n 1)"
-    BUILD="AVX2-only builds (openweigh target-cpu=znver3 without avx512; llama.cpp GGML_NATIVE=OFF, AVX2)"
+    BUILD="AVX2-only builds (openweigh target-cpu=znver3 -sse4a, without avx512; llama.cpp GGML_NATIVE=OFF, AVX2)"
 else
     cargo build --release --quiet
     OW="$ROOT/target/release/openweigh"

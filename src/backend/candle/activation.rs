@@ -36,13 +36,17 @@ pub fn gated(act: Act, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 /// e^x for f32 without branches: x = n·ln2 + r, |r| ≤ ln2/2, e^r by Cephes'
 /// `expf` polynomial, 2^n put in the exponent bits. Inputs are clamped to
 /// [-87.3, 88.3] (results stay normal and finite), enough for the callers,
-/// which only ever need 1 / (1 + e^x).
+/// which need 1 / (1 + e^x) (the activations) or e^(x − max) ≤ 1 (softmax
+/// terms: [`super::softmax`], the streamed head's log-sum-exp).
 #[inline(always)]
 pub(super) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.clamp(-87.3, 88.3);
+    // max/min rather than clamp: a NaN becomes -87.3, so `n` below is
+    // always finite.
+    #[allow(clippy::manual_clamp)]
+    let x = x.max(-87.3).min(88.3);
     let n = (x * LOG2E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
@@ -52,7 +56,12 @@ pub(super) fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    er * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // `n` is a whole number in [-126, 128] (x clamped above), so the
+    // unchecked conversion is exact; `as i32` saturates, which LLVM cannot
+    // vectorize (it converted lane by lane, the loops' main cost).
+    // SAFETY: finite (NaN cannot pass the max/min) and in i32's range.
+    let n = unsafe { n.to_int_unchecked::<i32>() };
+    er * f32::from_bits(((n + 127) << 23) as u32)
 }
 
 /// GELU, tanh approximation: 0.5·x·(1 + tanh(u)) = x / (1 + e^(-2u)) with

@@ -12,11 +12,12 @@
 //! (the heads sharing a KV head find it in cache), as llama.cpp's decode does.
 //!
 //! The numbers are those of the batched path up to summation order (scores
-//! as 8-lane partial sums, the softmax in f32 as candle's: maximum, `exp`,
-//! sum, divide).
+//! as 8-lane partial sums; the softmax is the same routine,
+//! [`super::softmax::softmax_in_place`]).
 
 use super::cpu_f32;
 use super::linear::{parallel_for, DstPtr};
+use super::softmax::softmax_in_place;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use std::cell::RefCell;
@@ -190,16 +191,8 @@ fn head(
     for (v, scores) in views.iter().zip(s.iter_mut()) {
         let q = &v.q[h * hd..(h + 1) * hd];
         scores.extend((v.own.0..v.own.1).map(|j| dot(q, &v.k[row(v.cap, j)]) * scale));
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
-        for x in scores.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
         // Probabilities from here on.
-        for x in scores.iter_mut() {
-            *x /= sum;
-        }
+        softmax_in_place(scores);
     }
     for o in outs.iter_mut() {
         o.fill(0.0);

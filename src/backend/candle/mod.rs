@@ -14,6 +14,7 @@ mod generate;
 mod int8_gemm;
 pub mod linear;
 mod loglik;
+mod softmax;
 pub mod transformer;
 
 use super::adapter::{Adapted, LoraAdapter};

@@ -623,20 +623,11 @@ const ATTENTION_BLOCK: usize = 128;
 
 fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
     let (_, n_head, seq_len, head_dim) = q.dims4()?;
-    let (_, n_kv_head, total, _) = k.dims4()?;
+    let n_kv_head = k.dim(1)?;
     let rep = n_head / n_kv_head;
     let qg = q.reshape((1, n_kv_head, rep * seq_len, head_dim))?;
-    let att = (qg.matmul(&k.t()?)? * scale)?;
-    let att = match mask {
-        None => att,
-        Some(m) => att.reshape((1, n_kv_head, rep, seq_len, total))?.broadcast_add(m)?.reshape((
-            1,
-            n_kv_head,
-            rep * seq_len,
-            total,
-        ))?,
-    };
-    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    // Row `r` of a KV head's `rep × seq_len` score rows takes mask row `r % seq_len`.
+    let att = super::softmax::masked_softmax(&qg.matmul(&k.t()?)?, mask, scale)?;
     Ok(att.matmul(v)?.reshape((1, n_head, seq_len, head_dim))?)
 }
 

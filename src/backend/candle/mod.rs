@@ -130,6 +130,21 @@ fn cpu_f32<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout) 
     }
 }
 
+/// A custom op's two inputs as contiguous f32 slices, or the error naming
+/// the op (`op`) and what it expected.
+fn cpu_f32_pair<'a>(
+    op: &str,
+    (s1, l1): (&'a candle_core::CpuStorage, &candle_core::Layout),
+    (s2, l2): (&'a candle_core::CpuStorage, &candle_core::Layout),
+) -> candle_core::Result<(&'a [f32], &'a [f32])> {
+    use candle_core::CpuStorage::F32;
+    let (F32(a), F32(b)) = (s1, s2) else { candle_core::bail!("{op}: f32 inputs expected") };
+    let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+        candle_core::bail!("{op}: contiguous inputs expected")
+    };
+    Ok((&a[a0..a1], &b[b0..b1]))
+}
+
 /// log p(`token`) under the softmax of `logits` (one position's row), and
 /// whether `token` is that row's argmax (greedy): one pass for the maximum,
 /// one for Σ exp, in f64; no log-softmax of the whole vocabulary is kept.

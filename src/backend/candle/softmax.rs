@@ -95,14 +95,8 @@ impl CustomOp2 for MaskedSoftmax {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(a), CpuStorage::F32(m)) = (s1, s2) else {
-            candle_core::bail!("openweigh-masked-softmax: f32 inputs expected")
-        };
-        let (Some((a0, a1)), Some((m0, m1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("openweigh-masked-softmax: contiguous inputs expected")
-        };
+        let (a, m) = super::cpu_f32_pair(self.name(), (s1, l1), (s2, l2))?;
         let keys = *l1.shape().dims().last().unwrap_or(&0);
-        let (a, m) = (&a[a0..a1], &m[m0..m1]);
         if keys == 0 || l2.shape().dims().last() != Some(&keys) || m.is_empty() {
             candle_core::bail!("openweigh-masked-softmax: scores {:?} and mask {:?} differ", l1.shape(), l2.shape())
         }

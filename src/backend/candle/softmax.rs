@@ -20,8 +20,8 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 /// `x ← softmax(x)`: maximum, `e^(x − max)` (exactly 0 for −∞: the
 /// polynomial clamps its input, which would give a masked key a weight of
-/// about 1e-38), the sum in eight lanes, each divided by it. A row whose scores are all −∞ has no
-/// softmax (NaN, as candle's).
+/// about 1e-38), the sum in eight lanes, each divided by it. A row whose
+/// scores are all −∞ has no softmax (NaN, as candle's).
 pub(super) fn softmax_in_place(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // One plain loop (both sides of the select computed) so that it

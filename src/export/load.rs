@@ -230,7 +230,7 @@ pub fn markdown_table(r: &LoadResult) -> String {
 
 const DEFINITIONS: &str = "TTFT: request sent → first streamed chunk with text. TPOT: (E2E − TTFT)/(output tokens − 1). \
 ITL: each gap between chunks with text. E2E: request sent → end of stream. Throughput: completed requests (or their output \
-tokens) / (first send → last completion). Goodput: requests meeting every SLO given / the same duration. As vLLM's `bench serve` \
+tokens) / the level's wall time (its start → every stream stopped). Goodput: requests meeting every SLO given / the same duration. As vLLM's `bench serve` \
 defines them; client-side, on this machine.";
 
 fn header(r: &LoadResult) -> String {

@@ -81,7 +81,8 @@ pub struct LevelSummary {
     pub concurrency: usize,
     pub completed: usize,
     pub errors: usize,
-    /// First send → last completion (seconds).
+    /// The level's wall time, its start → every stream stopped (seconds; at
+    /// least `--duration` when given). Rates divide by it.
     pub duration_s: f64,
     pub request_per_s: f64,
     pub output_tok_per_s: f64,

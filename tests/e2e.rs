@@ -84,6 +84,12 @@ fn quick_suite_end_to_end_and_deterministic() {
     assert_eq!(run["threads"], 2);
     assert!(run["peak_rss_byte"].as_u64().unwrap() > 50_000_000);
     assert_eq!(run["peak_rss_scope"], "model load onward");
+    // KV buffers: whole positions of SmolLM2's (30 layers × K and V × 3 KV
+    // heads × 64 dims × 4 bytes), at least the probe's first 512-position
+    // cache, and inside the process's peak.
+    let kv = run["kv_peak_byte"].as_u64().unwrap();
+    assert!(kv % 46_080 == 0 && kv >= 512 * 46_080, "{kv}");
+    assert!(kv < run["peak_rss_byte"].as_u64().unwrap(), "{kv}");
     // HumanEval's programs ran without network and could write only their own folder.
     let sandbox = run["code_sandbox"].as_str().unwrap();
     assert!(

@@ -157,6 +157,12 @@ pub trait Engine {
     fn loglik_pack_tokens(&self) -> Option<usize> {
         None
     }
+    /// Most bytes of KV-cache buffers this engine held at once since it was
+    /// loaded (at their allocated capacity); `None` where it cannot tell (a
+    /// served model's cache lives in the server).
+    fn kv_peak_byte(&self) -> Option<u64> {
+        None
+    }
     /// Checks, before any item is scored, that this engine's log-likelihoods
     /// can be trusted; an error says why not and what to do instead.
     fn check_loglikelihood(&mut self) -> Result<()> {

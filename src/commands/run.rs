@@ -187,11 +187,16 @@ fn print_outcome(outcome: &runner::RunOutcome) {
             p.prefill_tok_per_s.mean, p.decode_tok_per_s.mean, p.ttft_s.mean
         );
     }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
-        "model load {:.2} s (not in latencies), items {:.1} s, peak RSS {:.0} MiB",
+        "model load {:.2} s (not in latencies), items {:.1} s, peak RSS {:.0} MiB{}",
         outcome.meta.model.load_s,
         outcome.meta.eval_s,
-        outcome.meta.peak_rss_byte as f64 / (1024.0 * 1024.0)
+        mib(outcome.meta.peak_rss_byte),
+        match outcome.meta.kv_peak_byte {
+            Some(kv) => format!(" (KV cache at most {:.0} MiB)", mib(kv)),
+            None => String::new(),
+        }
     );
     println!("results: {}", outcome.dir.display());
 }

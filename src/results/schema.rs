@@ -192,6 +192,12 @@ pub struct RunMeta {
     /// the suite's data was loaded and freed) or "whole process".
     #[serde(default)]
     pub peak_rss_scope: String,
+    /// Most bytes of KV-cache buffers held at once, from model load on, at
+    /// their allocated capacity (every cached context, shared few-shot prefix
+    /// and batched sequence; inside `peak_rss_byte`); absent for served
+    /// models and older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_peak_byte: Option<u64>,
     /// Wall time of the item loop (seconds, model load and probe excluded).
     #[serde(default)]
     pub eval_s: f64,

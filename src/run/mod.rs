@@ -201,6 +201,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
         speed_probe: None,
         peak_rss_byte: measure::peak_rss_byte(),
         peak_rss_scope: peak_rss_scope.into(),
+        kv_peak_byte: engine.kv_peak_byte(),
         eval_s: 0.0,
         prefix_s: 0.0,
         n_items: suite.tasks.iter().map(|t| t.items.len()).sum(),
@@ -250,14 +251,14 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
             meta.status = "failed".into();
             meta.error = Some(format!("{e:#}"));
             meta.finished_at = Some(now());
-            meta.peak_rss_byte = measure::peak_rss_byte();
+            record_memory(&mut meta, engine.as_ref());
             write_json_atomic(&run_json, &meta)?;
             return Err(e);
         }
     };
     meta.status = "complete".into();
     meta.finished_at = Some(now());
-    meta.peak_rss_byte = measure::peak_rss_byte();
+    record_memory(&mut meta, engine.as_ref());
     write_json_atomic(&run_json, &meta)?;
     Ok(RunOutcome { dir, meta, summary })
 }
@@ -266,6 +267,12 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
 /// `summary.csv` rewritten as they progress; returns the summary rows.
 /// `done`: results of a resumed run's items, kept and not run again (a
 /// resumed run keeps its speed probe too).
+/// The run's memory so far: the process's peak RSS and the engine's peak KV cache.
+fn record_memory(meta: &mut RunMeta, engine: &dyn backend::Engine) {
+    meta.peak_rss_byte = measure::peak_rss_byte();
+    meta.kv_peak_byte = engine.kv_peak_byte();
+}
+
 fn measure_run(
     engine: &mut dyn backend::Engine,
     suite: &Suite,
@@ -307,7 +314,7 @@ fn measure_run(
         meta.prefix_s += results.iter().filter_map(|r| r.prefix_s).sum::<f64>();
         summary.extend(summary::summarize(task, &results));
         meta.eval_s = eval_before + eval_start.elapsed().as_secs_f64();
-        meta.peak_rss_byte = measure::peak_rss_byte();
+        record_memory(meta, engine);
         write_summary_csv(&dir.join("summary.csv"), &summary)?;
         write_json_atomic(&run_json, meta)?;
     }

@@ -231,6 +231,8 @@ impl CandleBackend {
         };
         let device = if device.is_cuda() { "cuda:0" } else { "cpu" }.to_string();
         release_freed_memory();
+        // The KV peak counts from this model's load on.
+        transformer::reset_kv_peak();
         Ok(Self { model, prefix: None, tokenizer, load_s: start.elapsed().as_secs_f64(), device })
     }
 
@@ -371,6 +373,10 @@ impl Engine for CandleBackend {
 
     fn loglik_pack_tokens(&self) -> Option<usize> {
         Some(loglik::PACK_TOKENS)
+    }
+
+    fn kv_peak_byte(&self) -> Option<u64> {
+        Some(transformer::kv_peak_byte())
     }
 
     /// Log-likelihood requests first, consecutive ones several to a pass

@@ -30,6 +30,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Longest sequence (positions) openweigh evaluates, whatever longer context a
@@ -208,6 +209,8 @@ pub struct KvCache {
     /// Every cache sharing these buffers: identity and length (one list
     /// per set of buffers).
     holders: Arc<std::sync::Mutex<Holders>>,
+    /// The buffers' bytes in [`kv_peak_byte`]'s count (shared by the clones).
+    bytes: Option<Arc<KvBytes>>,
 }
 
 /// The caches sharing one set of KV buffers: a weak handle on each one's
@@ -218,12 +221,52 @@ impl Clone for KvCache {
     fn clone(&self) -> Self {
         let id = Arc::new(());
         lock(&self.holders).push((Arc::downgrade(&id), self.len));
-        Self { layers: self.layers.clone(), len: self.len, id, holders: self.holders.clone() }
+        Self {
+            layers: self.layers.clone(),
+            len: self.len,
+            id,
+            holders: self.holders.clone(),
+            bytes: self.bytes.clone(),
+        }
     }
 }
 
 /// The holders list; a panic while it was held cannot leave it inconsistent
 /// (every update is one push or assignment), so a poisoned lock is taken as is.
+/// Bytes of KV-cache buffers alive in this process (every cache's and batched
+/// sequence's, at their allocated capacity), and their most at once since
+/// [`reset_kv_peak`].
+static KV_LIVE_BYTE: AtomicUsize = AtomicUsize::new(0);
+static KV_PEAK_BYTE: AtomicUsize = AtomicUsize::new(0);
+
+/// Most bytes of KV-cache buffers held at once since [`reset_kv_peak`].
+pub fn kv_peak_byte() -> u64 {
+    KV_PEAK_BYTE.load(Ordering::Relaxed) as u64
+}
+
+/// Restarts [`kv_peak_byte`] from what is held now.
+pub fn reset_kv_peak() {
+    KV_PEAK_BYTE.store(KV_LIVE_BYTE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// One set of KV buffers' share of [`KV_LIVE_BYTE`], given back when the last
+/// cache holding those buffers is dropped.
+struct KvBytes(usize);
+
+impl KvBytes {
+    fn new(n: usize) -> Self {
+        let live = KV_LIVE_BYTE.fetch_add(n, Ordering::Relaxed) + n;
+        KV_PEAK_BYTE.fetch_max(live, Ordering::Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for KvBytes {
+    fn drop(&mut self) {
+        KV_LIVE_BYTE.fetch_sub(self.0, Ordering::Relaxed);
+    }
+}
+
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -235,7 +278,7 @@ impl KvCache {
     fn new() -> Self {
         let id = Arc::new(());
         let holders = Arc::new(std::sync::Mutex::new(vec![(Arc::downgrade(&id), 0)]));
-        Self { layers: Vec::new(), len: 0, id, holders }
+        Self { layers: Vec::new(), len: 0, id, holders, bytes: None }
     }
 
     /// Number of positions held.
@@ -792,6 +835,8 @@ impl Transformer {
         // The new buffers are this cache's alone.
         let len = cache.len;
         *cache = KvCache::new();
+        let bytes = 2 * layers.len() * shape.0 * shape.1 * shape.2 * shape.3 * dtype.size_in_bytes();
+        cache.bytes = Some(Arc::new(KvBytes::new(bytes)));
         cache.layers = layers;
         cache.set_len(len);
         Ok(())

@@ -88,7 +88,7 @@ fn quick_suite_end_to_end_and_deterministic() {
     // heads × 64 dims × 4 bytes), at least the probe's first 512-position
     // cache, and inside the process's peak.
     let kv = run["kv_peak_byte"].as_u64().unwrap();
-    assert!(kv % 46_080 == 0 && kv >= 512 * 46_080, "{kv}");
+    assert!(kv.is_multiple_of(46_080) && kv >= 512 * 46_080, "{kv}");
     assert!(kv < run["peak_rss_byte"].as_u64().unwrap(), "{kv}");
     // HumanEval's programs ran without network and could write only their own folder.
     let sandbox = run["code_sandbox"].as_str().unwrap();

@@ -263,16 +263,16 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome> {
     Ok(RunOutcome { dir, meta, summary })
 }
 
-/// The speed probe, then each task's items, with `run.json` and
-/// `summary.csv` rewritten as they progress; returns the summary rows.
-/// `done`: results of a resumed run's items, kept and not run again (a
-/// resumed run keeps its speed probe too).
 /// The run's memory so far: the process's peak RSS and the engine's peak KV cache.
 fn record_memory(meta: &mut RunMeta, engine: &dyn backend::Engine) {
     meta.peak_rss_byte = measure::peak_rss_byte();
     meta.kv_peak_byte = engine.kv_peak_byte();
 }
 
+/// The speed probe, then each task's items, with `run.json` and
+/// `summary.csv` rewritten as they progress; returns the summary rows.
+/// `done`: results of a resumed run's items, kept and not run again (a
+/// resumed run keeps its speed probe too).
 fn measure_run(
     engine: &mut dyn backend::Engine,
     suite: &Suite,

@@ -231,8 +231,6 @@ impl Clone for KvCache {
     }
 }
 
-/// The holders list; a panic while it was held cannot leave it inconsistent
-/// (every update is one push or assignment), so a poisoned lock is taken as is.
 /// Bytes of KV-cache buffers alive in this process (every cache's and batched
 /// sequence's, at their allocated capacity), and their most at once since
 /// [`reset_kv_peak`].
@@ -267,6 +265,8 @@ impl Drop for KvBytes {
     }
 }
 
+/// The holders list; a panic while it was held cannot leave it inconsistent
+/// (every update is one push or assignment), so a poisoned lock is taken as is.
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -835,8 +835,7 @@ impl Transformer {
         // The new buffers are this cache's alone.
         let len = cache.len;
         *cache = KvCache::new();
-        let bytes = 2 * layers.len() * shape.0 * shape.1 * shape.2 * shape.3 * dtype.size_in_bytes();
-        cache.bytes = Some(Arc::new(KvBytes::new(bytes)));
+        cache.bytes = Some(Arc::new(KvBytes::new(cap * self.kv_bytes_per_position())));
         cache.layers = layers;
         cache.set_len(len);
         Ok(())

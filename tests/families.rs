@@ -279,6 +279,55 @@ fn batched_questions_score_as_one_sequence_each() {
     }
 }
 
+/// A batch of many questions fills several packed passes, which run side by
+/// side, one a compute thread (`lanes`), wherever the machine has two or
+/// more: every question's numbers are still bit for bit those it gets asked
+/// alone (one pass spread over the threads), and each pass's time is shared
+/// out so that the requests' times add up to no more than the batch took.
+/// Gemma's file also has K-quant tensors, which candle's pool multiplies.
+#[test]
+fn passes_side_by_side_score_as_each_question_alone() {
+    use openweigh::backend::{Engine, Tagged};
+    let _g = model_lock();
+    let subjects = ["a cat", "the river", "my old car", "a tall tree", "the city bus", "an apple", "the teacher"];
+    let requests: Vec<Request> = (0..30)
+        .map(|i| Request::LogLikelihood {
+            context: format!(
+                "Question {i}: In the story, {} was seen near the station early in the morning, and then again late at night. Where was it seen?\nAnswer:",
+                subjects[i % subjects.len()]
+            ),
+            continuations: [" near the station", " at home", " in the park by the lake", " nowhere at all"]
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            shared_prefix: None,
+        })
+        .collect();
+    for path in [default_model(), catalog_model(GEMMA)] {
+        let mut b = load(&path, WeightFormat::Native);
+        let batch =
+            requests.iter().enumerate().map(|(tag, request)| Tagged { tag, request: request.clone() }).collect();
+        let mut answers = Vec::new();
+        let start = std::time::Instant::now();
+        b.run_batch(batch, &mut |tag, r| {
+            answers.push((tag, r.unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        let took = start.elapsed().as_secs_f64();
+        assert_eq!(answers.iter().map(|(t, _)| *t).collect::<Vec<_>>(), (0..requests.len()).collect::<Vec<_>>());
+        let tokens: usize = answers.iter().map(|(_, r)| r.tokens_in).sum();
+        assert!(tokens > 2 * 512, "{tokens} tokens: too few for several passes");
+        let summed: f64 = answers.iter().map(|(_, r)| r.wall_s).sum();
+        assert!(summed > 0.0 && summed <= took, "requests' times {summed} s, batch {took} s");
+        for (q, r) in answers {
+            let Output::LogLikelihood(batched) = r.output else { unreachable!() };
+            let Output::LogLikelihood(alone) = b.run(&requests[q]).unwrap().output else { unreachable!() };
+            assert_eq!(batched, alone, "{}: question {q} side by side vs alone", path.display());
+        }
+    }
+}
+
 /// Token counts are what the model computed: a generation that stops at the
 /// end-of-sequence token counts it; a log-likelihood request counts the
 /// context once plus each continuation's tokens but its last.

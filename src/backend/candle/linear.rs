@@ -413,7 +413,12 @@ impl CustomOp1 for Call<'_> {
 /// spinning pool: a decode step makes about 200 calls of a few microseconds
 /// each, where waking rayon's sleeping workers cost more than the work).
 /// Threads take the next item from a shared counter, so a slow core does less.
+/// On a thread inside [`serially`], runs them all on that thread.
 pub(super) fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
+    if SERIAL.get() {
+        (0..items).for_each(f);
+        return;
+    }
     let next = AtomicUsize::new(0);
     candle_core::utils::barrier_pool().execute(|_thread| loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -422,6 +427,26 @@ pub(super) fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
         }
         f(i);
     });
+}
+
+thread_local! {
+    /// Set inside [`serially`]: this thread's kernels run on it alone.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every kernel of ours that it calls on this thread alone
+/// ([`parallel_for`] runs its items in order here): for work that runs
+/// side by side with other such work, one job a thread (`lanes`). Each
+/// output is computed by the same operations either way.
+pub(super) fn serially<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SERIAL.set(self.0);
+        }
+    }
+    let _reset = Reset(SERIAL.replace(true));
+    f()
 }
 
 /// Runs `f(range)` on candle's compute threads, `0..items` cut into one
@@ -437,7 +462,7 @@ fn parallel_ranges(items: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
 /// (`openweigh` sets it; tests and benches need not), each
 /// `get_num_threads()` call parses /proc/cpuinfo, which cost more than a
 /// whole decode step's products.
-fn compute_threads() -> usize {
+pub(super) fn compute_threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }

@@ -22,7 +22,8 @@
 //! [`PACK_TOKENS`] tokens) take the two-step path: the context in chunks
 //! into a KV cache, then its continuations packed on snapshots of it.
 
-use super::linear::GEMM_MIN_ROWS;
+use super::lanes;
+use super::linear::{compute_threads, GEMM_MIN_ROWS};
 use super::transformer::{KvCache, Slot, PREFILL_CHUNK};
 use super::{token_logprob, with_host_f32, CandleBackend};
 use crate::backend::{ChoiceLogLik, OnResponse, Output, Request, Response, Tagged};
@@ -102,24 +103,61 @@ fn first_scores(conts: &[Vec<u32>], first: impl Fn(usize, u32) -> (f64, bool)) -
         .collect()
 }
 
+/// Requests gathered for one packed pass, in order: their tags and tokens.
+#[derive(Default)]
+struct Pass {
+    tags: Vec<usize>,
+    items: Vec<Choices>,
+}
+
+impl Pass {
+    fn push(&mut self, tag: usize, choices: Choices) {
+        self.tags.push(tag);
+        self.items.push(choices);
+    }
+
+    /// Leading tokens its requests take from the prefix cache (the same for all).
+    fn cached(&self) -> usize {
+        self.items.first().map_or(0, |c| c.cached)
+    }
+
+    /// Tokens the pass evaluates.
+    fn tokens(&self) -> usize {
+        self.items.iter().map(Choices::pass_tokens).sum()
+    }
+
+    /// Whether `c` joins it: the same prefix-cache length, and room left.
+    fn takes(&self, c: &Choices) -> bool {
+        self.cached() == c.cached && self.tokens() + c.pass_tokens() <= PACK_TOKENS
+    }
+}
+
+/// Most passes gathered before they are scored: enough that the last pass
+/// of a gathering, which may run alone while the other threads wait, is a
+/// small part of it (128 passes are about a minute on two cores), few
+/// enough that results reach the disk as the run goes.
+const PASSES_GATHERED: usize = 128;
+
 impl CandleBackend {
     /// Answers `batch` in order, calling `on_response` per request:
     /// consecutive log-likelihood requests that share their prefix cache are
-    /// gathered while they fit one pass of [`PACK_TOKENS`] and scored
-    /// together; anything else is answered alone. A request that cannot be
-    /// tokenized fails alone; a pass that fails fails its requests only.
+    /// gathered while they fit one pass of [`PACK_TOKENS`], and the passes
+    /// gathered run side by side ([`CandleBackend::score_passes`]);
+    /// anything else is answered alone, after the passes gathered before it.
+    /// A request that cannot be tokenized fails alone; a pass that fails
+    /// fails its requests only.
     pub(super) fn run_loglikelihoods(&mut self, batch: Vec<Tagged>, on_response: &mut OnResponse) -> Result<()> {
-        let mut pack: Vec<(usize, Choices)> = Vec::new();
+        let mut passes: Vec<Pass> = Vec::new();
         let mut pack_prefix: Option<String> = None;
         for Tagged { tag, request } in batch {
             let Request::LogLikelihood { context, continuations, shared_prefix } = &request else {
-                self.flush(&mut pack, on_response)?;
+                self.score_passes(&mut passes, on_response)?;
                 on_response(tag, self.run(&request))?;
                 continue;
             };
             if *shared_prefix != pack_prefix {
-                // Tokenizing it may replace the prefix cache the pack needs.
-                self.flush(&mut pack, on_response)?;
+                // Tokenizing it may replace the prefix cache the passes need.
+                self.score_passes(&mut passes, on_response)?;
                 pack_prefix.clone_from(shared_prefix);
             }
             let choices = match self.choices(context, continuations, shared_prefix.as_deref()) {
@@ -130,31 +168,65 @@ impl CandleBackend {
                 }
             };
             if !self.fits_a_pass(&choices) {
+                self.score_passes(&mut passes, on_response)?;
                 on_response(tag, self.score_alone(&choices))?;
                 continue;
             }
-            let filled: usize = pack.iter().map(|(_, c)| c.pass_tokens()).sum();
-            if pack
-                .first()
-                .is_some_and(|(_, c)| c.cached != choices.cached || filled + choices.pass_tokens() > PACK_TOKENS)
-            {
-                self.flush(&mut pack, on_response)?;
+            match passes.last_mut() {
+                Some(pass) if pass.takes(&choices) => pass.push(tag, choices),
+                _ => {
+                    if passes.len() >= PASSES_GATHERED {
+                        self.score_passes(&mut passes, on_response)?;
+                    }
+                    passes.push(Pass::default());
+                    passes.last_mut().expect("just pushed").push(tag, choices);
+                }
             }
-            pack.push((tag, choices));
         }
-        self.flush(&mut pack, on_response)
+        self.score_passes(&mut passes, on_response)
     }
 
-    /// Scores the gathered requests in one pass and hands back each response.
-    fn flush(&mut self, pack: &mut Vec<(usize, Choices)>, on_response: &mut OnResponse) -> Result<()> {
-        if pack.is_empty() {
+    /// Scores the gathered passes and hands back each response, pass by
+    /// pass in order: side by side, one a compute thread ([`lanes`]), when
+    /// there are several, on the CPU, and none reads the prefix cache (which
+    /// passes would share and write past); else one after another, each
+    /// spread over the threads. A request's `wall_s` is its tokenization
+    /// plus its pass's share of the elapsed time divided among the pass's
+    /// requests by the tokens each put in.
+    fn score_passes(&mut self, passes: &mut Vec<Pass>, on_response: &mut OnResponse) -> Result<()> {
+        let passes = std::mem::take(passes);
+        let deliver =
+            |pass: &Pass, scored: Result<Vec<Vec<ChoiceLogLik>>>, pass_s: f64, on_response: &mut OnResponse| {
+                let tags = pass.tags.iter().copied();
+                match scored {
+                    Ok(scores) => {
+                        let total = pass.tokens() as f64;
+                        tags.zip(pass.items.iter().zip(scores)).try_for_each(|(tag, (it, scores))| {
+                            let wall_s = it.tokenize_s + pass_s * it.pass_tokens() as f64 / total;
+                            on_response(tag, Ok(it.response(scores, wall_s)))
+                        })
+                    }
+                    Err(e) => tags.into_iter().try_for_each(|tag| on_response(tag, Err(anyhow!("{e:#}")))),
+                }
+            };
+        let lanes = compute_threads();
+        let side_by_side =
+            passes.len() > 1 && lanes > 1 && self.model.device().is_cpu() && passes.iter().all(|p| p.cached() == 0);
+        if !side_by_side {
+            for pass in &passes {
+                let start = Instant::now();
+                let scored = self.score_packed(&pass.items);
+                deliver(pass, scored, start.elapsed().as_secs_f64(), on_response)?;
+            }
             return Ok(());
         }
-        let (tags, items): (Vec<usize>, Vec<Choices>) = pack.drain(..).unzip();
-        match self.score_packed(&items) {
-            Ok(responses) => tags.into_iter().zip(responses).try_for_each(|(tag, r)| on_response(tag, Ok(r))),
-            Err(e) => tags.into_iter().try_for_each(|tag| on_response(tag, Err(anyhow!("{e:#}")))),
-        }
+        let this = &*self;
+        lanes::run_in_lanes(
+            lanes,
+            &passes,
+            |pass| this.score_packed(&pass.items),
+            |i, scored, share_s| deliver(&passes[i], scored, share_s, on_response),
+        )
     }
 
     /// Scores every continuation after one shared context (one request).
@@ -166,7 +238,9 @@ impl CandleBackend {
     ) -> Result<Response> {
         let choices = self.choices(context, continuations, shared_prefix)?;
         if self.fits_a_pass(&choices) {
-            return Ok(self.score_packed(std::slice::from_ref(&choices))?.remove(0));
+            let start = Instant::now();
+            let scores = self.score_packed(std::slice::from_ref(&choices))?.remove(0);
+            return Ok(choices.response(scores, choices.tokenize_s + start.elapsed().as_secs_f64()));
         }
         self.score_alone(&choices)
     }
@@ -207,10 +281,8 @@ impl CandleBackend {
     /// (trunk), then each continuation but its last token (branch `c + 1`,
     /// positions from the context's end). The context's last row scores the
     /// continuations' first tokens, each branch row the next token of its
-    /// continuation. Each response's `wall_s` is its tokenization plus the
-    /// pass's time shared out by the tokens each item put in it.
-    fn score_packed(&mut self, items: &[Choices]) -> Result<Vec<Response>> {
-        let start = Instant::now();
+    /// continuation. Returns each item's scores, in order.
+    fn score_packed(&self, items: &[Choices]) -> Result<Vec<Vec<ChoiceLogLik>>> {
         let cached = items.first().map_or(0, |c| c.cached);
         let mut cache = self.start_cache(cached);
         let (mut tokens, mut slots, mut rows, mut targets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -247,8 +319,6 @@ impl CandleBackend {
         targets.resize(real_rows.max(GEMM_MIN_ROWS), targets[0]);
         let hidden = self.model.hidden_packed(&tokens, &slots, &mut cache, &rows)?;
         let mut scored = self.head_scores(&hidden, &targets)?.into_iter().take(real_rows);
-        let pass_s = start.elapsed().as_secs_f64();
-        let total = real_tokens as f64;
         Ok(items
             .iter()
             .map(|it| {
@@ -261,7 +331,7 @@ impl CandleBackend {
                         score.is_greedy &= greedy;
                     }
                 }
-                it.response(scores, it.tokenize_s + pass_s * it.pass_tokens() as f64 / total)
+                scores
             })
             .collect())
     }

@@ -12,6 +12,7 @@ pub mod activation;
 mod decode_attention;
 mod generate;
 mod int8_gemm;
+mod lanes;
 pub mod linear;
 mod loglik;
 mod softmax;

@@ -803,6 +803,11 @@ impl Transformer {
         self.max_seq_len
     }
 
+    /// The device its weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn empty_cache(&self) -> KvCache {
         KvCache::new()
     }

@@ -104,13 +104,17 @@ fn first_scores(conts: &[Vec<u32>], first: impl Fn(usize, u32) -> (f64, bool)) -
 }
 
 /// Requests gathered for one packed pass, in order: their tags and tokens.
-#[derive(Default)]
 struct Pass {
     tags: Vec<usize>,
     items: Vec<Choices>,
 }
 
 impl Pass {
+    /// A pass holding one request.
+    fn of(tag: usize, choices: Choices) -> Self {
+        Self { tags: vec![tag], items: vec![choices] }
+    }
+
     fn push(&mut self, tag: usize, choices: Choices) {
         self.tags.push(tag);
         self.items.push(choices);
@@ -178,8 +182,7 @@ impl CandleBackend {
                     if passes.len() >= PASSES_GATHERED {
                         self.score_passes(&mut passes, on_response)?;
                     }
-                    passes.push(Pass::default());
-                    passes.last_mut().expect("just pushed").push(tag, choices);
+                    passes.push(Pass::of(tag, choices));
                 }
             }
         }
@@ -209,9 +212,9 @@ impl CandleBackend {
                     Err(e) => tags.into_iter().try_for_each(|tag| on_response(tag, Err(anyhow!("{e:#}")))),
                 }
             };
-        let lanes = compute_threads();
+        let threads = compute_threads();
         let side_by_side =
-            passes.len() > 1 && lanes > 1 && self.model.device().is_cpu() && passes.iter().all(|p| p.cached() == 0);
+            passes.len() > 1 && threads > 1 && self.model.device().is_cpu() && passes.iter().all(|p| p.cached() == 0);
         if !side_by_side {
             for pass in &passes {
                 let start = Instant::now();
@@ -222,7 +225,7 @@ impl CandleBackend {
         }
         let this = &*self;
         lanes::run_in_lanes(
-            lanes,
+            threads,
             &passes,
             |pass| this.score_packed(&pass.items),
             |i, scored, share_s| deliver(&passes[i], scored, share_s, on_response),

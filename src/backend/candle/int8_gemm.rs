@@ -16,7 +16,7 @@
 //! operations whichever tile, call or pass its row falls in, so a row's
 //! result does not depend on the other rows.
 
-use super::linear::{parallel_for, quantize_rows, DstPtr, Q8Rows, Unpack, UnpackedRow};
+use super::linear::{parallel_for, quantize_rows, DstPtr, Out, Q8Rows, Unpack, UnpackedRow};
 use std::cell::RefCell;
 
 /// Weight rows per panel: the eight 32-bit lanes of an AVX2 register.
@@ -57,7 +57,7 @@ pub(super) unsafe fn gemm(
     m: usize,
     k: usize,
     n: usize,
-    dst: &mut [f32],
+    dst: &mut [Out],
 ) {
     let kb = k / 32;
     assert!(limit == 16 || limit == 32, "no int8 GEMM for values under {limit}");
@@ -72,7 +72,7 @@ pub(super) unsafe fn gemm(
     };
     assert!(k.is_multiple_of(32) && data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
     let xq = quantize_rows(x, k, false);
-    let out = DstPtr::new(dst);
+    let out = DstPtr::uninit(dst);
     let panels = n.div_ceil(NR);
     parallel_for(panels.div_ceil(PANELS_PER_TASK), |t| {
         PANEL.with(|cell| {
@@ -114,11 +114,15 @@ unsafe fn fill(
     nj: usize,
     kb: usize,
 ) {
-    panel.q.clear();
+    // Every value of rows 0..nj is written below; the rows past the
+    // weight's end (a last partial panel) are zeroed.
+    if nj < NR {
+        panel.q.clear();
+        panel.d.clear();
+        panel.m.clear();
+    }
     panel.q.resize(kb * 32 * NR, 0);
-    panel.d.clear();
     panel.d.resize(kb * NR, 0.0);
-    panel.m.clear();
     panel.m.resize(kb * NR, 0.0);
     for j in 0..nj {
         unpack(data.as_ptr().add((j0 + j) * row_bytes), kb, row);

@@ -397,12 +397,17 @@ impl CustomOp1 for Call<'_> {
             candle_core::bail!("openweigh-linear: input {dims:?} does not end in {}", self.k)
         }
         let m = x.len() / self.k;
-        let mut dst = vec![0f32; m * self.n];
+        // Not zeroed first: every kernel below writes each of the m × n
+        // outputs (zeroing them cost 1–2% of a scoring run).
+        let mut dst = Vec::<f32>::with_capacity(m * self.n);
+        let out = &mut dst.spare_capacity_mut()[..m * self.n];
         let (t, layout, data) = (self.dtype, self.layout, self.data);
         match self.op {
-            Op::Gemm => gemm_dispatch(t, layout, data, x, m, self.k, self.n, &mut dst),
-            Op::Dot => dot_rows(t, layout, data, x, m, self.k, self.n, &mut dst),
+            Op::Gemm => gemm_dispatch(t, layout, data, x, m, self.k, self.n, out),
+            Op::Dot => dot_rows(t, layout, data, x, m, self.k, self.n, out),
         }
+        // SAFETY: the kernels above wrote all m × n values.
+        unsafe { dst.set_len(m * self.n) };
         let mut out = dims.to_vec();
         *out.last_mut().expect("non-empty dims") = self.n;
         Ok((CpuStorage::F32(dst), Shape::from(out)))
@@ -467,6 +472,10 @@ pub(super) fn compute_threads() -> usize {
     *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
+/// An output value the kernels write before anything reads it (buffers are
+/// not zeroed first).
+pub(super) type Out = std::mem::MaybeUninit<f32>;
+
 /// A raw pointer to `dst` that worker threads write disjoint parts of.
 #[derive(Clone, Copy)]
 pub(super) struct DstPtr(*mut f32);
@@ -477,6 +486,11 @@ unsafe impl Sync for DstPtr {}
 impl DstPtr {
     pub(super) fn new(dst: &mut [f32]) -> Self {
         Self(dst.as_mut_ptr())
+    }
+
+    /// Over a buffer not yet written, that the workers fill in.
+    pub(super) fn uninit(dst: &mut [std::mem::MaybeUninit<f32>]) -> Self {
+        Self(dst.as_mut_ptr().cast())
     }
 
     /// The element at `offset` (a method, so closures capture the whole
@@ -495,7 +509,7 @@ fn gemm_dispatch(
     m: usize,
     k: usize,
     n: usize,
-    dst: &mut [f32],
+    dst: &mut [Out],
 ) {
     if let Some((unpack, limit)) = unpacker(t, layout) {
         let row_bytes = k / 32 * t.type_size();
@@ -600,10 +614,10 @@ thread_local! {
 /// `dst` (m × n) = `x` (m × k) · Wᵀ: panels of [`PANEL_ROWS`] output rows in
 /// parallel, each dequantized into the worker's scratch and multiplied with a
 /// single-threaded f32 GEMM ([`Panels::product`]).
-fn gemm_panels(w: Panels, x: &[f32], m: usize, dst: &mut [f32]) {
+fn gemm_panels(w: Panels, x: &[f32], m: usize, dst: &mut [Out]) {
     let (n, k) = (w.n, w.k);
     assert!(x.len() == m * k && dst.len() == m * n);
-    let out = DstPtr::new(dst);
+    let out = DstPtr::uninit(dst);
     parallel_for(n.div_ceil(PANEL_ROWS), |p| {
         let j0 = p * PANEL_ROWS;
         let nj = PANEL_ROWS.min(n - j0);
@@ -666,7 +680,7 @@ pub(super) fn quantize_rows(x: &[f32], k: usize, paired: bool) -> Q8Rows {
 
 /// `dst` (m × n) = `x` (m × k) · Wᵀ with our own dot products (m small).
 #[allow(clippy::too_many_arguments)]
-fn dot_rows(t: GgmlDType, layout: BlockOrder, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [f32]) {
+fn dot_rows(t: GgmlDType, layout: BlockOrder, data: &[u8], x: &[f32], m: usize, k: usize, n: usize, dst: &mut [Out]) {
     let kb = k / 32;
     // Several rows of a Q4_1/Q5_0 weight: each weight row is unpacked to
     // bytes once and reused for every activation row (the unpacking costs
@@ -740,12 +754,12 @@ fn dot_columns(
     m: usize,
     k: usize,
     n: usize,
-    dst: &mut [f32],
+    dst: &mut [Out],
 ) {
     let kb = k / 32;
     assert!(data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
     let q = quantize_rows(x, k, matches!(kernel, Kernel::Direct(_, true)));
-    let out = DstPtr::new(dst);
+    let out = DstPtr::uninit(dst);
     parallel_ranges(n, |columns| {
         // SAFETY (all unsafe below): CPU features checked at load; row j
         // lies inside `data` (asserted above); (r, j) is written by this

@@ -41,65 +41,111 @@ thread_local! {
     static PANEL: RefCell<(Panel, UnpackedRow)> = RefCell::new((Panel::default(), UnpackedRow::default()));
 }
 
-/// `dst` (m × n) = `x` (m × k) · Wᵀ for a weight of `n` rows of `row_bytes`
-/// each in `data`, unpacked row by row with `unpack` to values under
-/// `limit` (16 or 32: eight or four 16-bit `maddubs` sums fit in 16 bits).
-///
-/// # Safety
-/// The CPU must have AVX2, FMA and F16C (checked at load).
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn gemm(
-    data: &[u8],
-    row_bytes: usize,
-    unpack: Unpack,
-    limit: u8,
-    x: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    dst: &mut [Out],
-) {
-    let kb = k / 32;
-    assert!(limit == 16 || limit == 32, "no int8 GEMM for values under {limit}");
-    // With `vpdpbusd` the sums are 32-bit from the start, and parts only
-    // break the chain of dependent instructions (each waits ~5 cycles for
-    // the last): four chains of two.
-    let vnni = cfg!(all(target_feature = "avx512vnni", target_feature = "avx512vl"));
-    let (full, single): (Tile, Tile) = match (vnni, limit) {
-        (true, _) => (x86::tile::<MR, 4>, x86::tile::<1, 4>),
-        (false, 16) => (x86::tile::<MR, 1>, x86::tile::<1, 1>),
-        (false, _) => (x86::tile::<MR, 2>, x86::tile::<1, 2>),
-    };
-    assert!(k.is_multiple_of(32) && data.len() >= n * row_bytes && x.len() == m * k && dst.len() == m * n);
-    let xq = quantize_rows(x, k, false);
-    let out = DstPtr::uninit(dst);
-    let panels = n.div_ceil(NR);
-    parallel_for(panels.div_ceil(PANELS_PER_TASK), |t| {
+/// The values a weight's rows unpack to ([`Unpack`]), which decide how
+/// many 16-bit `maddubs` sums can be added before they are widened.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Values {
+    /// Q4_1: 0..16 (eight sums fit in 16 bits).
+    Under16,
+    /// Q5_0: 0..32 (four sums fit).
+    Under32,
+    /// Q8_0: the signed quants plus 128 (0..256), with m = −128·d. With
+    /// `vpdpbusd` (32-bit sums) they multiply as they are; with `maddubs`
+    /// a sum of two could overflow 16 bits, so the AVX2 tile flips them
+    /// back to signed and multiplies |q| by the activation carrying q's
+    /// sign (as llama.cpp's Q8_0 dot products), widening every sum.
+    Offset128,
+}
+
+/// A weight W (n × k) as the int8 GEMM reads it: `n` rows of `row_bytes`
+/// each in `data`, unpacked row by row with `unpack` to `values`.
+#[derive(Clone, Copy)]
+pub(super) struct Int8Weight<'a> {
+    pub(super) data: &'a [u8],
+    pub(super) row_bytes: usize,
+    pub(super) unpack: Unpack,
+    pub(super) values: Values,
+    pub(super) n: usize,
+    pub(super) k: usize,
+}
+
+impl Int8Weight<'_> {
+    /// The tile kernels for this weight on this build: (4 rows, 1 row).
+    fn tiles(&self) -> (Tile, Tile) {
+        // With `vpdpbusd` the sums are 32-bit from the start, and parts only
+        // break the chain of dependent instructions (each waits ~5 cycles for
+        // the last): four chains of two.
+        let vnni = cfg!(all(target_feature = "avx512vnni", target_feature = "avx512vl"));
+        match (vnni, self.values) {
+            (true, _) => (x86::tile::<MR, 4>, x86::tile::<1, 4>),
+            (false, Values::Under16) => (x86::tile::<MR, 1>, x86::tile::<1, 1>),
+            (false, Values::Under32) => (x86::tile::<MR, 2>, x86::tile::<1, 2>),
+            (false, Values::Offset128) => (x86::tile_signed::<MR>, x86::tile_signed::<1>),
+        }
+    }
+
+    /// Writes `xq` (m rows) · (W rows `j0..j0 + nj`)ᵀ on the calling thread:
+    /// output (r, j0 + j) goes to `out` at `r · stride + col + j`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; rows `j0..j0 + nj` exist; the
+    /// caller alone writes those `m × nj` places of `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn block(
+        &self,
+        xq: &Q8Rows,
+        m: usize,
+        j0: usize,
+        nj: usize,
+        out: DstPtr,
+        stride: usize,
+        col: usize,
+    ) {
+        let kb = self.k / 32;
+        let (full, single) = self.tiles();
         PANEL.with(|cell| {
             let (panel, row) = &mut *cell.borrow_mut();
-            for p in t * PANELS_PER_TASK..((t + 1) * PANELS_PER_TASK).min(panels) {
-                let j0 = p * NR;
-                let nj = NR.min(n - j0);
-                // SAFETY: rows j0..j0 + nj lie inside `data` (asserted
-                // above); this task alone writes columns j0..j0 + nj.
-                unsafe {
-                    fill(panel, row, unpack, data, row_bytes, j0, nj, kb);
-                    let mut r = 0;
-                    while r + MR <= m {
-                        full(panel, &xq, r, kb, out, n, j0, nj);
-                        r += MR;
-                    }
-                    while r < m {
-                        single(panel, &xq, r, kb, out, n, j0, nj);
-                        r += 1;
-                    }
+            for p0 in (j0..j0 + nj).step_by(NR) {
+                let pj = NR.min(j0 + nj - p0);
+                fill(panel, row, self.unpack, self.data, self.row_bytes, p0, pj, kb);
+                let at = col + (p0 - j0);
+                let mut r = 0;
+                while r + MR <= m {
+                    full(panel, xq, r, kb, out, stride, at, pj);
+                    r += MR;
+                }
+                while r < m {
+                    single(panel, xq, r, kb, out, stride, at, pj);
+                    r += 1;
                 }
             }
         })
-    });
+    }
+
+    /// `dst` (m × n) = `x` (m × k) · Wᵀ: activation rows quantized once,
+    /// then panels of weight rows in parallel.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C (checked at load).
+    pub(super) unsafe fn gemm(&self, x: &[f32], m: usize, dst: &mut [Out]) {
+        let (n, k) = (self.n, self.k);
+        assert!(
+            k.is_multiple_of(32) && self.data.len() >= n * self.row_bytes && x.len() == m * k && dst.len() == m * n
+        );
+        let xq = quantize_rows(x, k, false);
+        let out = DstPtr::uninit(dst);
+        let rows_per_task = NR * PANELS_PER_TASK;
+        parallel_for(n.div_ceil(rows_per_task), |t| {
+            let j0 = t * rows_per_task;
+            // SAFETY: rows j0.. lie inside `data` (asserted above); this task
+            // alone writes columns j0..j0 + nj.
+            unsafe { self.block(&xq, m, j0, rows_per_task.min(n - j0), out, n, j0) }
+        });
+    }
 }
 
-/// A tile kernel: (panel, activations, first row, blocks, output, n, j0, nj).
+/// A tile kernel: (panel, activations, first row, blocks, output, row
+/// stride, first column, columns).
 type Tile = unsafe fn(&Panel, &Q8Rows, usize, usize, DstPtr, usize, usize, usize);
 
 /// Unpacks weight rows `j0..j0 + nj` into `panel` (see [`Panel`]).
@@ -226,6 +272,59 @@ mod x86 {
                 acc[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(s), acc[i]);
             }
         }
+        store(&acc, out, r0, n, j0, nj);
+    }
+
+    /// [`tile`] for [`super::Values::Offset128`] weights without VNNI: per
+    /// 4-byte group, `maddubs(|q|, y·sign(q))` (pairs of at most 2 · 128 ·
+    /// 127 = 32,512, so each sum is widened before the next), scaled by
+    /// `d_w · d_x` per block; the offset term is not needed (q is signed
+    /// again).
+    ///
+    /// # Safety
+    /// As [`tile`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn tile_signed<const R: usize>(
+        panel: &Panel,
+        x: &Q8Rows,
+        r0: usize,
+        kb: usize,
+        out: DstPtr,
+        n: usize,
+        j0: usize,
+        nj: usize,
+    ) {
+        let k = kb * 32;
+        let mut acc = [_mm256_setzero_ps(); R];
+        let xq = x.q.as_ptr();
+        let xds = x.ds.as_ptr();
+        let (flip, ones) = (_mm256_set1_epi8(-128), _mm256_set1_epi16(1));
+        for b in 0..kb {
+            let wq = panel.q.as_ptr().add(b * 256);
+            let mut sum = [_mm256_setzero_si256(); R];
+            for c in 0..8 {
+                let w = _mm256_xor_si256(_mm256_loadu_si256(wq.add(c * 32) as *const __m256i), flip);
+                let abs = _mm256_sign_epi8(w, w);
+                for (i, s) in sum.iter_mut().enumerate() {
+                    let at = xq.add((r0 + i) * k + b * 32 + 4 * c) as *const i32;
+                    let y = _mm256_sign_epi8(_mm256_set1_epi32(at.read_unaligned()), w);
+                    *s = _mm256_add_epi32(*s, _mm256_madd_epi16(_mm256_maddubs_epi16(abs, y), ones));
+                }
+            }
+            let d = _mm256_loadu_ps(panel.d.as_ptr().add(b * NR));
+            for i in 0..R {
+                let dx = *xds.add(2 * ((r0 + i) * kb + b));
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[i]), _mm256_mul_ps(d, _mm256_set1_ps(dx)), acc[i]);
+            }
+        }
+        store(&acc, out, r0, n, j0, nj);
+    }
+
+    /// Writes tile rows `r0..r0 + R`, columns `j0..j0 + nj`, of the output.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn store<const R: usize>(acc: &[__m256; R], out: DstPtr, r0: usize, n: usize, j0: usize, nj: usize) {
         for (i, a) in acc.iter().enumerate() {
             let dst = out.at((r0 + i) * n + j0);
             if nj == NR {
@@ -246,6 +345,19 @@ mod x86 {
     use crate::backend::candle::linear::DstPtr;
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile<const R: usize, const H: usize>(
+        _: &Panel,
+        _: &Q8Rows,
+        _: usize,
+        _: usize,
+        _: DstPtr,
+        _: usize,
+        _: usize,
+        _: usize,
+    ) {
+        unreachable!()
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile_signed<const R: usize>(
         _: &Panel,
         _: &Q8Rows,
         _: usize,

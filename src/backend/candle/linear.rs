@@ -14,14 +14,13 @@
 //!   blocks' scales first (`BlockOrder::Grouped`: same bytes, half the
 //!   instructions per Q5_0 block); with several rows, a Q4_1/Q5_0 weight row
 //!   is unpacked to bytes once for all;
-//! - **more rows** (prefill chunks, packed continuations): Q4_1 and Q5_0 in
-//!   8-bit integers (`int8_gemm`: eight weight rows unpacked and
-//!   interleaved per panel, 4 × 8 tiles of `maddubs`/`vpdpbusd`); Q8_0
-//!   dequantized to f32 one panel of output rows at a time into a per-thread
-//!   scratch buffer small enough to stay in cache, multiplied with the `gemm`
-//!   crate (the f32 kernel candle's own matmul uses). Panels in parallel;
-//!   no copy of the weights beyond one panel per thread. The streamed output
-//!   head ([`Linear::token_logprobs`]) always takes the f32 panels.
+//! - **more rows** (prefill chunks, packed continuations, the output head
+//!   of scored rows): in 8-bit integers (`int8_gemm`: eight weight rows
+//!   unpacked and interleaved per panel, 4 × 8 tiles of `maddubs` /
+//!   `vpdpbusd`). Panels in parallel; no copy of the weights beyond one
+//!   panel per thread. The streamed output head
+//!   ([`Linear::token_logprobs`]) folds each panel's logits into running
+//!   log-softmax statistics.
 //!
 //! Everything else — the K-quants (candle's AVX2 dot products and AVX-512
 //! VNNI repacks are fast), f32 weights, CUDA, CPUs without AVX2, or
@@ -36,7 +35,9 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Rows (tokens in one call) from which the dequantize-and-GEMM path runs
+use super::int8_gemm::{Int8Weight, Values};
+
+/// Rows (tokens in one call) from which the int8 GEMM path runs
 /// instead of row-by-row dot products. Kernel benchmarks alone
 /// (`benches/kernels.rs`, one cache-resident Q4_1 1536 × 576 weight) put the
 /// crossing near 64 rows, but whole models, whose weights stream from
@@ -46,20 +47,9 @@ use std::sync::Arc;
 /// 0.80× (8) for Gemma 3 270M, SmolLM2 unchanged (1.16×).
 pub const GEMM_MIN_ROWS: usize = 8;
 
-/// Inner dimension per call of the `gemm` crate in [`Panels::product`].
-/// With at most 64 rows and 64 columns `gemm` sums 512 of the inner
-/// dimension at a time; with more rows it sizes that block from the caches
-/// and the shape (all of Gemma's 640 or Qwen's 896 at once), which sums a
-/// row's products in another order: a row's bits then depended on how many
-/// rows shared the call. Calls of at most 512 take one block either way, so
-/// each row's numbers are the same whatever else a pass holds. (A weight
-/// whose last panel had 32 columns or fewer would still see `gemm` switch
-/// kernels at 256 rows × columns; every catalog model's widths are
-/// multiples of 64.)
-const GEMM_DEPTH: usize = 512;
-
-/// Output rows dequantized together: 64 rows × 576 inputs is 144 KiB of f32,
-/// which stays in a core's L2 while the GEMM reads it `rows / 4` times.
+/// Output rows of the streamed head per step ([`head_logprobs`]): their
+/// logits for every scored row (64 × rows f32) stay in cache while their
+/// running statistics are folded in.
 const PANEL_ROWS: usize = 64;
 
 /// A projection's weight and the kernels that can multiply by it.
@@ -262,9 +252,9 @@ impl Linear {
         if m < GEMM_MIN_ROWS || m != targets.len() {
             return Ok(None);
         }
-        let Some(panels) = Panels::new(dtype, layout, &data, self.n, self.k) else { return Ok(None) };
+        let Some(w) = int8_weight(dtype, layout, &data, self.n, self.k) else { return Ok(None) };
         let x = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(Some(head_logprobs(panels, &x, m, targets)))
+        Ok(Some(head_logprobs(w, &x, m, targets)))
     }
 }
 
@@ -325,9 +315,10 @@ thread_local! {
 }
 
 /// See [`Linear::token_logprobs`].
-fn head_logprobs(w: Panels, x: &[f32], m: usize, targets: &[u32]) -> Vec<(f64, bool)> {
+fn head_logprobs(w: Int8Weight, x: &[f32], m: usize, targets: &[u32]) -> Vec<(f64, bool)> {
     let n = w.n;
     assert!(x.len() == m * w.k && targets.len() == m);
+    let xq = quantize_rows(x, w.k, false);
     let panels = n.div_ceil(PANEL_ROWS);
     let tasks = panels.div_ceil(HEAD_PANELS_PER_TASK);
     let parts: Vec<std::sync::Mutex<Vec<RowStats>>> =
@@ -337,16 +328,15 @@ fn head_logprobs(w: Panels, x: &[f32], m: usize, targets: &[u32]) -> Vec<(f64, b
         for p in t * HEAD_PANELS_PER_TASK..((t + 1) * HEAD_PANELS_PER_TASK).min(panels) {
             let j0 = p * PANEL_ROWS;
             let nj = PANEL_ROWS.min(n - j0);
-            PANEL.with(|panel| {
-                LOGITS.with(|logits| {
-                    let (mut panel, mut logits) = (panel.borrow_mut(), logits.borrow_mut());
-                    logits.resize(m * nj, 0.0);
-                    // SAFETY: logits holds m × nj (resized just above).
-                    unsafe { w.product(x, m, j0, nj, &mut panel, logits.as_mut_ptr(), nj) };
-                    for (r, s) in stats.iter_mut().enumerate() {
-                        s.merge(&RowStats::of_block(&logits[r * nj..(r + 1) * nj], j0, targets[r]));
-                    }
-                })
+            LOGITS.with(|logits| {
+                let mut logits = logits.borrow_mut();
+                logits.resize(m * nj, 0.0);
+                // SAFETY: logits holds m × nj (resized just above); CPU
+                // features checked at load.
+                unsafe { w.block(&xq, m, j0, nj, DstPtr::new(&mut logits), nj, 0) };
+                for (r, s) in stats.iter_mut().enumerate() {
+                    s.merge(&RowStats::of_block(&logits[r * nj..(r + 1) * nj], j0, targets[r]));
+                }
             });
         }
     });
@@ -511,123 +501,18 @@ fn gemm_dispatch(
     n: usize,
     dst: &mut [Out],
 ) {
-    if let Some((unpack, limit)) = unpacker(t, layout) {
-        let row_bytes = k / 32 * t.type_size();
-        // SAFETY: CPU features checked at load (see `ours`).
-        return unsafe { super::int8_gemm::gemm(data, row_bytes, unpack, limit, x, m, k, n, dst) };
-    }
-    let w = Panels::new(t, layout, data, n, k)
+    let w = int8_weight(t, layout, data, n, k)
         .unwrap_or_else(|| unreachable!("{t:?} has no kernels of ours (checked at load)"));
-    gemm_panels(w, x, m, dst)
+    // SAFETY: CPU features checked at load (see `ours`).
+    unsafe { w.gemm(x, m, dst) }
 }
 
-/// A quantized weight W (n × k) as the GEMM paths read it: its bytes (in
-/// either [`BlockOrder`]), the bytes of one row, and its dequantizer.
-#[derive(Clone, Copy)]
-struct Panels<'a> {
-    data: &'a [u8],
-    row_bytes: usize,
-    dequant: Dequant,
-    n: usize,
-    k: usize,
-}
-
-impl<'a> Panels<'a> {
-    /// `None` for a type without our dequantizer.
-    fn new(t: GgmlDType, layout: BlockOrder, data: &'a [u8], n: usize, k: usize) -> Option<Self> {
-        let dequant: Dequant = match (t, layout) {
-            (GgmlDType::Q4_1, BlockOrder::Blocks) => x86::dequant_q4_1,
-            (GgmlDType::Q5_0, BlockOrder::Blocks) => x86::dequant_q5_0,
-            (GgmlDType::Q8_0, BlockOrder::Blocks) => x86::dequant_q8_0,
-            (GgmlDType::Q5_0, BlockOrder::Grouped) => x86::dequant_q5_0_grouped,
-            (GgmlDType::Q8_0, BlockOrder::Grouped) => x86::dequant_q8_0_grouped,
-            _ => return None,
-        };
-        let row_bytes = k / t.block_size() * t.type_size();
-        assert!(data.len() >= n * row_bytes, "weight data shorter than {n} rows");
-        Some(Self { data, row_bytes, dequant, n, k })
-    }
-
-    /// Dequantizes output rows `j0..j0 + nj` into `panel` and writes `x`
-    /// (m × k) · panelᵀ, an m × nj block, to `dst` (row stride `dst_rs`)
-    /// with a single-threaded f32 GEMM.
-    ///
-    /// # Safety
-    /// `dst` must be valid for writes of m rows of nj values at stride
-    /// `dst_rs` that no other thread touches; the CPU must have the
-    /// dequantizer's features (checked at load, see [`Linear::from_arc`]).
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn product(
-        &self,
-        x: &[f32],
-        m: usize,
-        j0: usize,
-        nj: usize,
-        panel: &mut Vec<f32>,
-        dst: *mut f32,
-        dst_rs: usize,
-    ) {
-        let k = self.k;
-        panel.resize(nj * k, 0.0);
-        let rows = &self.data[j0 * self.row_bytes..(j0 + nj) * self.row_bytes];
-        for (row, out) in rows.chunks_exact(self.row_bytes).zip(panel.chunks_exact_mut(k)) {
-            (self.dequant)(row, out);
-        }
-        // lhs is m × k row-major (x), rhs is k × nj with column j at panel[j·k..].
-        // At most GEMM_DEPTH of the inner dimension a call (see there), each
-        // call after the first adding to what the others wrote.
-        for k0 in (0..k).step_by(GEMM_DEPTH) {
-            let kc = GEMM_DEPTH.min(k - k0);
-            gemm::gemm(
-                m,
-                nj,
-                kc,
-                dst,
-                1,
-                dst_rs as isize,
-                k0 > 0,
-                x[k0..].as_ptr(),
-                1,
-                k as isize,
-                panel[k0..].as_ptr(),
-                k as isize,
-                1,
-                if k0 > 0 { 1.0 } else { 0.0 },
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    }
-}
-
-/// Dequantizes one row (its bytes, in the dequantizer's layout) into f32 values.
-type Dequant = unsafe fn(&[u8], &mut [f32]);
-
-thread_local! {
-    /// One panel of dequantized weights per worker thread, reused across calls.
-    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// `dst` (m × n) = `x` (m × k) · Wᵀ: panels of [`PANEL_ROWS`] output rows in
-/// parallel, each dequantized into the worker's scratch and multiplied with a
-/// single-threaded f32 GEMM ([`Panels::product`]).
-fn gemm_panels(w: Panels, x: &[f32], m: usize, dst: &mut [Out]) {
-    let (n, k) = (w.n, w.k);
-    assert!(x.len() == m * k && dst.len() == m * n);
-    let out = DstPtr::uninit(dst);
-    parallel_for(n.div_ceil(PANEL_ROWS), |p| {
-        let j0 = p * PANEL_ROWS;
-        let nj = PANEL_ROWS.min(n - j0);
-        PANEL.with(|cell| {
-            // SAFETY: the m × nj block at column j0 of the m × n row-major
-            // output (sizes asserted above); panels are disjoint column
-            // ranges, so threads never write the same element.
-            unsafe { w.product(x, m, j0, nj, &mut cell.borrow_mut(), out.at(j0), n) }
-        });
-    });
+/// A weight of ours as the int8 GEMM reads it; None for other types.
+fn int8_weight(t: GgmlDType, layout: BlockOrder, data: &[u8], n: usize, k: usize) -> Option<Int8Weight<'_>> {
+    let (unpack, values) = unpacker(t, layout)?;
+    let row_bytes = k / t.block_size() * t.type_size();
+    assert!(data.len() >= n * row_bytes, "weight data shorter than {n} rows");
+    Some(Int8Weight { data, row_bytes, unpack, values, n, k })
 }
 
 /// Activation rows quantized to 8 bits per block of 32 (llama.cpp's Q8_1).
@@ -685,7 +570,7 @@ fn dot_rows(t: GgmlDType, layout: BlockOrder, data: &[u8], x: &[f32], m: usize, 
     // Several rows of a Q4_1/Q5_0 weight: each weight row is unpacked to
     // bytes once and reused for every activation row (the unpacking costs
     // more than the products).
-    let unpack = unpacker(t, layout).filter(|_| m > 1).map(|(u, _)| u);
+    let unpack = unpacker(t, layout).filter(|&(_, v)| m > 1 && v != Values::Offset128).map(|(u, _)| u);
     let row_bytes = kb * t.type_size();
     let kernel = match (t, layout, unpack) {
         (_, _, Some(u)) => Kernel::Unpacked(u),
@@ -699,19 +584,20 @@ fn dot_rows(t: GgmlDType, layout: BlockOrder, data: &[u8], x: &[f32], m: usize, 
     dot_columns(data, row_bytes, kernel, x, m, k, n, dst)
 }
 
-/// The unpacker of a weight's rows to bytes, and the bound its values stay
-/// under (16 for Q4_1, 32 for Q5_0); None for types read as they are (Q8_0).
-fn unpacker(t: GgmlDType, layout: BlockOrder) -> Option<(Unpack, u8)> {
+/// The unpacker of a weight's rows to bytes, and the values they take.
+fn unpacker(t: GgmlDType, layout: BlockOrder) -> Option<(Unpack, Values)> {
     match (t, layout) {
-        (GgmlDType::Q4_1, BlockOrder::Blocks) => Some((x86::unpack_q4_1, 16)),
-        (GgmlDType::Q5_0, BlockOrder::Blocks) => Some((x86::unpack_q5_0, 32)),
-        (GgmlDType::Q5_0, BlockOrder::Grouped) => Some((x86::unpack_q5_0_grouped, 32)),
+        (GgmlDType::Q4_1, BlockOrder::Blocks) => Some((x86::unpack_q4_1, Values::Under16)),
+        (GgmlDType::Q5_0, BlockOrder::Blocks) => Some((x86::unpack_q5_0, Values::Under32)),
+        (GgmlDType::Q5_0, BlockOrder::Grouped) => Some((x86::unpack_q5_0_grouped, Values::Under32)),
+        (GgmlDType::Q8_0, BlockOrder::Blocks) => Some((x86::unpack_q8_0, Values::Offset128)),
+        (GgmlDType::Q8_0, BlockOrder::Grouped) => Some((x86::unpack_q8_0_grouped, Values::Offset128)),
         _ => None,
     }
 }
 
 /// Unpacks one weight row (its blocks at the pointer, `kb` of them) into
-/// bytes `q` (0..32, element order) and per-block `d`, `m` with
+/// bytes `q` (element order; see [`Values`]) and per-block `d`, `m` with
 /// value = d · q + m.
 pub(super) type Unpack = unsafe fn(*const u8, usize, &mut UnpackedRow);
 
@@ -1073,45 +959,6 @@ mod x86 {
         hsum(_mm256_add_ps(acc0, acc1)) + rest
     }
 
-    /// One grouped Q5_0 row (see `regroup`) to f32: d · (q − 16).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dequant_q5_0_grouped(w: &[u8], out: &mut [f32]) {
-        let kb = w.len() / 22;
-        assert!(kb * 32 <= out.len());
-        let groups = kb / 4;
-        for g in 0..groups {
-            let blk = w.as_ptr().add(g * Q5_0_GROUP_BYTES);
-            let d = _mm_cvtph_ps(_mm_loadl_epi64(blk as *const __m128i));
-            let q = q5_0_group(blk);
-            for (b, q) in q.into_iter().enumerate() {
-                let d = lane(_mm256_castps128_ps256(d), b as i32);
-                store_affine(q, d, _mm256_mul_ps(d, _mm256_set1_ps(-16.0)), out.as_mut_ptr().add((4 * g + b) * 32));
-            }
-        }
-        dequant_affine::<true>(&w[groups * Q5_0_GROUP_BYTES..], &mut out[4 * groups * 32..]);
-    }
-
-    /// One grouped Q8_0 row (see `regroup`) to f32: d · q.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dequant_q8_0_grouped(w: &[u8], out: &mut [f32]) {
-        let kb = w.len() / 34;
-        assert!(kb * 32 <= out.len());
-        let groups = kb / 4;
-        for g in 0..groups {
-            let blk = w.as_ptr().add(g * Q8_0_GROUP_BYTES);
-            let d = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64(blk as *const __m128i)));
-            for b in 0..4 {
-                let d = lane(d, b as i32);
-                let o = out.as_mut_ptr().add((4 * g + b) * 32);
-                for i in 0..4 {
-                    let q = _mm_loadl_epi64(blk.add(8 + 32 * b + 8 * i) as *const __m128i);
-                    _mm256_storeu_ps(o.add(8 * i), _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
-                }
-            }
-        }
-        dequant_q8_0(&w[groups * Q8_0_GROUP_BYTES..], &mut out[4 * groups * 32..]);
-    }
-
     /// One grouped Q5_0 weight row of `kb` blocks as bytes q (0..32), d and m = −16·d.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn unpack_q5_0_grouped(w: *const u8, kb: usize, row: &mut UnpackedRow) {
@@ -1173,45 +1020,6 @@ mod x86 {
         }
     }
 
-    /// Q4_1 (`Q5` false) or Q5_0 blocks to f32: d · q + m.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dequant_affine<const Q5: bool>(w: &[u8], out: &mut [f32]) {
-        let block_bytes = if Q5 { 22 } else { 20 };
-        assert!(w.len() / block_bytes * 32 <= out.len());
-        for (b, o) in out.chunks_exact_mut(32).take(w.len() / block_bytes).enumerate() {
-            let (q, d, m) = affine_block::<Q5>(w.as_ptr().add(b * block_bytes));
-            store_affine(q, _mm256_set1_ps(d), _mm256_set1_ps(m), o.as_mut_ptr());
-        }
-    }
-
-    /// 32 unsigned bytes `q` as f32 `d · q + m` at `out`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn store_affine(q: __m256i, d: __m256, m: __m256, out: *mut f32) {
-        let parts = [
-            _mm256_cvtepu8_epi32(_mm256_castsi256_si128(q)),
-            _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8)),
-            _mm256_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)),
-            _mm256_cvtepu8_epi32(_mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)),
-        ];
-        for (i, v) in parts.into_iter().enumerate() {
-            _mm256_storeu_ps(out.add(i * 8), _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), d, m));
-        }
-    }
-
-    /// Q4_1 blocks to f32: d · q + m.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dequant_q4_1(w: &[u8], out: &mut [f32]) {
-        dequant_affine::<false>(w, out)
-    }
-
-    /// Q5_0 blocks to f32: d · (q − 16).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dequant_q5_0(w: &[u8], out: &mut [f32]) {
-        dequant_affine::<true>(w, out)
-    }
-
     /// An unpacked weight row · the activation row starting at block `b0`
     /// (quantized in natural order): Σ d·dx·Σq·y + m·s per block.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -1229,19 +1037,50 @@ mod x86 {
         hsum(acc) + off
     }
 
-    /// Q8_0 blocks to f32: d · q.
+    /// One Q8_0 weight row of `kb` blocks as bytes q + 128 (0..256), d and
+    /// m = −128·d ([`super::super::int8_gemm::Values::Offset128`]).
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dequant_q8_0(w: &[u8], out: &mut [f32]) {
-        assert!(w.len() / 34 * 32 <= out.len());
-        for (b, o) in out.chunks_exact_mut(32).take(w.len() / 34).enumerate() {
-            let blk = w.as_ptr().add(b * 34);
-            let d = _mm256_set1_ps(f16_at(blk));
-            for i in 0..4 {
-                let q = _mm_loadl_epi64(blk.add(2 + i * 8) as *const __m128i);
-                let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-                _mm256_storeu_ps(o.as_mut_ptr().add(i * 8), _mm256_mul_ps(v, d));
+    pub unsafe fn unpack_q8_0(w: *const u8, kb: usize, row: &mut UnpackedRow) {
+        unpack_q8_0_blocks(w, 0..kb, row)
+    }
+
+    /// One grouped Q8_0 weight row (see `regroup`) as [`unpack_q8_0`] does.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn unpack_q8_0_grouped(w: *const u8, kb: usize, row: &mut UnpackedRow) {
+        let groups = kb / 4;
+        unpack_q8_0_blocks(w.add(groups * Q8_0_GROUP_BYTES), 4 * groups..kb, row);
+        for g in 0..groups {
+            let blk = w.add(g * Q8_0_GROUP_BYTES);
+            for b in 0..4 {
+                offset_q8(blk.add(8 + 32 * b), row.q.as_mut_ptr().add((4 * g + b) * 32));
+                let d = f16_at(blk.add(2 * b));
+                (row.d[4 * g + b], row.m[4 * g + b]) = (d, -128.0 * d);
             }
         }
+    }
+
+    /// Q8_0 blocks in the file's layout at `w` as blocks `blocks` of `row`
+    /// (sized to `blocks.end`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_q8_0_blocks(w: *const u8, blocks: std::ops::Range<usize>, row: &mut UnpackedRow) {
+        row.q.resize(blocks.end * 32, 0);
+        row.d.resize(blocks.end, 0.0);
+        row.m.resize(blocks.end, 0.0);
+        for (i, b) in blocks.enumerate() {
+            let blk = w.add(i * 34);
+            offset_q8(blk.add(2), row.q.as_mut_ptr().add(b * 32));
+            let d = f16_at(blk);
+            (row.d[b], row.m[b]) = (d, -128.0 * d);
+        }
+    }
+
+    /// 32 signed quants at `q` as unsigned bytes q + 128 at `out`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn offset_q8(q: *const u8, out: *mut u8) {
+        let v = _mm256_loadu_si256(q as *const __m256i);
+        _mm256_storeu_si256(out as *mut __m256i, _mm256_xor_si256(v, _mm256_set1_epi8(-128)));
     }
 }
 
@@ -1267,31 +1106,22 @@ mod x86 {
     pub unsafe fn dot_q8_0(_: *const u8, _: &Q8Rows, _: usize, _: usize) -> f32 {
         unreachable!()
     }
-    pub unsafe fn dequant_q4_1(_: &[u8], _: &mut [f32]) {
-        unreachable!()
-    }
-    pub unsafe fn dequant_q5_0(_: &[u8], _: &mut [f32]) {
-        unreachable!()
-    }
-    pub unsafe fn dequant_q8_0(_: &[u8], _: &mut [f32]) {
-        unreachable!()
-    }
     pub unsafe fn dot_q5_0_grouped(_: *const u8, _: &Q8Rows, _: usize, _: usize) -> f32 {
         unreachable!()
     }
     pub unsafe fn dot_q8_0_grouped(_: *const u8, _: &Q8Rows, _: usize, _: usize) -> f32 {
         unreachable!()
     }
-    pub unsafe fn dequant_q5_0_grouped(_: &[u8], _: &mut [f32]) {
-        unreachable!()
-    }
-    pub unsafe fn dequant_q8_0_grouped(_: &[u8], _: &mut [f32]) {
-        unreachable!()
-    }
     pub unsafe fn quantize_block(_: *const f32, _: *mut i8) -> (f32, i32) {
         unreachable!()
     }
     pub unsafe fn unpack_q5_0_grouped(_: *const u8, _: usize, _: &mut UnpackedRow) {
+        unreachable!()
+    }
+    pub unsafe fn unpack_q8_0(_: *const u8, _: usize, _: &mut UnpackedRow) {
+        unreachable!()
+    }
+    pub unsafe fn unpack_q8_0_grouped(_: *const u8, _: usize, _: &mut UnpackedRow) {
         unreachable!()
     }
 }
@@ -1302,10 +1132,11 @@ mod tests {
     use candle_core::Device;
 
     /// The streamed head (log-prob of a target and argmax per row, no logits
-    /// kept) equals the log-softmax of the logits of the dequantized weights
-    /// (what its panels multiply), for a vocabulary that is no multiple of
-    /// the panel or task size, targets that are and are not the argmax, and
-    /// one past the vocabulary.
+    /// kept) equals the log-softmax of the logits that the many-row product
+    /// computes (the same int8 tiles, bit for bit), for a vocabulary that is
+    /// no multiple of the panel or task size, targets that are and are not
+    /// the argmax, and one past the vocabulary; and the int8 logits stay
+    /// within 1% of the largest logit of the dequantized weights' f32 ones.
     #[test]
     fn streamed_head_matches_logits() {
         if !cpu_has_kernels() {
@@ -1320,7 +1151,13 @@ mod tests {
             let head = Linear::new(q).unwrap();
             for m in [GEMM_MIN_ROWS, 13] {
                 let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
-                let logits = x.matmul(&exact.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+                let logits = head.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+                let f32_logits = x.matmul(&exact.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+                for (row, want) in logits.iter().zip(&f32_logits) {
+                    let top = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    let worst = row.iter().zip(want).fold(0f32, |a, (u, v)| a.max((u - v).abs()));
+                    assert!(worst < 0.01 * top, "{dtype:?} m {m}: int8 logits off by {worst} (largest {top})");
+                }
                 let mut targets: Vec<u32> = (0..m as u32).map(|i| (i * 997) % n as u32).collect();
                 targets[1] = super::super::argmax(&logits[1]);
                 targets[2] = n as u32;
@@ -1343,10 +1180,9 @@ mod tests {
     }
 
     /// A row's product is the same, bit for bit, whatever rows share the
-    /// call: the many-row paths (Q8_0's f32 panels through `gemm`, the int8
-    /// GEMM of Q4_1 and Q5_0) for the models' widths, 8 to 199 rows. (Before
-    /// `GEMM_DEPTH`, `gemm` summed Q8_0 rows of width 576, 640 or 896 in
-    /// another order past 64 rows: every row differed.)
+    /// call: the int8 GEMM of each type for the models' widths, 8 to 199
+    /// rows. (When Q8_0 took f32 panels through the `gemm` crate, rows of
+    /// width 576, 640 or 896 were summed in another order past 64 rows.)
     #[test]
     fn rows_do_not_depend_on_their_neighbours() {
         if !cpu_has_kernels() {
@@ -1374,8 +1210,8 @@ mod tests {
     }
 
     /// The int8 GEMM's 16-bit partial sums at their largest (every weight
-    /// at its type's largest unsigned value but one, every activation at
-    /// 127) do not overflow: the result is the f32 product's, as the dot
+    /// at its type's largest unsigned value but one, or Q8_0's ±127, every
+    /// activation at 127) do not overflow: the result is the f32 product's, as the dot
     /// path's (which widens every block) is.
     #[test]
     fn int8_gemm_sums_fit_at_the_extremes() {
@@ -1384,8 +1220,11 @@ mod tests {
         }
         let dev = Device::Cpu;
         let (n, k) = (16, 576);
-        // Q4_1: min 0, max 1 → q = 15; Q5_0: d = 1 / −16 → −0.9375 is q = 31.
-        for (dtype, first, rest) in [(GgmlDType::Q4_1, 0.0f32, 1.0f32), (GgmlDType::Q5_0, 1.0, -0.9375)] {
+        // Q4_1: min 0, max 1 → q = 15; Q5_0: d = 1 / −16 → −0.9375 is q = 31;
+        // Q8_0: ±1 → q = ±127 (|q| · 127 · 2 per 16-bit pair sum).
+        for (dtype, first, rest) in
+            [(GgmlDType::Q4_1, 0.0f32, 1.0f32), (GgmlDType::Q5_0, 1.0, -0.9375), (GgmlDType::Q8_0, 1.0, -1.0)]
+        {
             let w: Vec<f32> = (0..n * k).map(|i| if i % 32 == 0 { first } else { rest }).collect();
             let w = Tensor::from_vec(w, (n, k), &dev).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
@@ -1435,8 +1274,9 @@ mod tests {
         }
     }
 
-    /// The grouped layout holds the same weights: regrouped rows dequantize
-    /// and unpack to exactly the file's values, and their dot products equal
+    /// The grouped layout holds the same weights: regrouped rows unpack to
+    /// exactly what the file's rows unpack to (and those to the file's
+    /// values), and their dot products equal
     /// the file-layout kernels' up to summation order — for rows with
     /// whole groups only (28 blocks), a group and a tail (18, 17, 6) and a
     /// tail only (3).
@@ -1454,32 +1294,36 @@ mod tests {
                 let file = q.data().unwrap();
                 let grouped = regroup(dtype, &file, n, kb);
                 assert_eq!(grouped.len(), file.len());
-                let file_panels = Panels::new(dtype, BlockOrder::Blocks, &file, n, k).unwrap();
-                let grouped_panels = Panels::new(dtype, BlockOrder::Grouped, &grouped, n, k).unwrap();
-                let rb = file_panels.row_bytes;
+                let rb = kb * dtype.type_size();
                 let x =
                     Tensor::randn(0f32, 1.0, (1, k), &dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let xq = quantize_rows(&x, k, false);
+                let (file_unpack, _) = unpacker(dtype, BlockOrder::Blocks).unwrap();
+                let (grouped_unpack, _) = unpacker(dtype, BlockOrder::Grouped).unwrap();
                 for j in 0..n {
                     let (a, b) = (&file[j * rb..(j + 1) * rb], &grouped[j * rb..(j + 1) * rb]);
-                    let (mut fa, mut fb) = (vec![0f32; k], vec![0f32; k]);
+                    let (mut ua, mut ub) = (UnpackedRow::default(), UnpackedRow::default());
                     unsafe {
-                        (file_panels.dequant)(a, &mut fa);
-                        (grouped_panels.dequant)(b, &mut fb);
+                        file_unpack(a.as_ptr(), kb, &mut ua);
+                        grouped_unpack(b.as_ptr(), kb, &mut ub);
                     }
-                    assert_eq!(fa, fb, "{dtype:?} kb {kb} row {j}: dequantized");
+                    assert_eq!((&ua.q, &ua.d, &ua.m), (&ub.q, &ub.d, &ub.m), "{dtype:?} kb {kb} row {j}: unpacked");
                     let (da, db) = unsafe {
                         match dtype {
                             GgmlDType::Q5_0 => {
-                                let (mut ua, mut ub) = (UnpackedRow::default(), UnpackedRow::default());
-                                x86::unpack_q5_0(a.as_ptr(), kb, &mut ua);
-                                x86::unpack_q5_0_grouped(b.as_ptr(), kb, &mut ub);
-                                assert_eq!((&ua.q, &ua.d, &ua.m), (&ub.q, &ub.d, &ub.m), "kb {kb} row {j}: unpacked");
                                 (x86::dot_q5_0(a.as_ptr(), &xq, 0, kb), x86::dot_q5_0_grouped(b.as_ptr(), &xq, 0, kb))
                             }
                             _ => (x86::dot_q8_0(a.as_ptr(), &xq, 0, kb), x86::dot_q8_0_grouped(b.as_ptr(), &xq, 0, kb)),
                         }
                     };
+                    // The weights' values, d · q + m, against the file's.
+                    let fa: Vec<f32> = (0..k).map(|i| ua.d[i / 32] * ua.q[i] as f32 + ua.m[i / 32]).collect();
+                    let want = q.dequantize(&dev).unwrap().get(j).unwrap().to_vec1::<f32>().unwrap();
+                    // (Q8_0's d · (q + 128) − 128 · d rounds at the scale of 128 · d.)
+                    for (i, (u, v)) in fa.iter().zip(&want).enumerate() {
+                        let d = ua.d[i / 32].abs();
+                        assert!((u - v).abs() <= 1e-6 * (v.abs() + 256.0 * d), "{dtype:?} kb {kb} row {j} value {i}");
+                    }
                     let scale: f32 = fa.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
                     assert!((da - db).abs() <= 1e-5 * scale, "{dtype:?} kb {kb} row {j}: dot {da} vs {db}");
                 }
@@ -1533,15 +1377,12 @@ mod tests {
                     (u - v).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
                 };
                 let scale: f32 = f.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
-                // The Q8_0 GEMM path is the exact f32 product of the
-                // dequantized weights; the dot paths and the Q4_1/Q5_0 int8
-                // GEMM quantize activations to 8 bits as candle's does, so
-                // they sit as close to f32 as candle's.
+                // The dot paths and the int8 GEMM quantize activations to
+                // 8 bits as candle's does, so they sit as close to f32 as
+                // candle's.
                 let (ea, eb) = (err(&a, &f) / scale, err(&b, &f) / scale);
                 let case = format!("{dtype:?} k {k} {order:?} rows {rows}");
-                if rows >= GEMM_MIN_ROWS && dtype == GgmlDType::Q8_0 {
-                    assert!(ea < 1e-5, "{case}: {ea}");
-                } else if rows >= GEMM_MIN_ROWS {
+                if rows >= GEMM_MIN_ROWS {
                     assert!(ea < 2.0 * eb + 1e-4, "{case}: ours {ea}, candle {eb}");
                     // The int8 GEMM equals the one-row dot product of each
                     // row but for the order of float sums...

@@ -29,10 +29,13 @@ const PANELS_PER_TASK: usize = 4;
 /// Eight weight rows unpacked and interleaved: for block `b` and chunk `c`
 /// (values `4c..4c+4` of the block), bytes `b·256 + c·32 + 4j..+4` are row
 /// `j`'s; `d` and `m` hold, per block, the eight rows' scale and offset
-/// (value = d · q + m). Rows past the weight's end are zero.
+/// (value = d · q + m). Rows past the weight's end are zero. For the AVX2
+/// tile of [`Values::Offset128`] weights ([`split_signs`]), `q` holds |q|
+/// and `signed` the signed quants, in the same order.
 #[derive(Default)]
 struct Panel {
     q: Vec<u8>,
+    signed: Vec<i8>,
     d: Vec<f32>,
     m: Vec<f32>,
 }
@@ -75,8 +78,7 @@ impl Int8Weight<'_> {
         // With `vpdpbusd` the sums are 32-bit from the start, and parts only
         // break the chain of dependent instructions (each waits ~5 cycles for
         // the last): four chains of two.
-        let vnni = cfg!(all(target_feature = "avx512vnni", target_feature = "avx512vl"));
-        match (vnni, self.values) {
+        match (VNNI, self.values) {
             (true, _) => (x86::tile::<MR, 4>, x86::tile::<1, 4>),
             (false, Values::Under16) => (x86::tile::<MR, 1>, x86::tile::<1, 1>),
             (false, Values::Under32) => (x86::tile::<MR, 2>, x86::tile::<1, 2>),
@@ -103,11 +105,15 @@ impl Int8Weight<'_> {
     ) {
         let kb = self.k / 32;
         let (full, single) = self.tiles();
+        let signed = self.values == Values::Offset128 && !VNNI;
         PANEL.with(|cell| {
             let (panel, row) = &mut *cell.borrow_mut();
             for p0 in (j0..j0 + nj).step_by(NR) {
                 let pj = NR.min(j0 + nj - p0);
                 fill(panel, row, self.unpack, self.data, self.row_bytes, p0, pj, kb);
+                if signed {
+                    split_signs(panel);
+                }
                 let at = col + (p0 - j0);
                 let mut r = 0;
                 while r + MR <= m {
@@ -141,6 +147,20 @@ impl Int8Weight<'_> {
             // alone writes columns j0..j0 + nj.
             unsafe { self.block(&xq, m, j0, rows_per_task.min(n - j0), out, n, j0) }
         });
+    }
+}
+
+/// Whether this build multiplies bytes with `vpdpbusd` (AVX-512 VNNI).
+const VNNI: bool = cfg!(all(target_feature = "avx512vnni", target_feature = "avx512vl"));
+
+/// Turns a filled panel of [`Values::Offset128`] bytes (q + 128) into |q|
+/// and the signed q, which the AVX2 tile would otherwise derive per chunk
+/// for every four activation rows.
+fn split_signs(panel: &mut Panel) {
+    panel.signed.resize(panel.q.len(), 0);
+    for (a, s) in panel.q.iter_mut().zip(panel.signed.iter_mut()) {
+        *s = (*a ^ 0x80) as i8;
+        *a = s.unsigned_abs();
     }
 }
 
@@ -275,8 +295,9 @@ mod x86 {
         store(&acc, out, r0, n, j0, nj);
     }
 
-    /// [`tile`] for [`super::Values::Offset128`] weights without VNNI: per
-    /// 4-byte group, `maddubs(|q|, y·sign(q))` (pairs of at most 2 · 128 ·
+    /// [`tile`] for [`super::Values::Offset128`] weights without VNNI, on a
+    /// panel after [`super::split_signs`]: per 4-byte group,
+    /// `maddubs(|q|, y·sign(q))` (pairs of at most 2 · 128 ·
     /// 127 = 32,512, so each sum is widened before the next), scaled by
     /// `d_w · d_x` per block; the offset term is not needed (q is signed
     /// again).
@@ -299,13 +320,13 @@ mod x86 {
         let mut acc = [_mm256_setzero_ps(); R];
         let xq = x.q.as_ptr();
         let xds = x.ds.as_ptr();
-        let (flip, ones) = (_mm256_set1_epi8(-128), _mm256_set1_epi16(1));
+        let ones = _mm256_set1_epi16(1);
         for b in 0..kb {
-            let wq = panel.q.as_ptr().add(b * 256);
+            let (wa, ws) = (panel.q.as_ptr().add(b * 256), panel.signed.as_ptr().add(b * 256));
             let mut sum = [_mm256_setzero_si256(); R];
             for c in 0..8 {
-                let w = _mm256_xor_si256(_mm256_loadu_si256(wq.add(c * 32) as *const __m256i), flip);
-                let abs = _mm256_sign_epi8(w, w);
+                let w = _mm256_loadu_si256(ws.add(c * 32) as *const __m256i);
+                let abs = _mm256_loadu_si256(wa.add(c * 32) as *const __m256i);
                 for (i, s) in sum.iter_mut().enumerate() {
                     let at = xq.add((r0 + i) * k + b * 32 + 4 * c) as *const i32;
                     let y = _mm256_sign_epi8(_mm256_set1_epi32(at.read_unaligned()), w);

@@ -7,10 +7,12 @@
 //! `x / (1 + e^(-t))` with a branch-free `e^x` (Cephes' range reduction and
 //! polynomial, about 2 ulp), so the loop compiles to SIMD, and the product
 //! with `up` happens in the same pass. Other devices (CUDA) and
-//! non-contiguous inputs take candle's ops.
+//! non-contiguous inputs take candle's ops. [`gated_halves`] takes the gate
+//! and up projections computed as one product (each row the gate's values,
+//! then up's), without splitting them into two tensors first.
 
 use anyhow::Result;
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
 /// The activation applied to the gate projection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +124,51 @@ impl CustomOp2 for Gated {
     }
 }
 
+/// `act(gate) * up` for `gu` (…, 2·inner) whose rows hold the gate's values
+/// then up's (a joined gate and up projection): (…, inner).
+pub fn gated_halves(act: Act, gu: &Tensor) -> Result<Tensor> {
+    let inner = gu.dim(candle_core::D::Minus1)? / 2;
+    if gu.device().is_cpu() && gu.dtype() == candle_core::DType::F32 {
+        return Ok(gu.contiguous()?.apply_op1_no_bwd(&GatedHalves(act))?);
+    }
+    gated(act, &gu.narrow(candle_core::D::Minus1, 0, inner)?, &gu.narrow(candle_core::D::Minus1, inner, inner)?)
+}
+
+struct GatedHalves(Act);
+
+impl CustomOp1 for GatedHalves {
+    fn name(&self) -> &'static str {
+        "openweigh-gated-halves"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(all), Some((a, b))) = (s, l.contiguous_offsets()) else {
+            candle_core::bail!("openweigh-gated-halves: contiguous f32 input expected")
+        };
+        let gu = &all[a..b];
+        let mut dims = l.shape().dims().to_vec();
+        let width = dims.last().copied().unwrap_or(0);
+        if width == 0 || width % 2 != 0 {
+            candle_core::bail!("openweigh-gated-halves: last dimension {width} is not gate and up side by side")
+        }
+        let (inner, rows) = (width / 2, gu.len() / width);
+        let mut dst = vec![0f32; rows * inner];
+        // Rows in parallel, about 16 Ki values a task.
+        let per_task = (1usize << 14).div_ceil(inner).max(1);
+        let out = super::linear::DstPtr::new(&mut dst);
+        super::linear::parallel_for(rows.div_ceil(per_task), |t| {
+            for r in t * per_task..((t + 1) * per_task).min(rows) {
+                // SAFETY: row r of dst (which outlives the pool call) is written by this task alone.
+                let d = unsafe { std::slice::from_raw_parts_mut(out.at(r * inner), inner) };
+                let row = &gu[r * width..(r + 1) * width];
+                gated_slice(self.0, &row[..inner], &row[inner..], d);
+            }
+        });
+        *dims.last_mut().expect("non-empty dims") = inner;
+        Ok((CpuStorage::F32(dst), Shape::from(dims)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +203,22 @@ mod tests {
             let want = reference.flatten_all()?.to_vec1::<f32>()?;
             for (i, (a, b)) in ours.iter().zip(&want).enumerate() {
                 assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{act:?} at {i}: {a} vs {b}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The joined form gives the two-tensor form's values, bit for bit.
+    #[test]
+    fn halves_match_two_tensors() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        for (rows, inner) in [(3, 1536), (40, 640), (1, 8)] {
+            let gu = Tensor::randn(0f32, 3.0, (1, rows, 2 * inner), &dev)?;
+            let (g, u) = (gu.narrow(2, 0, inner)?, gu.narrow(2, inner, inner)?);
+            for act in [Act::GeluTanh, Act::Silu] {
+                let a = gated_halves(act, &gu)?;
+                assert_eq!(a.dims(), &[1, rows, inner]);
+                assert_eq!(a.flatten_all()?.to_vec1::<f32>()?, gated(act, &g, &u)?.flatten_all()?.to_vec1::<f32>()?);
             }
         }
         Ok(())

@@ -69,9 +69,11 @@ enum Weights {
     /// Our kernels on the file's blocks, the tensor shared with others (a
     /// tied embedding table) or of a type we do not regroup (Q4_1).
     Blocks(Arc<QTensor>),
-    /// Our kernels on the rows regrouped at load ([`BlockOrder::Grouped`]): the
-    /// same bytes in another order, the file's copy dropped.
-    Grouped { dtype: GgmlDType, data: Vec<u8> },
+    /// Our kernels on bytes of our own: rows regrouped at load
+    /// ([`BlockOrder::Grouped`]: the same bytes in another order, the file's
+    /// copy dropped), or several weights' rows one after another
+    /// ([`Linear::join`]).
+    Bytes { dtype: GgmlDType, order: BlockOrder, data: Vec<u8> },
 }
 
 /// A weight our kernels run: its type, block order and bytes.
@@ -196,7 +198,7 @@ impl Linear {
         let (n, k) = w.shape().dims2()?;
         if ours(&w) && regroups(w.dtype()) {
             let data = regroup(w.dtype(), &w.data()?, n, k / 32);
-            return Ok(Self { weights: Weights::Grouped { dtype: w.dtype(), data }, n, k });
+            return Ok(Self { weights: Weights::Bytes { dtype: w.dtype(), order: BlockOrder::Grouped, data }, n, k });
         }
         Self::from_arc(Arc::new(w))
     }
@@ -214,12 +216,37 @@ impl Linear {
         self.n
     }
 
+    /// The weights of `parts` (projections of one input) stacked into one,
+    /// whose output is theirs side by side, when our kernels run them all
+    /// with one type and block order; None otherwise. Each output value is
+    /// computed from its own weight row as before, so the results are the
+    /// parts' own, bit for bit.
+    pub fn join(parts: &[&Linear]) -> Result<Option<Linear>> {
+        let mut joined: Option<(GgmlDType, BlockOrder, Vec<u8>)> = None;
+        for part in parts {
+            let Some((dtype, order, data)) = part.own()? else { return Ok(None) };
+            if part.k != parts[0].k {
+                return Ok(None);
+            }
+            match &mut joined {
+                None => joined = Some((dtype, order, data.into_owned())),
+                Some((t, o, bytes)) if (*t, *o) == (dtype, order) => bytes.extend_from_slice(&data),
+                Some(_) => return Ok(None),
+            }
+        }
+        Ok(joined.map(|(dtype, order, data)| Linear {
+            weights: Weights::Bytes { dtype, order, data },
+            n: parts.iter().map(|p| p.n).sum(),
+            k: parts[0].k,
+        }))
+    }
+
     /// The weight as our kernels read it; None when candle's kernels run it.
     fn own(&self) -> Result<Option<OwnWeight<'_>>> {
         Ok(match &self.weights {
             Weights::Candle(_) => None,
             Weights::Blocks(w) => Some((w.dtype(), BlockOrder::Blocks, w.data()?)),
-            Weights::Grouped { dtype, data } => Some((*dtype, BlockOrder::Grouped, std::borrow::Cow::Borrowed(data))),
+            Weights::Bytes { dtype, order, data } => Some((*dtype, *order, std::borrow::Cow::Borrowed(data))),
         })
     }
 
@@ -1209,6 +1236,51 @@ mod tests {
         }
     }
 
+    /// Joined weights give each part's own outputs side by side, bit for
+    /// bit, on the dot and GEMM paths; parts of different types (or run by
+    /// candle) are not joined.
+    #[test]
+    fn joined_projections_equal_their_parts() {
+        if !cpu_has_kernels() {
+            return;
+        }
+        let dev = Device::Cpu;
+        let k = 576;
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+            let parts: Vec<Linear> = [576, 192, 200]
+                .iter()
+                .map(|&n| {
+                    let w = Tensor::randn(0f32, 0.2, (n, k), &dev).unwrap();
+                    Linear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap()
+                })
+                .collect();
+            let joined = Linear::join(&parts.iter().collect::<Vec<_>>()).unwrap().expect("one type: joined");
+            assert_eq!(joined.out_features(), 968);
+            for rows in [1, 5, GEMM_MIN_ROWS, 37] {
+                let x = Tensor::randn(0f32, 1.0, (1, rows, k), &dev).unwrap();
+                let all = joined.forward(&x).unwrap();
+                let mut at = 0;
+                for p in &parts {
+                    let want = p.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let got = all.narrow(2, at, p.n).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    assert!(
+                        got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{dtype:?} rows {rows}: part at {at}"
+                    );
+                    at += p.n;
+                }
+            }
+        }
+        let w = Tensor::randn(0f32, 0.2, (64, k), &dev).unwrap();
+        let q4 = Linear::new(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
+        let q8 = Linear::new(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
+        let w = w.narrow(1, 0, 512).unwrap().contiguous().unwrap();
+        let (a, b) = (QTensor::quantize(&w, GgmlDType::Q4_1).unwrap(), QTensor::quantize(&w, GgmlDType::Q4K).unwrap());
+        let (a, b) = (Linear::new(a).unwrap(), Linear::new(b).unwrap());
+        assert!(Linear::join(&[&q4, &q8]).unwrap().is_none());
+        assert!(Linear::join(&[&a, &b]).unwrap().is_none(), "a K-quant runs in candle");
+    }
+
     /// The int8 GEMM's 16-bit partial sums at their largest (every weight
     /// at its type's largest unsigned value but one, or Q8_0's ±127, every
     /// activation at 127) do not overflow: the result is the f32 product's, as the dot
@@ -1362,7 +1434,7 @@ mod tests {
             let order = match &ours.weights {
                 Weights::Candle(_) => panic!("{dtype:?}: candle's kernels, not ours"),
                 Weights::Blocks(_) => BlockOrder::Blocks,
-                Weights::Grouped { .. } => BlockOrder::Grouped,
+                Weights::Bytes { order, .. } => *order,
             };
             let grouped = !shared && regroups(dtype);
             assert_eq!(order == BlockOrder::Grouped, grouped, "{dtype:?} shared {shared}");

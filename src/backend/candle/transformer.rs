@@ -162,15 +162,112 @@ impl Embedding {
 }
 
 struct Attention {
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    qkv: Qkv,
     wo: Linear,
-    bq: Option<Tensor>,
-    bk: Option<Tensor>,
-    bv: Option<Tensor>,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+}
+
+/// Attention's q, k and v projections of the normed input, and their biases.
+enum Qkv {
+    /// One product for all three ([`Linear::join`]: our kernels, one weight
+    /// type): its output holds q's heads, then k's, then v's, and so does
+    /// the joined bias. The input is quantized once and the threads meet
+    /// once; each value is the one its projection computes alone.
+    Joined {
+        w: Linear,
+        bias: Option<Tensor>,
+    },
+    Apart {
+        wq: Linear,
+        wk: Linear,
+        wv: Linear,
+        bq: Option<Tensor>,
+        bk: Option<Tensor>,
+        bv: Option<Tensor>,
+    },
+}
+
+impl Qkv {
+    /// Joins the three when [`Linear::join`] can and their widths are whole
+    /// heads (with biases on all three or none).
+    fn new(hp: &Hparams, [wq, wk, wv]: [Linear; 3], [bq, bk, bv]: [Option<Tensor>; 3]) -> Result<Self> {
+        let whole = wq.out_features() == hp.n_head * hp.head_dim
+            && wk.out_features() == hp.n_kv_head * hp.head_dim
+            && wv.out_features() == hp.n_kv_head * hp.head_dim;
+        let bias = match (&bq, &bk, &bv) {
+            (None, None, None) => Some(None),
+            (Some(q), Some(k), Some(v)) => Some(Some(Tensor::cat(&[q, k, v], 0)?)),
+            _ => None,
+        };
+        if let (true, Some(bias)) = (whole, bias) {
+            if let Some(w) = Linear::join(&[&wq, &wk, &wv])? {
+                return Ok(Self::Joined { w, bias });
+            }
+        }
+        Ok(Self::Apart { wq, wk, wv, bq, bk, bv })
+    }
+
+    /// q, k and v of `xs` (1, seq, n_embd), each `(1, heads, seq, head_dim)`
+    /// and contiguous.
+    fn forward(&self, xs: &Tensor, hp: &Hparams, seq_len: usize) -> Result<(Tensor, Tensor, Tensor)> {
+        let heads = |x: Tensor, n: usize| -> Result<Tensor> {
+            Ok(x.reshape((1, seq_len, n, hp.head_dim))?.transpose(1, 2)?.contiguous()?)
+        };
+        match self {
+            Self::Joined { w, bias } => {
+                let mut y = w.forward(xs)?;
+                if let Some(b) = bias {
+                    y = y.broadcast_add(b)?;
+                }
+                let (nq, nkv) = (hp.n_head, hp.n_kv_head);
+                let y = y.reshape((1, seq_len, nq + 2 * nkv, hp.head_dim))?.transpose(1, 2)?;
+                Ok((
+                    y.narrow(1, 0, nq)?.contiguous()?,
+                    y.narrow(1, nq, nkv)?.contiguous()?,
+                    y.narrow(1, nq + nkv, nkv)?.contiguous()?,
+                ))
+            }
+            Self::Apart { wq, wk, wv, bq, bk, bv } => {
+                let proj = |w: &Linear, b: &Option<Tensor>| -> Result<Tensor> {
+                    let y = w.forward(xs)?;
+                    Ok(match b {
+                        Some(b) => y.broadcast_add(b)?,
+                        None => y,
+                    })
+                };
+                Ok((
+                    heads(proj(wq, bq)?, hp.n_head)?,
+                    heads(proj(wk, bk)?, hp.n_kv_head)?,
+                    heads(proj(wv, bv)?, hp.n_kv_head)?,
+                ))
+            }
+        }
+    }
+}
+
+/// The feed-forward block's gate and up projections, joined as [`Qkv`]
+/// where possible.
+enum GateUp {
+    Joined(Linear),
+    Apart { gate: Linear, up: Linear },
+}
+
+impl GateUp {
+    fn new(gate: Linear, up: Linear) -> Result<Self> {
+        Ok(match Linear::join(&[&gate, &up])? {
+            Some(w) => Self::Joined(w),
+            None => Self::Apart { gate, up },
+        })
+    }
+
+    /// `act(gate · xs) ⊙ (up · xs)`.
+    fn forward(&self, act: Act, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Joined(w) => super::activation::gated_halves(act, &w.forward(xs)?),
+            Self::Apart { gate, up } => gated(act, &gate.forward(xs)?, &up.forward(xs)?),
+        }
+    }
 }
 
 struct Layer {
@@ -179,8 +276,7 @@ struct Layer {
     post_attn_norm: Option<RmsNorm>,
     ffn_norm: RmsNorm,
     post_ffn_norm: Option<RmsNorm>,
-    gate: Linear,
-    up: Linear,
+    gate_up: GateUp,
     down: Linear,
     /// Sliding window of this layer (None: attends to every earlier position).
     window: Option<usize>,
@@ -747,13 +843,16 @@ impl Transformer {
             };
             layers.push(Layer {
                 attn: Attention {
-                    wq: mm(src, "attn_q")?,
-                    wk: mm(src, "attn_k")?,
-                    wv: mm(src, "attn_v")?,
+                    qkv: Qkv::new(
+                        &hp,
+                        [mm(src, "attn_q")?, mm(src, "attn_k")?, mm(src, "attn_v")?],
+                        [
+                            optional(src, &format!("{p}.attn_q.bias"))?,
+                            optional(src, &format!("{p}.attn_k.bias"))?,
+                            optional(src, &format!("{p}.attn_v.bias"))?,
+                        ],
+                    )?,
                     wo: mm(src, "attn_output")?,
-                    bq: optional(src, &format!("{p}.attn_q.bias"))?,
-                    bk: optional(src, &format!("{p}.attn_k.bias"))?,
-                    bv: optional(src, &format!("{p}.attn_v.bias"))?,
                     q_norm: gemma_norm(src, "attn_q_norm")?,
                     k_norm: gemma_norm(src, "attn_k_norm")?,
                 },
@@ -761,8 +860,7 @@ impl Transformer {
                 post_attn_norm: gemma_norm(src, "post_attention_norm")?,
                 ffn_norm: norm(src, &format!("{p}.ffn_norm.weight"))?,
                 post_ffn_norm: gemma_norm(src, "post_ffw_norm")?,
-                gate: mm(src, "ffn_gate")?,
-                up: mm(src, "ffn_up")?,
+                gate_up: GateUp::new(mm(src, "ffn_gate")?, mm(src, "ffn_up")?)?,
                 down: mm(src, "ffn_down")?,
                 window: if local { hp.sliding_window } else { None },
                 rope,
@@ -844,10 +942,6 @@ impl Transformer {
         cache.layers = layers;
         cache.set_len(len);
         Ok(())
-    }
-
-    fn heads(&self, x: Tensor, n: usize, seq_len: usize) -> Result<Tensor> {
-        Ok(x.reshape((1, seq_len, n, self.hp.head_dim))?.transpose(1, 2)?.contiguous()?)
     }
 
     /// Runs `tokens` after the positions already in `cache` and extends it.
@@ -1101,16 +1195,7 @@ impl Transformer {
             let residual = h.clone();
             let xs = layer.attn_norm.forward(&h)?;
             let a = &layer.attn;
-            let proj = |w: &Linear, b: &Option<Tensor>| -> Result<Tensor> {
-                let y = w.forward(&xs)?;
-                Ok(match b {
-                    Some(b) => y.broadcast_add(b)?,
-                    None => y,
-                })
-            };
-            let mut q = self.heads(proj(&a.wq, &a.bq)?, hp.n_head, seq_len)?;
-            let mut k = self.heads(proj(&a.wk, &a.bk)?, hp.n_kv_head, seq_len)?;
-            let v = self.heads(proj(&a.wv, &a.bv)?, hp.n_kv_head, seq_len)?;
+            let (mut q, mut k, v) = a.qkv.forward(&xs, hp, seq_len)?;
             if let Some(n) = &a.q_norm {
                 q = n.forward(&q)?;
             }
@@ -1132,10 +1217,8 @@ impl Transformer {
             let h2 = (y + residual)?;
             let residual = h2.clone();
             let xs = layer.ffn_norm.forward(&h2)?;
-            let g = layer.gate.forward(&xs)?;
             let act = if hp.family == Family::Gemma3 { Act::GeluTanh } else { Act::Silu };
-            let u = layer.up.forward(&xs)?;
-            let mut y = layer.down.forward(&gated(act, &g, &u)?)?;
+            let mut y = layer.down.forward(&layer.gate_up.forward(act, &xs)?)?;
             if let Some(n) = &layer.post_ffn_norm {
                 y = n.forward(&y)?;
             }

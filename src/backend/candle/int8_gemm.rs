@@ -1,7 +1,8 @@
-//! The many-row product `x · Wᵀ` for Q4_1 and Q5_0 weights (prefill chunks,
-//! packed continuations) in 8-bit integers: activation rows quantized to 8
-//! bits per block of 32 (as the one-row dot products do), weight rows
-//! unpacked to unsigned bytes eight at a time and interleaved so that one
+//! The many-row product `x · Wᵀ` for Q4_1, Q5_0 and Q8_0 weights (prefill
+//! chunks, packed continuations, the streamed output head) in 8-bit
+//! integers: activation rows quantized to 8 bits per block of 32 (as the
+//! one-row dot products do), weight rows unpacked to unsigned bytes
+//! ([`Values`]) eight at a time and interleaved so that one
 //! 32-byte register holds four consecutive values of each of eight rows.
 //! One broadcast of four activation bytes and one `maddubs` (`vpdpbusd` with
 //! AVX-512 VNNI compiled in) then give eight rows' partial sums at once;
@@ -12,9 +13,10 @@
 //! and `maddubs` 32, so this path is what makes prompts and scoring fast on
 //! AVX2-only machines (an AMD Zen 3). Its results are those of the
 //! quantized-activation dot products (not of f32 weights, as the
-//! dequantizing GEMM was): every output is computed by the same sequence of
-//! operations whichever tile, call or pass its row falls in, so a row's
-//! result does not depend on the other rows.
+//! dequantizing GEMM that Q8_0 and the head took before was): every output
+//! is computed by the same sequence of operations whichever tile, call or
+//! pass its row falls in, so a row's result does not depend on the other
+//! rows.
 
 use super::linear::{parallel_for, quantize_rows, DstPtr, Out, Q8Rows, Unpack, UnpackedRow};
 use std::cell::RefCell;

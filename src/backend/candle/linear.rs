@@ -1370,6 +1370,7 @@ mod tests {
                 let x =
                     Tensor::randn(0f32, 1.0, (1, k), &dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let xq = quantize_rows(&x, k, false);
+                let values = q.dequantize(&dev).unwrap().to_vec2::<f32>().unwrap();
                 let (file_unpack, _) = unpacker(dtype, BlockOrder::Blocks).unwrap();
                 let (grouped_unpack, _) = unpacker(dtype, BlockOrder::Grouped).unwrap();
                 for j in 0..n {
@@ -1390,9 +1391,8 @@ mod tests {
                     };
                     // The weights' values, d · q + m, against the file's.
                     let fa: Vec<f32> = (0..k).map(|i| ua.d[i / 32] * ua.q[i] as f32 + ua.m[i / 32]).collect();
-                    let want = q.dequantize(&dev).unwrap().get(j).unwrap().to_vec1::<f32>().unwrap();
                     // (Q8_0's d · (q + 128) − 128 · d rounds at the scale of 128 · d.)
-                    for (i, (u, v)) in fa.iter().zip(&want).enumerate() {
+                    for (i, (u, v)) in fa.iter().zip(&values[j]).enumerate() {
                         let d = ua.d[i / 32].abs();
                         assert!((u - v).abs() <= 1e-6 * (v.abs() + 256.0 * d), "{dtype:?} kb {kb} row {j} value {i}");
                     }

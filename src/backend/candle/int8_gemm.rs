@@ -43,7 +43,8 @@ struct Panel {
 }
 
 thread_local! {
-    static PANEL: RefCell<(Panel, UnpackedRow)> = RefCell::new((Panel::default(), UnpackedRow::default()));
+    static PANEL: RefCell<(Panel, [UnpackedRow; NR])> =
+        RefCell::new((Panel::default(), std::array::from_fn(|_| UnpackedRow::default())));
 }
 
 /// The values a weight's rows unpack to ([`Unpack`]), which decide how
@@ -109,10 +110,10 @@ impl Int8Weight<'_> {
         let (full, single) = self.tiles();
         let signed = self.values == Values::Offset128 && !VNNI;
         PANEL.with(|cell| {
-            let (panel, row) = &mut *cell.borrow_mut();
+            let (panel, rows) = &mut *cell.borrow_mut();
             for p0 in (j0..j0 + nj).step_by(NR) {
                 let pj = NR.min(j0 + nj - p0);
-                fill(panel, row, self.unpack, self.data, self.row_bytes, p0, pj, kb);
+                fill(panel, rows, self.unpack, self.data, self.row_bytes, p0, pj, kb);
                 if signed {
                     split_signs(panel);
                 }
@@ -170,11 +171,14 @@ fn split_signs(panel: &mut Panel) {
 /// stride, first column, columns).
 type Tile = unsafe fn(&Panel, &Q8Rows, usize, usize, DstPtr, usize, usize, usize);
 
-/// Unpacks weight rows `j0..j0 + nj` into `panel` (see [`Panel`]).
+/// Unpacks weight rows `j0..j0 + nj` into `panel` (see [`Panel`]): each
+/// row into its own buffer of `rows`, then the eight interleaved in
+/// registers ([`x86::interleave`]). Rows past the weight's end (a last
+/// partial panel) are zero.
 #[allow(clippy::too_many_arguments)]
 unsafe fn fill(
     panel: &mut Panel,
-    row: &mut UnpackedRow,
+    rows: &mut [UnpackedRow; NR],
     unpack: Unpack,
     data: &[u8],
     row_bytes: usize,
@@ -182,33 +186,27 @@ unsafe fn fill(
     nj: usize,
     kb: usize,
 ) {
-    // Every value of rows 0..nj is written below; the rows past the
-    // weight's end (a last partial panel) are zeroed.
-    if nj < NR {
-        panel.q.clear();
-        panel.d.clear();
-        panel.m.clear();
+    for (j, row) in rows.iter_mut().enumerate() {
+        if j < nj {
+            unpack(data.as_ptr().add((j0 + j) * row_bytes), kb, row);
+        } else {
+            for (v, n) in [(&mut row.d, kb), (&mut row.m, kb)] {
+                v.clear();
+                v.resize(n, 0.0);
+            }
+            row.q.clear();
+            row.q.resize(kb * 32, 0);
+        }
     }
     panel.q.resize(kb * 32 * NR, 0);
     panel.d.resize(kb * NR, 0.0);
     panel.m.resize(kb * NR, 0.0);
-    for j in 0..nj {
-        unpack(data.as_ptr().add((j0 + j) * row_bytes), kb, row);
-        // Row j's four-byte groups, in order, to every eighth group of the panel.
-        let (src, dst) = (row.q.as_ptr() as *const u32, panel.q.as_mut_ptr() as *mut u32);
-        for g in 0..kb * 8 {
-            dst.add(g * NR + j).write_unaligned(src.add(g).read_unaligned());
-        }
-        for b in 0..kb {
-            panel.d[b * NR + j] = row.d[b];
-            panel.m[b * NR + j] = row.m[b];
-        }
-    }
+    x86::interleave(rows, panel, kb);
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Panel, Q8Rows, NR};
+    use super::{Panel, Q8Rows, UnpackedRow, NR};
     use crate::backend::candle::linear::DstPtr;
     use std::arch::x86_64::*;
 
@@ -239,6 +237,50 @@ mod x86 {
         #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
         {
             _mm256_madd_epi16(acc, _mm256_set1_epi16(1))
+        }
+    }
+
+    /// Writes eight unpacked rows (`kb` blocks each) into `panel`'s order:
+    /// per block, the rows' 32 bytes as eight 32-bit lanes each, transposed
+    /// (an 8 × 8 transpose of 4-byte groups), and their scales and offsets.
+    ///
+    /// # Safety
+    /// AVX2; every row holds `kb` blocks; the panel holds `kb` blocks of
+    /// [`NR`] rows.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn interleave(rows: &[UnpackedRow; NR], panel: &mut Panel, kb: usize) {
+        let (q, d, m) = (panel.q.as_mut_ptr(), panel.d.as_mut_ptr(), panel.m.as_mut_ptr());
+        for b in 0..kb {
+            let r: [__m256i; NR] =
+                std::array::from_fn(|j| _mm256_loadu_si256(rows[j].q.as_ptr().add(b * 32) as *const __m256i));
+            // Pairs of rows, then quads (each 128-bit half: chunks c and c + 4).
+            let t: [__m256i; NR] = std::array::from_fn(|i| {
+                let (a, c) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+                if i % 2 == 0 {
+                    _mm256_unpacklo_epi32(a, c)
+                } else {
+                    _mm256_unpackhi_epi32(a, c)
+                }
+            });
+            // u[i] for i < 4 rows 0..4, else rows 4..8; i % 4 = chunk (and chunk + 4).
+            let u: [__m256i; NR] = std::array::from_fn(|i| {
+                let base = (i / 4) * 4;
+                let (a, c) = (t[base + (i % 4) / 2], t[base + 2 + (i % 4) / 2]);
+                if i % 2 == 0 {
+                    _mm256_unpacklo_epi64(a, c)
+                } else {
+                    _mm256_unpackhi_epi64(a, c)
+                }
+            });
+            let dst = q.add(b * 256) as *mut __m256i;
+            for c in 0..4 {
+                _mm256_storeu_si256(dst.add(c), _mm256_permute2x128_si256::<0x20>(u[c], u[c + 4]));
+                _mm256_storeu_si256(dst.add(c + 4), _mm256_permute2x128_si256::<0x31>(u[c], u[c + 4]));
+            }
+            for (j, row) in rows.iter().enumerate() {
+                *d.add(b * NR + j) = *row.d.get_unchecked(b);
+                *m.add(b * NR + j) = *row.m.get_unchecked(b);
+            }
         }
     }
 
@@ -364,7 +406,10 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
     //! Never called off x86_64 (our kernels are off there).
-    use super::{Panel, Q8Rows};
+    use super::{Panel, Q8Rows, UnpackedRow, NR};
+    pub(super) unsafe fn interleave(_: &[UnpackedRow; NR], _: &mut Panel, _: usize) {
+        unreachable!()
+    }
     use crate::backend::candle::linear::DstPtr;
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile<const R: usize, const H: usize>(

@@ -126,12 +126,18 @@ pub(super) fn attend_batch(
     let scale = scale as f32;
     let mut out = vec![0f32; queries.len() * n_head * hd];
     let dst = DstPtr::new(&mut out);
-    parallel_for(n_head, |h| {
-        // SAFETY: head h alone writes out[(s·heads + h)·hd ..][..hd] for every s.
-        let outs: Vec<&mut [f32]> = (0..views.len())
+    // Heads, each split over its queries where there are several (nine
+    // heads on two threads would leave one idle a ninth of the time).
+    let parts = if views.len() >= 4 { 2 } else { 1 };
+    let per_part = views.len().div_ceil(parts);
+    parallel_for(n_head * parts, |t| {
+        let (h, first) = (t / parts, (t % parts) * per_part);
+        let mine = &views[first..(first + per_part).min(views.len())];
+        // SAFETY: task t alone writes out[(s·heads + h)·hd ..][..hd] for its queries s.
+        let outs: Vec<&mut [f32]> = (first..first + mine.len())
             .map(|s| unsafe { std::slice::from_raw_parts_mut(dst.at((s * n_head + h) * hd), hd) })
             .collect();
-        SCORES.with(|cell| head(&views, shared_views, h, h / rep, scale, &mut cell.borrow_mut(), outs));
+        SCORES.with(|cell| head(mine, shared_views, h, h / rep, scale, &mut cell.borrow_mut(), outs));
     });
     let per = n_head * hd;
     Ok(Some(
@@ -152,11 +158,16 @@ struct View<'a> {
     shared: Option<(usize, usize)>,
 }
 
+/// Shared keys (and values) read per block of this many, each block once
+/// for all the queries that see it while it is in the L1 cache.
+const KEY_BLOCK: usize = 64;
+
 /// Query head `h` (KV head `g`) of every query: `o = softmax(scale · K q) ·
-/// V` over its shared keys, then its own. Each shared key and value row is
-/// read once for all the queries that see it; every query's scores,
-/// softmax and sums go key by key in its own order. `s` holds each query's
-/// scores (reused across calls).
+/// V` over its shared keys, then its own. The shared keys and values go
+/// block by block ([`KEY_BLOCK`]), each block serving every query that sees
+/// it; every query's scores, softmax and sums go key by key in its own
+/// order ([`scores`] and [`weighted`] do not depend on where a range
+/// starts or ends). `s` holds each query's scores (reused across calls).
 fn head(
     views: &[View],
     shared: Option<(&[f32], &[f32], usize)>,
@@ -167,30 +178,36 @@ fn head(
     mut outs: Vec<&mut [f32]>,
 ) {
     let hd = outs.first().map_or(0, |o| o.len());
-    let row = |cap: usize, j: usize| -> std::ops::Range<usize> { (g * cap + j) * hd..(g * cap + j + 1) * hd };
+    let at = |cap: usize, j: usize| (g * cap + j) * hd;
     s.resize_with(views.len(), Vec::new);
     for scores in s.iter_mut() {
         scores.clear();
     }
-    let span = |f: fn(&View) -> Option<(usize, usize)>| {
-        let lo = views.iter().filter_map(f).map(|(a, _)| a).min().unwrap_or(0);
-        let hi = views.iter().filter_map(f).map(|(_, b)| b).max().unwrap_or(0);
-        (lo, hi)
+    let lo = views.iter().filter_map(|v| v.shared).map(|(a, _)| a).min().unwrap_or(0);
+    let hi = views.iter().filter_map(|v| v.shared).map(|(_, b)| b).max().unwrap_or(0);
+    // Each query's part of shared keys jb..jb + KEY_BLOCK: (key range, its first score).
+    let part = |v: &View, jb: usize| {
+        let (a, b) = v.shared?;
+        let (x, y) = (a.max(jb), b.min(jb + KEY_BLOCK));
+        (x < y).then_some((x..y, x - a))
     };
-    let (lo, hi) = span(|v| v.shared);
     if let Some((sk, _, cap)) = shared {
-        for j in lo..hi {
-            let key = &sk[row(cap, j)];
+        for jb in (lo..hi).step_by(KEY_BLOCK) {
             for (v, scores) in views.iter().zip(s.iter_mut()) {
-                if v.shared.is_some_and(|(a, b)| a <= j && j < b) {
-                    scores.push(dot(&v.q[h * hd..(h + 1) * hd], key) * scale);
+                if let Some((keys, _)) = part(v, jb) {
+                    kernels::scores(
+                        &v.q[h * hd..(h + 1) * hd],
+                        &sk[at(cap, keys.start)..at(cap, keys.end)],
+                        scale,
+                        scores,
+                    );
                 }
             }
         }
     }
     for (v, scores) in views.iter().zip(s.iter_mut()) {
-        let q = &v.q[h * hd..(h + 1) * hd];
-        scores.extend((v.own.0..v.own.1).map(|j| dot(q, &v.k[row(v.cap, j)]) * scale));
+        let (a, b) = v.own;
+        kernels::scores(&v.q[h * hd..(h + 1) * hd], &v.k[at(v.cap, a)..at(v.cap, b.max(a))], scale, scores);
         // Probabilities from here on.
         softmax_in_place(scores);
     }
@@ -198,46 +215,202 @@ fn head(
         o.fill(0.0);
     }
     if let Some((_, sv, cap)) = shared {
-        for j in lo..hi {
-            let val = &sv[row(cap, j)];
+        for jb in (lo..hi).step_by(KEY_BLOCK) {
             for ((v, scores), o) in views.iter().zip(s.iter()).zip(outs.iter_mut()) {
-                if let Some((a, _)) = v.shared.filter(|&(a, b)| a <= j && j < b) {
-                    axpy(scores[j - a], val, o);
+                if let Some((keys, first)) = part(v, jb) {
+                    let n = keys.len();
+                    kernels::weighted(&scores[first..first + n], &sv[at(cap, keys.start)..at(cap, keys.end)], o);
                 }
             }
         }
     }
     for ((v, scores), o) in views.iter().zip(s.iter()).zip(outs.iter_mut()) {
+        let (a, b) = v.own;
         let before = v.shared.map_or(0, |(a, b)| b - a);
-        for (j, p) in (v.own.0..v.own.1).zip(&scores[before..]) {
-            axpy(*p, &v.v[row(v.cap, j)], o);
-        }
+        kernels::weighted(&scores[before..], &v.v[at(v.cap, a)..at(v.cap, b.max(a))], o);
     }
 }
 
-/// `o += p · x`.
-fn axpy(p: f32, x: &[f32], o: &mut [f32]) {
-    for (acc, x) in o.iter_mut().zip(x) {
-        *acc += p * x;
+/// The two products of a head's attention, on rows of `q.len()` (= `o.len()`)
+/// values: with AVX2 and FMA compiled in and rows a multiple of 64 long,
+/// explicit SIMD (eight keys at a time; values held in registers across the
+/// keys); otherwise plain loops. Both give the same bits (the same
+/// operations in the same order), and a key's score and a value's
+/// contribution do not depend on where the key falls in a call's range.
+mod kernels {
+    /// Appends `scale · q·k` to `out` for each row `k` of `keys`.
+    pub(super) fn scores(q: &[f32], keys: &[f32], scale: f32, out: &mut Vec<f32>) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        if q.len().is_multiple_of(64) {
+            // SAFETY: AVX2 and FMA are compiled in; rows of 64·c values.
+            return unsafe { x86::scores(q, keys, scale, out) };
+        }
+        plain_scores(q, keys, scale, out)
     }
-}
 
-/// Σ a·b in eight lanes (vectorized), then the lanes added.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
+    /// `o += Σ p[i] · vals[i]`, row by row in order.
+    pub(super) fn weighted(p: &[f32], vals: &[f32], o: &mut [f32]) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        if o.len().is_multiple_of(64) {
+            // SAFETY: as above.
+            return unsafe { x86::weighted(p, vals, o) };
+        }
+        plain_weighted(p, vals, o)
+    }
+
+    /// [`scores`] in plain loops.
+    pub(super) fn plain_scores(q: &[f32], keys: &[f32], scale: f32, out: &mut Vec<f32>) {
+        out.extend(keys.chunks_exact(q.len()).map(|k| dot(q, k) * scale));
+    }
+
+    /// [`weighted`] in plain loops.
+    pub(super) fn plain_weighted(p: &[f32], vals: &[f32], o: &mut [f32]) {
+        for (p, x) in p.iter().zip(vals.chunks_exact(o.len())) {
+            for (acc, x) in o.iter_mut().zip(x) {
+                *acc += p * x;
+            }
         }
     }
-    lanes.iter().sum::<f32>() + tail
+
+    /// Σ a·b in eight lanes (vectorized), then the lanes added.
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut lanes = [0f32; 8];
+        let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+        let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+        for (x, y) in ac.zip(bc) {
+            for i in 0..8 {
+                lanes[i] += x[i] * y[i];
+            }
+        }
+        lanes.iter().sum::<f32>() + tail
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    mod x86 {
+        use std::arch::x86_64::*;
+
+        /// [`super::dot`]'s operations, eight keys at a time: each key's
+        /// eight lanes accumulate `q·k` chunk by chunk (a multiply, then an
+        /// add), then the eight keys' lanes are transposed and added in lane
+        /// order. A key's score is the same bits as `dot`'s, whichever of
+        /// the eight places it takes (the last keys sit beside zeros).
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn scores(q: &[f32], keys: &[f32], scale: f32, out: &mut Vec<f32>) {
+            let hd = q.len();
+            let n = keys.len() / hd;
+            out.reserve(n);
+            let (qp, kp) = (q.as_ptr(), keys.as_ptr());
+            let sc = _mm256_set1_ps(scale);
+            for i in (0..n).step_by(8) {
+                let g = (n - i).min(8);
+                let mut acc = [_mm256_setzero_ps(); 8];
+                if g == 8 {
+                    for c in (0..hd).step_by(8) {
+                        let qv = _mm256_loadu_ps(qp.add(c));
+                        for (t, a) in acc.iter_mut().enumerate() {
+                            let k = _mm256_loadu_ps(kp.add((i + t) * hd + c));
+                            *a = _mm256_add_ps(*a, _mm256_mul_ps(qv, k));
+                        }
+                    }
+                } else {
+                    for c in (0..hd).step_by(8) {
+                        let qv = _mm256_loadu_ps(qp.add(c));
+                        for (t, a) in acc.iter_mut().enumerate().take(g) {
+                            let k = _mm256_loadu_ps(kp.add((i + t) * hd + c));
+                            *a = _mm256_add_ps(*a, _mm256_mul_ps(qv, k));
+                        }
+                    }
+                }
+                let lanes = transpose(acc);
+                let mut sum = _mm256_setzero_ps();
+                for l in lanes {
+                    sum = _mm256_add_ps(sum, l);
+                }
+                let mut v = [0f32; 8];
+                _mm256_storeu_ps(v.as_mut_ptr(), _mm256_mul_ps(sum, sc));
+                out.extend_from_slice(&v[..g]);
+            }
+        }
+
+        /// Rows of an 8 × 8 block as its columns.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn transpose(r: [__m256; 8]) -> [__m256; 8] {
+            let t: [__m256; 8] = std::array::from_fn(|i| {
+                let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+                if i % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
+            });
+            let u: [__m256; 8] = std::array::from_fn(|i| {
+                let base = (i / 4) * 4;
+                let (a, b) = (_mm256_castps_pd(t[base + (i % 4) / 2]), _mm256_castps_pd(t[base + 2 + (i % 4) / 2]));
+                _mm256_castpd_ps(if i % 2 == 0 { _mm256_unpacklo_pd(a, b) } else { _mm256_unpackhi_pd(a, b) })
+            });
+            std::array::from_fn(|i| {
+                let c = i % 4;
+                if i < 4 {
+                    _mm256_permute2f128_ps::<0x20>(u[c], u[c + 4])
+                } else {
+                    _mm256_permute2f128_ps::<0x31>(u[c], u[c + 4])
+                }
+            })
+        }
+
+        /// `o += p[i] · vals[i]` row by row (a multiply, then an add, as
+        /// the plain loop), 64 values at a time held in eight registers
+        /// across the rows.
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn weighted(p: &[f32], vals: &[f32], o: &mut [f32]) {
+            let hd = o.len();
+            let n = p.len().min(vals.len() / hd);
+            for c0 in (0..hd).step_by(64) {
+                let op = o.as_mut_ptr().add(c0);
+                let mut acc: [__m256; 8] = std::array::from_fn(|t| _mm256_loadu_ps(op.add(8 * t)));
+                for (i, &w) in p.iter().enumerate().take(n) {
+                    let (pv, row) = (_mm256_set1_ps(w), vals.as_ptr().add(i * hd + c0));
+                    for (t, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, _mm256_loadu_ps(row.add(8 * t))));
+                    }
+                }
+                for (t, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(op.add(8 * t), *a);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SIMD kernels (where compiled in) give the plain loops' bits, for
+    /// any number of keys (a last group of fewer than eight included) and
+    /// rows of 64 and 256 values.
+    #[test]
+    fn kernels_give_the_plain_loops_bits() {
+        let dev = Device::Cpu;
+        let randn = |n: usize| Tensor::randn(0f32, 1.0, n, &dev).unwrap().to_vec1::<f32>().unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for hd in [64, 256] {
+            let q = randn(hd);
+            for n in [0, 1, 7, 8, 9, 21] {
+                let (keys, p) = (randn(n * hd), randn(n));
+                let (mut a, mut b) = (vec![1.5], vec![1.5]);
+                kernels::scores(&q, &keys, 0.125, &mut a);
+                kernels::plain_scores(&q, &keys, 0.125, &mut b);
+                assert_eq!(bits(&a), bits(&b), "scores, {n} keys of {hd}");
+                let (mut oa, mut ob) = (randn(hd), vec![0.0; hd]);
+                ob.copy_from_slice(&oa);
+                kernels::weighted(&p, &keys, &mut oa);
+                kernels::plain_weighted(&p, &keys, &mut ob);
+                assert_eq!(bits(&oa), bits(&ob), "weighted sums, {n} keys of {hd}");
+            }
+        }
+    }
 
     /// Against the plain formula in f64, grouped heads and a window's first
     /// key included; a query head's output is a softmax-weighted mean of

@@ -42,6 +42,15 @@ struct Panel {
     m: Vec<f32>,
 }
 
+impl Panel {
+    /// Sizes the panel for rows of `kb` blocks.
+    fn size(&mut self, kb: usize) {
+        self.q.resize(kb * 32 * NR, 0);
+        self.d.resize(kb * NR, 0.0);
+        self.m.resize(kb * NR, 0.0);
+    }
+}
+
 thread_local! {
     static PANEL: RefCell<(Panel, [UnpackedRow; NR])> =
         RefCell::new((Panel::default(), std::array::from_fn(|_| UnpackedRow::default())));
@@ -113,7 +122,15 @@ impl Int8Weight<'_> {
             let (panel, rows) = &mut *cell.borrow_mut();
             for p0 in (j0..j0 + nj).step_by(NR) {
                 let pj = NR.min(j0 + nj - p0);
-                fill(panel, rows, self.unpack, self.data, self.row_bytes, p0, pj, kb);
+                panel.size(kb);
+                debug_assert!(self.values != Values::Under16 || self.row_bytes == kb * 20);
+                if self.values == Values::Under16 && pj == NR {
+                    // Q4_1 in the file's block order (the only weights of
+                    // these values): straight from the blocks.
+                    x86::fill_q4_1(panel, self.data.as_ptr().add(p0 * self.row_bytes), self.row_bytes, kb);
+                } else {
+                    fill(panel, rows, self.unpack, self.data, self.row_bytes, p0, pj, kb);
+                }
                 if signed {
                     split_signs(panel);
                 }
@@ -171,10 +188,10 @@ fn split_signs(panel: &mut Panel) {
 /// stride, first column, columns).
 type Tile = unsafe fn(&Panel, &Q8Rows, usize, usize, DstPtr, usize, usize, usize);
 
-/// Unpacks weight rows `j0..j0 + nj` into `panel` (see [`Panel`]): each
-/// row into its own buffer of `rows`, then the eight interleaved in
-/// registers ([`x86::interleave`]). Rows past the weight's end (a last
-/// partial panel) are zero.
+/// Unpacks weight rows `j0..j0 + nj` into `panel` (see [`Panel`], sized for
+/// `kb` blocks): each row into its own buffer of `rows`, then the eight
+/// interleaved in registers ([`x86::interleave`]). Rows past the weight's
+/// end (a last partial panel) are zero.
 #[allow(clippy::too_many_arguments)]
 unsafe fn fill(
     panel: &mut Panel,
@@ -198,16 +215,13 @@ unsafe fn fill(
             row.q.resize(kb * 32, 0);
         }
     }
-    panel.q.resize(kb * 32 * NR, 0);
-    panel.d.resize(kb * NR, 0.0);
-    panel.m.resize(kb * NR, 0.0);
     x86::interleave(rows, panel, kb);
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Panel, Q8Rows, UnpackedRow, NR};
-    use crate::backend::candle::linear::DstPtr;
+    use crate::backend::candle::linear::{x86::nibbles, DstPtr};
     use std::arch::x86_64::*;
 
     /// Σ over 4-byte groups of unsigned `w` × signed `y`, added to `acc`:
@@ -241,8 +255,8 @@ mod x86 {
     }
 
     /// Writes eight unpacked rows (`kb` blocks each) into `panel`'s order:
-    /// per block, the rows' 32 bytes as eight 32-bit lanes each, transposed
-    /// (an 8 × 8 transpose of 4-byte groups), and their scales and offsets.
+    /// per block, the rows' 32 bytes ([`store_transposed`]), their scales
+    /// and offsets.
     ///
     /// # Safety
     /// AVX2; every row holds `kb` blocks; the panel holds `kb` blocks of
@@ -251,36 +265,70 @@ mod x86 {
     pub(super) unsafe fn interleave(rows: &[UnpackedRow; NR], panel: &mut Panel, kb: usize) {
         let (q, d, m) = (panel.q.as_mut_ptr(), panel.d.as_mut_ptr(), panel.m.as_mut_ptr());
         for b in 0..kb {
-            let r: [__m256i; NR] =
-                std::array::from_fn(|j| _mm256_loadu_si256(rows[j].q.as_ptr().add(b * 32) as *const __m256i));
-            // Pairs of rows, then quads (each 128-bit half: chunks c and c + 4).
-            let t: [__m256i; NR] = std::array::from_fn(|i| {
-                let (a, c) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
-                if i % 2 == 0 {
-                    _mm256_unpacklo_epi32(a, c)
-                } else {
-                    _mm256_unpackhi_epi32(a, c)
-                }
-            });
-            // u[i] for i < 4 rows 0..4, else rows 4..8; i % 4 = chunk (and chunk + 4).
-            let u: [__m256i; NR] = std::array::from_fn(|i| {
-                let base = (i / 4) * 4;
-                let (a, c) = (t[base + (i % 4) / 2], t[base + 2 + (i % 4) / 2]);
-                if i % 2 == 0 {
-                    _mm256_unpacklo_epi64(a, c)
-                } else {
-                    _mm256_unpackhi_epi64(a, c)
-                }
-            });
-            let dst = q.add(b * 256) as *mut __m256i;
-            for c in 0..4 {
-                _mm256_storeu_si256(dst.add(c), _mm256_permute2x128_si256::<0x20>(u[c], u[c + 4]));
-                _mm256_storeu_si256(dst.add(c + 4), _mm256_permute2x128_si256::<0x31>(u[c], u[c + 4]));
-            }
+            let r = std::array::from_fn(|j| _mm256_loadu_si256(rows[j].q.as_ptr().add(b * 32) as *const __m256i));
+            store_transposed(r, q.add(b * 256));
             for (j, row) in rows.iter().enumerate() {
                 *d.add(b * NR + j) = *row.d.get_unchecked(b);
                 *m.add(b * NR + j) = *row.m.get_unchecked(b);
             }
+        }
+    }
+
+    /// Fills `panel` (sized for `kb` blocks) from eight Q4_1 rows in the
+    /// file's block layout, the first at `w`, `row_bytes` apart: each
+    /// block's nibbles decoded in registers and transposed, the eight
+    /// rows' f16 scales and offsets converted together. The bytes
+    /// [`super::fill`] writes from the rows' unpacked copies.
+    ///
+    /// # Safety
+    /// AVX2/F16C; eight rows of `kb` Q4_1 blocks at `w`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn fill_q4_1(panel: &mut Panel, w: *const u8, row_bytes: usize, kb: usize) {
+        let (q, d, m) = (panel.q.as_mut_ptr(), panel.d.as_mut_ptr(), panel.m.as_mut_ptr());
+        // Per 128-bit half (four blocks' 4-byte headers d, m): the d's, then the m's.
+        let pick = _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+        );
+        for b in 0..kb {
+            let blk = |j: usize| w.add(j * row_bytes + b * 20);
+            store_transposed(std::array::from_fn(|j| nibbles(blk(j).add(4))), q.add(b * 256));
+            let head = |j: usize| (blk(j) as *const i32).read_unaligned();
+            let h = _mm256_setr_epi32(head(0), head(1), head(2), head(3), head(4), head(5), head(6), head(7));
+            // Quadwords: d 0..4, d 4..8, m 0..4, m 4..8.
+            let s = _mm256_permute4x64_epi64::<0xD8>(_mm256_shuffle_epi8(h, pick));
+            _mm256_storeu_ps(d.add(b * NR), _mm256_cvtph_ps(_mm256_castsi256_si128(s)));
+            _mm256_storeu_ps(m.add(b * NR), _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(s)));
+        }
+    }
+
+    /// Eight rows' 32 bytes of one block as [`Panel`] holds them: the rows'
+    /// 4-byte groups transposed (8 × 8), chunk by chunk, at `dst`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn store_transposed(r: [__m256i; NR], dst: *mut u8) {
+        // Pairs of rows, then quads (each 128-bit half: chunks c and c + 4).
+        let t: [__m256i; NR] = std::array::from_fn(|i| {
+            let (a, c) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_epi32(a, c)
+            } else {
+                _mm256_unpackhi_epi32(a, c)
+            }
+        });
+        // u[i] for i < 4 rows 0..4, else rows 4..8; i % 4 = chunk (and chunk + 4).
+        let u: [__m256i; NR] = std::array::from_fn(|i| {
+            let base = (i / 4) * 4;
+            let (a, c) = (t[base + (i % 4) / 2], t[base + 2 + (i % 4) / 2]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_epi64(a, c)
+            } else {
+                _mm256_unpackhi_epi64(a, c)
+            }
+        });
+        let dst = dst as *mut __m256i;
+        for c in 0..4 {
+            _mm256_storeu_si256(dst.add(c), _mm256_permute2x128_si256::<0x20>(u[c], u[c + 4]));
+            _mm256_storeu_si256(dst.add(c + 4), _mm256_permute2x128_si256::<0x31>(u[c], u[c + 4]));
         }
     }
 
@@ -410,6 +458,9 @@ mod x86 {
     pub(super) unsafe fn interleave(_: &[UnpackedRow; NR], _: &mut Panel, _: usize) {
         unreachable!()
     }
+    pub(super) unsafe fn fill_q4_1(_: &mut Panel, _: *const u8, _: usize, _: usize) {
+        unreachable!()
+    }
     use crate::backend::candle::linear::DstPtr;
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile<const R: usize, const H: usize>(
@@ -436,5 +487,35 @@ mod x86 {
         _: usize,
     ) {
         unreachable!()
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::backend::candle::linear::{cpu_has_kernels, x86::unpack_q4_1};
+
+    /// A Q4_1 panel filled straight from the blocks holds the bytes, scales
+    /// and offsets of the rows unpacked one by one and interleaved.
+    #[test]
+    fn q4_1_panels_fill_as_unpacked_rows() {
+        if !cpu_has_kernels() {
+            return;
+        }
+        let (kb, row_bytes) = (5, 5 * 20);
+        let data: Vec<u8> = (0..NR * row_bytes).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        let (mut direct, mut unpacked) = (Panel::default(), Panel::default());
+        let mut rows = std::array::from_fn(|_| UnpackedRow::default());
+        // SAFETY: kernels checked above; eight rows of kb blocks.
+        unsafe {
+            direct.size(kb);
+            x86::fill_q4_1(&mut direct, data.as_ptr(), row_bytes, kb);
+            unpacked.size(kb);
+            fill(&mut unpacked, &mut rows, unpack_q4_1, &data, row_bytes, 0, NR, kb);
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(direct.q, unpacked.q);
+        assert_eq!(bits(&direct.d), bits(&unpacked.d));
+        assert_eq!(bits(&direct.m), bits(&unpacked.m));
     }
 }

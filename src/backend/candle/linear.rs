@@ -97,7 +97,7 @@ enum BlockOrder {
 const GROUP: usize = 4;
 
 /// Whether this CPU runs our x86 kernels (checked once per weight at load).
-fn cpu_has_kernels() -> bool {
+pub(super) fn cpu_has_kernels() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2")
@@ -699,7 +699,7 @@ fn dot_columns(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     //! AVX2 kernels on the GGUF block layouts (little-endian f16 scales).
     use super::{Q8Rows, UnpackedRow};
     use std::arch::x86_64::*;
@@ -723,7 +723,7 @@ mod x86 {
     /// low nibbles (elements 0..16) first.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn nibbles(qs: *const u8) -> __m256i {
+    pub(in crate::backend::candle) unsafe fn nibbles(qs: *const u8) -> __m256i {
         let q = _mm_loadu_si128(qs as *const __m128i);
         let mask = _mm_set1_epi8(0x0F);
         let lo = _mm_and_si128(q, mask);

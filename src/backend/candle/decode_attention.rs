@@ -232,7 +232,7 @@ fn head(
 }
 
 /// The two products of a head's attention, on rows of `q.len()` (= `o.len()`)
-/// values: with AVX2 and FMA compiled in and rows a multiple of 64 long,
+/// values: with AVX2 compiled in and rows a multiple of 64 long,
 /// explicit SIMD (eight keys at a time; values held in registers across the
 /// keys); otherwise plain loops. Both give the same bits (the same
 /// operations in the same order), and a key's score and a value's
@@ -240,9 +240,9 @@ fn head(
 mod kernels {
     /// Appends `scale · q·k` to `out` for each row `k` of `keys`.
     pub(super) fn scores(q: &[f32], keys: &[f32], scale: f32, out: &mut Vec<f32>) {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
         if q.len().is_multiple_of(64) {
-            // SAFETY: AVX2 and FMA are compiled in; rows of 64·c values.
+            // SAFETY: AVX2 is compiled in; rows of 64·c values.
             return unsafe { x86::scores(q, keys, scale, out) };
         }
         plain_scores(q, keys, scale, out)
@@ -250,7 +250,7 @@ mod kernels {
 
     /// `o += Σ p[i] · vals[i]`, row by row in order.
     pub(super) fn weighted(p: &[f32], vals: &[f32], o: &mut [f32]) {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
         if o.len().is_multiple_of(64) {
             // SAFETY: as above.
             return unsafe { x86::weighted(p, vals, o) };
@@ -285,7 +285,7 @@ mod kernels {
         lanes.iter().sum::<f32>() + tail
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     mod x86 {
         use std::arch::x86_64::*;
 
@@ -294,7 +294,7 @@ mod kernels {
         /// add), then the eight keys' lanes are transposed and added in lane
         /// order. A key's score is the same bits as `dot`'s, whichever of
         /// the eight places it takes (the last keys sit beside zeros).
-        #[target_feature(enable = "avx2,fma")]
+        #[target_feature(enable = "avx2")]
         pub(super) unsafe fn scores(q: &[f32], keys: &[f32], scale: f32, out: &mut Vec<f32>) {
             let hd = q.len();
             let n = keys.len() / hd;
@@ -334,7 +334,7 @@ mod kernels {
 
         /// Rows of an 8 × 8 block as its columns.
         #[inline]
-        #[target_feature(enable = "avx2,fma")]
+        #[target_feature(enable = "avx2")]
         unsafe fn transpose(r: [__m256; 8]) -> [__m256; 8] {
             let t: [__m256; 8] = std::array::from_fn(|i| {
                 let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
@@ -362,7 +362,7 @@ mod kernels {
         /// `o += p[i] · vals[i]` row by row (a multiply, then an add, as
         /// the plain loop), 64 values at a time held in eight registers
         /// across the rows.
-        #[target_feature(enable = "avx2,fma")]
+        #[target_feature(enable = "avx2")]
         pub(super) unsafe fn weighted(p: &[f32], vals: &[f32], o: &mut [f32]) {
             let hd = o.len();
             let n = p.len().min(vals.len() / hd);

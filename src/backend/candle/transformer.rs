@@ -454,23 +454,53 @@ impl SeqCache {
         Ok(())
     }
 
-    /// Layer `l`'s attention for this sequence's one new token (stored;
-    /// `q`: `(1, heads, 1, head_dim)`), read in place from its prefix's
-    /// buffers and then its own (a sliding window's first key in either).
-    fn attend_token(&self, l: usize, window: Option<usize>, q: &Tensor, scale: f64) -> Result<Tensor> {
+    /// Layer `l`'s attention query for this sequence's one new token
+    /// (stored; `q`: `(1, heads, 1, head_dim)`, contiguous): its prefix's
+    /// keys, then its own (a sliding window's first key in either).
+    fn token_query<'a>(&'a self, l: usize, window: Option<usize>, q: &'a Tensor) -> Query<'a> {
         let (p, own) = (self.prefix.len, self.own.len);
         let first = window.map_or(0, |w| (p + own + 1).saturating_sub(w));
         let (kb, vb) = &self.own.layers[l];
-        let q = q.contiguous()?;
-        let query = Query {
-            q: &q,
+        Query {
+            q,
             shared: (first < p).then_some((first, p)),
             own: KeyRange { k: kb, v: vb, first: first.saturating_sub(p), end: own + 1 },
-        };
-        let shared = self.prefix.layers.get(l).filter(|_| p > 0).map(|(k, v)| (k, v));
-        let y = decode_attention::attend_batch(&[query], shared, scale)?
-            .context("decode attention needs contiguous f32 tensors on the CPU")?;
-        Ok(y.into_iter().next().expect("one output per query"))
+        }
+    }
+
+    /// Layer `l`'s attention for several sequences' one new token each
+    /// (`qs[s]` for `seqs[s]`), read in place from the prefix's buffers and
+    /// then each sequence's own: in one call where the sequences continue
+    /// one prefix (the same buffers; each block of its keys then serves
+    /// them all), else one call each. Either way each output is what the
+    /// sequence's call alone gives, bit for bit.
+    fn attend_tokens(
+        seqs: &[&SeqCache],
+        l: usize,
+        window: Option<usize>,
+        qs: &[Tensor],
+        scale: f64,
+    ) -> Result<Vec<Tensor>> {
+        let qs = qs.iter().map(|q| q.contiguous()).collect::<candle_core::Result<Vec<_>>>()?;
+        let prefixed: Vec<&KvCache> = seqs.iter().map(|s| &s.prefix).filter(|p| p.len > 0).collect();
+        let one_prefix = prefixed.iter().all(|p| p.shares_buffers(prefixed[0]));
+        let groups: Vec<Vec<usize>> =
+            if one_prefix { vec![(0..seqs.len()).collect()] } else { (0..seqs.len()).map(|s| vec![s]).collect() };
+        let mut out = Vec::with_capacity(seqs.len());
+        for group in groups {
+            let queries: Vec<Query> = group.iter().map(|&s| seqs[s].token_query(l, window, &qs[s])).collect();
+            let shared = group
+                .iter()
+                .map(|&s| &seqs[s].prefix)
+                .find(|p| p.len > 0)
+                .and_then(|p| p.layers.get(l))
+                .map(|(k, v)| (k, v));
+            out.extend(
+                decode_attention::attend_batch(&queries, shared, scale)?
+                    .context("decode attention needs contiguous f32 tensors on the CPU")?,
+            );
+        }
+        Ok(out)
     }
 
     /// Layer `l`'s attention for this sequence's chunk of `n > 1` tokens
@@ -1130,9 +1160,12 @@ impl Transformer {
                 s.store(l, &k.narrow(2, r0, n)?, &v.narrow(2, r0, n)?)?;
             }
             let mut parts: Vec<Option<Tensor>> = vec![None; seqs.len()];
-            // One-token steps: straight from the buffers, the prefix's and its own.
-            for i in (0..seqs.len()).filter(|&i| docs[i].is_none()) {
-                parts[i] = Some(seqs[i].attend_token(l, layer.window, &q.narrow(2, spans[i].0, 1)?, hp.attn_scale)?);
+            // One-token steps: straight from the buffers, the prefix's and their own, together.
+            let ones: Vec<usize> = (0..seqs.len()).filter(|&i| docs[i].is_none()).collect();
+            let qs = ones.iter().map(|&i| q.narrow(2, spans[i].0, 1)).collect::<candle_core::Result<Vec<_>>>()?;
+            let decoding: Vec<&SeqCache> = ones.iter().map(|&i| &*seqs[i]).collect();
+            for (&i, y) in ones.iter().zip(SeqCache::attend_tokens(&decoding, l, layer.window, &qs, hp.attn_scale)?) {
+                parts[i] = Some(y);
             }
             for (i, doc) in docs.iter().enumerate() {
                 if let Some(doc) = doc {

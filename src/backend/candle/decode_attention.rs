@@ -303,24 +303,9 @@ mod kernels {
             let sc = _mm256_set1_ps(scale);
             for i in (0..n).step_by(8) {
                 let g = (n - i).min(8);
-                let mut acc = [_mm256_setzero_ps(); 8];
-                if g == 8 {
-                    for c in (0..hd).step_by(8) {
-                        let qv = _mm256_loadu_ps(qp.add(c));
-                        for (t, a) in acc.iter_mut().enumerate() {
-                            let k = _mm256_loadu_ps(kp.add((i + t) * hd + c));
-                            *a = _mm256_add_ps(*a, _mm256_mul_ps(qv, k));
-                        }
-                    }
-                } else {
-                    for c in (0..hd).step_by(8) {
-                        let qv = _mm256_loadu_ps(qp.add(c));
-                        for (t, a) in acc.iter_mut().enumerate().take(g) {
-                            let k = _mm256_loadu_ps(kp.add((i + t) * hd + c));
-                            *a = _mm256_add_ps(*a, _mm256_mul_ps(qv, k));
-                        }
-                    }
-                }
+                let k = kp.add(i * hd);
+                // Eight keys: a loop of known length, unrolled.
+                let acc = if g == 8 { lanes::<true>(qp, k, hd, 8) } else { lanes::<false>(qp, k, hd, g) };
                 let lanes = transpose(acc);
                 let mut sum = _mm256_setzero_ps();
                 for l in lanes {
@@ -330,6 +315,23 @@ mod kernels {
                 _mm256_storeu_ps(v.as_mut_ptr(), _mm256_mul_ps(sum, sc));
                 out.extend_from_slice(&v[..g]);
             }
+        }
+
+        /// Each of the first `g` keys (eight when `FULL`; rows of `hd` at
+        /// `k`): eight lanes of `q·k` accumulated chunk by chunk (a
+        /// multiply, then an add); zeros for the rest.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn lanes<const FULL: bool>(q: *const f32, k: *const f32, hd: usize, g: usize) -> [__m256; 8] {
+            let g = if FULL { 8 } else { g };
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for c in (0..hd).step_by(8) {
+                let qv = _mm256_loadu_ps(q.add(c));
+                for (t, a) in acc.iter_mut().enumerate().take(g) {
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(qv, _mm256_loadu_ps(k.add(t * hd + c))));
+                }
+            }
+            acc
         }
 
         /// Rows of an 8 × 8 block as its columns.

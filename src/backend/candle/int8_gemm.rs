@@ -120,9 +120,9 @@ impl Int8Weight<'_> {
         let signed = self.values == Values::Offset128 && !VNNI;
         PANEL.with(|cell| {
             let (panel, rows) = &mut *cell.borrow_mut();
+            panel.size(kb);
             for p0 in (j0..j0 + nj).step_by(NR) {
                 let pj = NR.min(j0 + nj - p0);
-                panel.size(kb);
                 debug_assert!(self.values != Values::Under16 || self.row_bytes == kb * 20);
                 if self.values == Values::Under16 && pj == NR {
                     // Q4_1 in the file's block order (the only weights of
@@ -207,12 +207,13 @@ unsafe fn fill(
         if j < nj {
             unpack(data.as_ptr().add((j0 + j) * row_bytes), kb, row);
         } else {
-            for (v, n) in [(&mut row.d, kb), (&mut row.m, kb)] {
-                v.clear();
-                v.resize(n, 0.0);
-            }
+            // Zeros: cleared first, so no earlier row's values survive.
             row.q.clear();
+            row.d.clear();
+            row.m.clear();
             row.q.resize(kb * 32, 0);
+            row.d.resize(kb, 0.0);
+            row.m.resize(kb, 0.0);
         }
     }
     x86::interleave(rows, panel, kb);
@@ -455,13 +456,13 @@ mod x86 {
 mod x86 {
     //! Never called off x86_64 (our kernels are off there).
     use super::{Panel, Q8Rows, UnpackedRow, NR};
+    use crate::backend::candle::linear::DstPtr;
     pub(super) unsafe fn interleave(_: &[UnpackedRow; NR], _: &mut Panel, _: usize) {
         unreachable!()
     }
     pub(super) unsafe fn fill_q4_1(_: &mut Panel, _: *const u8, _: usize, _: usize) {
         unreachable!()
     }
-    use crate::backend::candle::linear::DstPtr;
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile<const R: usize, const H: usize>(
         _: &Panel,

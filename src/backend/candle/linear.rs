@@ -9,7 +9,8 @@
 //!   products of the file's blocks against the activation rows quantized to
 //!   8 bits (as llama.cpp's `q4_1_q8_1`, `q5_0_q8_0`, `q8_0_q8_0`;
 //!   `vpdpbusd` where AVX-512 VNNI is compiled in), each weight row read as
-//!   one stream, so Q4_1 files stream their 4-bit weights per token; Q5_0
+//!   one stream, so Q4_1 files stream their 4-bit weights per token, its
+//!   bytes asked for ahead of use ([`Prefetch`]); Q5_0
 //!   and Q8_0 weights a projection owns alone are regrouped at load, four
 //!   blocks' scales first (`BlockOrder::Grouped`: same bytes, half the
 //!   instructions per Q5_0 block); with several rows, a Q4_1/Q5_0 weight row
@@ -712,9 +713,9 @@ fn dot_columns(
         // SAFETY (all unsafe below): CPU features checked at load; row j
         // lies inside `data` (asserted above); (r, j) is written by this
         // range only.
+        let mut ahead = Prefetch::new(&data[columns.start * row_bytes..columns.end * row_bytes]);
         match kernel {
             Kernel::Direct(dot, _) => {
-                let mut ahead = Prefetch::new(&data[columns.start * row_bytes..columns.end * row_bytes]);
                 for j in columns.clone() {
                     ahead.before((j - columns.start) * row_bytes);
                     for r in 0..m {
@@ -724,7 +725,6 @@ fn dot_columns(
             }
             Kernel::Unpacked(unpack) => UNPACKED.with(|cell| {
                 let row = &mut *cell.borrow_mut();
-                let mut ahead = Prefetch::new(&data[columns.start * row_bytes..columns.end * row_bytes]);
                 for j in columns.clone() {
                     ahead.before((j - columns.start) * row_bytes);
                     unsafe { unpack(data.as_ptr().add(j * row_bytes), kb, row) };
@@ -1370,6 +1370,24 @@ mod tests {
     /// The vectorized block quantization: q = x / d rounded to nearest, ties
     /// to even, d = max|x| / 127, in element order, with Σ q — for random
     /// blocks, exact ties, a block of zeros and one with a single value.
+    #[test]
+    fn prefetch_asks_each_line_once_within_the_stretch() {
+        for len in [0, 1, 63, 64, 65, 1000, PREFETCH_BYTE, 3 * PREFETCH_BYTE + 17] {
+            let bytes = vec![0u8; len];
+            let mut ahead = Prefetch::new(&bytes);
+            ahead.before(0);
+            // The first PREFETCH_BYTE bytes (or all), in whole lines.
+            assert_eq!(ahead.asked, len.min(PREFETCH_BYTE).div_ceil(64) * 64, "len {len}");
+            let mut last = ahead.asked;
+            for offset in (0..len).step_by(100) {
+                ahead.before(offset);
+                assert!(ahead.asked >= last && ahead.asked < len.max(1) + 64, "len {len}, offset {offset}");
+                assert!(ahead.asked >= (offset + PREFETCH_BYTE).min(len), "len {len}, offset {offset}");
+                last = ahead.asked;
+            }
+        }
+    }
+
     #[test]
     fn quantize_block_rounds_each_value() {
         if !cpu_has_kernels() {

@@ -133,7 +133,8 @@ impl Int8Weight<'_> {
             for p0 in (j0..j0 + nj).step_by(NR) {
                 let pj = NR.min(j0 + nj - p0);
                 if let Some(ahead) = ahead.as_mut() {
-                    // From the next panel on: this one is read right away.
+                    // Up to PREFETCH_BYTE past this panel, which is read right
+                    // away (the first call asks for the first panel too).
                     ahead.before((p0 + pj - j0) * self.row_bytes);
                 }
                 debug_assert!(self.values != Values::Under16 || self.row_bytes == kb * 20);
